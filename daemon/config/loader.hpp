@@ -1,0 +1,29 @@
+#pragma once
+
+#include "config/model.hpp"
+
+#include <filesystem>
+#include <optional>
+#include <string_view>
+
+namespace fqdnd::config {
+
+struct LoadResult {
+    std::optional<Config> config; // set only when there is no error at all
+    Diagnostics errors;
+};
+
+// Reads fqdnd.toml (absent is fine unless `must_exist`: every key has a
+// default) and every *.toml of the policy directory, in name order. A set
+// of files with any error is refused as a whole, with every error reported.
+LoadResult load_config(const std::filesystem::path& config_file, bool must_exist);
+
+// The same from text, for tests and fuzzing: `file` names the text in
+// messages; policy files are (name, text) pairs.
+LoadResult load_config_text(std::string_view config_text, const std::string& file,
+                            const std::vector<std::pair<std::string, std::string>>& policy_files);
+
+// "2 files, 1 policy, 4 egress rules, 2 FQDN selectors"
+std::string summary(const Config& config);
+
+} // namespace fqdnd::config
