@@ -1,0 +1,69 @@
+#pragma once
+
+#include "config/model.hpp"
+#include "nft/encode.hpp"
+#include "nft/netlink.hpp"
+#include "nft/table.hpp"
+
+#include <systemd/sd-event.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+namespace fqdnd {
+
+struct SdEventUnref {
+    void operator()(sd_event* e) const noexcept { sd_event_unref(e); }
+};
+struct SdEventSourceUnref {
+    void operator()(sd_event_source* s) const noexcept { sd_event_source_disable_unref(s); }
+};
+using SdEventPtr = std::unique_ptr<sd_event, SdEventUnref>;
+using SdEventSourcePtr = std::unique_ptr<sd_event_source, SdEventSourceUnref>;
+
+struct Options {
+    std::filesystem::path config_file;
+    bool config_given = false;
+    std::optional<nft::QueueMode> queue_mode;  // probed when unset
+    std::optional<nft::Refresh> element_refresh; // probed when unset
+};
+
+// Owns the event loop and every part of the running daemon.
+class Manager {
+public:
+    explicit Manager(Options options) : options_(std::move(options)) {}
+
+    // Loads the configuration, puts the ruleset in place and tells systemd
+    // it is ready. Returns 0 or a negative errno (already logged).
+    int start();
+    int run();
+
+    // Reloads settings and policies; on any error the running ones stay.
+    int reload();
+
+private:
+    int apply_ruleset(const config::Config& config, const char* why);
+    int open_monitor();
+    void on_nft_event();
+    void schedule_restore();
+    void restore();
+
+    static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
+    static int on_monitor(sd_event_source*, int fd, uint32_t revents, void* self);
+    static int on_restore_timer(sd_event_source*, uint64_t usec, void* self);
+
+    Options options_;
+    std::optional<config::Config> config_;
+    SdEventPtr event_;
+    nft::Netlink nl_;
+    nft::Netlink monitor_;
+    std::unique_ptr<nft::Table> table_;
+    nft::QueueMode queue_mode_ = nft::QueueMode::native;
+    nft::Refresh refresh_ = nft::Refresh::readd;
+    SdEventSourcePtr monitor_source_, restore_timer_;
+    SdEventSourcePtr sigterm_, sigint_, sighup_;
+    bool restore_pending_ = false;
+};
+
+} // namespace fqdnd

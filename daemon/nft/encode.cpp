@@ -1,0 +1,498 @@
+#include "nft/encode.hpp"
+
+// glibc before the kernel headers, which then leave its definitions alone.
+#include <arpa/inet.h>
+
+
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/udata.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/xt_NFQUEUE.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <sys/stat.h>
+
+namespace fqdnd::nft {
+
+using namespace ruleset;
+
+std::string_view to_string(QueueMode m) noexcept
+{
+    return m == QueueMode::native ? "native" : "compat";
+}
+
+namespace {
+
+// nftables' datatype ids and byte orders, as `nft list` reads them back.
+constexpr uint32_t type_inet_proto = 12, type_inet_service = 13, type_ipaddr = 7, type_ip6addr = 8;
+constexpr uint32_t byteorder_big_endian = 2;
+
+struct RuleFree {
+    void operator()(nftnl_rule* r) const noexcept { nftnl_rule_free(r); }
+};
+struct SetFree {
+    void operator()(nftnl_set* s) const noexcept { nftnl_set_free(s); }
+};
+struct UdataFree {
+    void operator()(nftnl_udata_buf* b) const noexcept { nftnl_udata_buf_free(b); }
+};
+
+// A set element key in network order: 4 or 16 bytes of address, or a port.
+struct Key {
+    uint8_t bytes[16];
+    uint32_t len;
+    uint32_t flags = 0;
+};
+
+void set_userdata(nftnl_set* s, const std::string& comment)
+{
+    std::unique_ptr<nftnl_udata_buf, UdataFree> ud(nftnl_udata_buf_alloc(512));
+    nftnl_udata_put_u32(ud.get(), NFTNL_UDATA_SET_KEYBYTEORDER, byteorder_big_endian);
+    if (!comment.empty())
+        nftnl_udata_put_strz(ud.get(), NFTNL_UDATA_SET_COMMENT, comment.substr(0, 127).c_str());
+    nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(ud.get()), nftnl_udata_buf_len(ud.get()));
+}
+
+// An anonymous constant set, created in the batch before the rule that
+// binds it; it lives and dies with that rule.
+std::string add_anonymous_set(Batch& batch, const std::string& table, uint32_t key_type, uint32_t key_len,
+                              bool interval, const std::vector<Key>& keys, uint32_t set_id)
+{
+    const std::string name = "__set%d";
+    std::unique_ptr<nftnl_set, SetFree> s(nftnl_set_alloc());
+    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, name.c_str());
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_ID, set_id);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS,
+                      NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | (interval ? NFT_SET_INTERVAL : 0));
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, key_type);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, key_len);
+    set_userdata(s.get(), "");
+    nlmsghdr* nlh = batch.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, "anonymous set in table " + table);
+    nftnl_set_nlmsg_build_payload(nlh, s.get());
+    batch.commit(nlh);
+
+    for (const Key& k : keys) {
+        nftnl_set_elem* e = nftnl_set_elem_alloc();
+        nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, k.bytes, k.len);
+        if (k.flags)
+            nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_FLAGS, k.flags);
+        nftnl_set_elem_add(s.get(), e);
+    }
+    nlh = batch.add(NFT_MSG_NEWSETELEM, NFPROTO_INET, NLM_F_CREATE, "elements of an anonymous set",
+                    64 + keys.size() * 64);
+    nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+    batch.commit(nlh);
+    return name;
+}
+
+// CIDRs as interval-set keys: merged, each a start and (unless it reaches
+// the top of the address space) an end one past its last address.
+std::vector<Key> interval_keys(std::vector<Cidr> cidrs)
+{
+    std::sort(cidrs.begin(), cidrs.end());
+    struct Range {
+        std::array<uint8_t, 16> first, last;
+    };
+    std::vector<Range> ranges;
+    const size_t len = cidrs.empty() ? 0 : cidrs[0].address.size();
+    for (const Cidr& c : cidrs) {
+        Range r{c.address.bytes, c.address.bytes};
+        for (unsigned bit = c.prefix; bit < c.max_prefix(); ++bit)
+            r.last[bit / 8] |= static_cast<uint8_t>(0x80u >> (bit % 8));
+        // Sorted by start, so a range overlaps or touches only the last one.
+        if (!ranges.empty()) {
+            std::array<uint8_t, 16> next = ranges.back().last;
+            bool carry = true;
+            for (size_t i = len; i-- > 0 && carry;)
+                carry = ++next[i] == 0;
+            if (!carry && std::memcmp(r.first.data(), next.data(), len) <= 0) {
+                if (std::memcmp(r.last.data(), ranges.back().last.data(), len) > 0)
+                    ranges.back().last = r.last;
+                continue;
+            }
+            if (carry) // the previous range already reaches the top
+                continue;
+        }
+        ranges.push_back(r);
+    }
+    std::vector<Key> keys;
+    for (const Range& r : ranges) {
+        Key start{};
+        std::memcpy(start.bytes, r.first.data(), len);
+        start.len = static_cast<uint32_t>(len);
+        keys.push_back(start);
+        Key end{};
+        std::memcpy(end.bytes, r.last.data(), len);
+        end.len = static_cast<uint32_t>(len);
+        bool carry = true;
+        for (size_t i = len; i-- > 0 && carry;)
+            carry = ++end.bytes[i] == 0;
+        if (!carry) {
+            end.flags = NFT_SET_ELEM_INTERVAL_END;
+            keys.push_back(end);
+        }
+    }
+    return keys;
+}
+
+class RuleWriter {
+public:
+    RuleWriter(Batch& batch, const std::string& table, QueueMode mode, uint32_t& next_set_id)
+        : batch_(batch), table_(table), mode_(mode), next_set_id_(next_set_id), rule_(nftnl_rule_alloc())
+    {
+    }
+
+    nftnl_rule* rule() { return rule_.get(); }
+
+    int write(const Expr& e, std::string* problem)
+    {
+        return std::visit([&](const auto& x) { return put(x, problem); }, e);
+    }
+
+private:
+    nftnl_expr* add(const char* name)
+    {
+        nftnl_expr* e = nftnl_expr_alloc(name);
+        nftnl_rule_add_expr(rule_.get(), e);
+        return e;
+    }
+
+    void meta(uint32_t key)
+    {
+        nftnl_expr* e = add("meta");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
+    }
+    void ct(uint32_t key)
+    {
+        nftnl_expr* e = add("ct");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+    }
+    void cmp(uint32_t op, const void* data, uint32_t len)
+    {
+        nftnl_expr* e = add("cmp");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+        nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+    }
+    void bitwise(uint32_t len, const void* mask, const void* xor_)
+    {
+        nftnl_expr* e = add("bitwise");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+        nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+        nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xor_, len);
+    }
+    void payload(uint32_t base, uint32_t offset, uint32_t len)
+    {
+        nftnl_expr* e = add("payload");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+    }
+    void lookup(const std::string& set, uint32_t set_id)
+    {
+        nftnl_expr* e = add("lookup");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set_id);
+    }
+    void lookup_named(const std::string& set)
+    {
+        nftnl_expr* e = add("lookup");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+    }
+    void verdict(int v, const std::string* chain = nullptr)
+    {
+        nftnl_expr* e = add("immediate");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<uint32_t>(v));
+        if (chain)
+            nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain->c_str());
+    }
+    void nfproto(Family f)
+    {
+        meta(NFT_META_NFPROTO);
+        const uint8_t v = f == Family::ipv4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
+        cmp(NFT_CMP_EQ, &v, 1);
+    }
+    void address(bool source, Family f)
+    {
+        nfproto(f);
+        if (f == Family::ipv4)
+            payload(NFT_PAYLOAD_NETWORK_HEADER, source ? 12 : 16, 4);
+        else
+            payload(NFT_PAYLOAD_NETWORK_HEADER, source ? 8 : 24, 16);
+    }
+    void l4protos(const std::vector<L4>& protocols)
+    {
+        meta(NFT_META_L4PROTO);
+        if (protocols.size() == 1) {
+            const uint8_t p = static_cast<uint8_t>(protocols[0]);
+            cmp(NFT_CMP_EQ, &p, 1);
+            return;
+        }
+        std::vector<Key> keys;
+        for (L4 p : protocols) {
+            Key k{};
+            k.bytes[0] = static_cast<uint8_t>(p);
+            k.len = 1;
+            keys.push_back(k);
+        }
+        const uint32_t id = next_set_id_++;
+        lookup(add_anonymous_set(batch_, table_, type_inet_proto, 1, false, keys, id), id);
+    }
+
+    int put(const NfProto& x, std::string*)
+    {
+        nfproto(x.family);
+        return 0;
+    }
+    int put(const AddrInSet& x, std::string*)
+    {
+        address(x.source, x.family);
+        lookup_named(x.set);
+        return 0;
+    }
+    int put(const AddrInList& x, std::string*)
+    {
+        address(x.source, x.family);
+        const uint32_t id = next_set_id_++;
+        const uint32_t type = x.family == Family::ipv4 ? type_ipaddr : type_ip6addr;
+        const uint32_t len = x.family == Family::ipv4 ? 4 : 16;
+        lookup(add_anonymous_set(batch_, table_, type, len, true, interval_keys(x.cidrs), id), id);
+        return 0;
+    }
+    int put(const L4Protos& x, std::string*)
+    {
+        l4protos(x.protocols);
+        return 0;
+    }
+    int put(const L4Ports& x, std::string*)
+    {
+        l4protos(x.protocols);
+        payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+        if (x.ports.size() == 1) {
+            const uint16_t port = htons(x.ports[0]);
+            cmp(NFT_CMP_EQ, &port, 2);
+            return 0;
+        }
+        std::vector<Key> keys;
+        for (uint16_t p : x.ports) {
+            Key k{};
+            const uint16_t n = htons(p);
+            std::memcpy(k.bytes, &n, 2);
+            k.len = 2;
+            keys.push_back(k);
+        }
+        const uint32_t id = next_set_id_++;
+        lookup(add_anonymous_set(batch_, table_, type_inet_service, 2, false, keys, id), id);
+        return 0;
+    }
+    int put(const InterfaceName& x, std::string*)
+    {
+        meta(NFT_META_IIFNAME);
+        // "veth*" compares the prefix only; a plain name includes its NUL.
+        if (!x.name.empty() && x.name.back() == '*')
+            cmp(NFT_CMP_EQ, x.name.data(), static_cast<uint32_t>(x.name.size() - 1));
+        else {
+            char buf[16] = {};
+            std::memcpy(buf, x.name.data(), std::min<size_t>(x.name.size(), 15));
+            cmp(NFT_CMP_EQ, buf, static_cast<uint32_t>(x.name.size() + 1));
+        }
+        return 0;
+    }
+    int put(const SocketUid& x, std::string*)
+    {
+        meta(NFT_META_SKUID);
+        cmp(NFT_CMP_EQ, &x.uid, 4);
+        return 0;
+    }
+    int put(const SocketGid& x, std::string*)
+    {
+        meta(NFT_META_SKGID);
+        cmp(NFT_CMP_EQ, &x.gid, 4);
+        return 0;
+    }
+    int put(const SocketCgroup& x, std::string* problem)
+    {
+        // The kernel compares a cgroup id (the directory's inode) at the
+        // depth of the unit's cgroup: find it below the cgroup v2 root.
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        const fs::path root = "/sys/fs/cgroup";
+        for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            if (it.depth() > 4) {
+                it.disable_recursion_pending();
+                continue;
+            }
+            if (!it->is_directory(ec) || it->path().filename() != x.unit)
+                continue;
+            struct stat st {};
+            if (stat(it->path().c_str(), &st) != 0)
+                break;
+            nftnl_expr* e = add("socket");
+            nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
+            nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_LEVEL, static_cast<uint32_t>(it.depth() + 1));
+            nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
+            const uint64_t id = st.st_ino;
+            cmp(NFT_CMP_EQ, &id, 8);
+            return 0;
+        }
+        if (problem)
+            *problem = "unit " + x.unit + " has no cgroup below /sys/fs/cgroup (is it running?)";
+        return -ENOENT;
+    }
+    int put(const CtStateEstablished&, std::string*)
+    {
+        ct(NFT_CT_STATE);
+        const uint32_t mask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED), zero = 0;
+        bitwise(4, &mask, &zero);
+        cmp(NFT_CMP_NEQ, &zero, 4);
+        return 0;
+    }
+    int put(const CtMarkHas& x, std::string*)
+    {
+        ct(NFT_CT_MARK);
+        const uint32_t zero = 0;
+        bitwise(4, &x.bits, &zero);
+        cmp(NFT_CMP_EQ, &x.bits, 4);
+        return 0;
+    }
+    int put(const CtReply& x, std::string*)
+    {
+        ct(NFT_CT_DIRECTION);
+        // enum ip_conntrack_dir: original 0, reply 1 (not in the uapi headers).
+        const uint8_t dir = x.reply ? 1 : 0;
+        cmp(NFT_CMP_EQ, &dir, 1);
+        return 0;
+    }
+    int put(const CtMarkSet& x, std::string*)
+    {
+        // ct mark set ct mark | bits: keep every bit that is not ours.
+        ct(NFT_CT_MARK);
+        const uint32_t mask = ~x.bits;
+        bitwise(4, &mask, &x.bits);
+        nftnl_expr* e = add("ct");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+        return 0;
+    }
+    int put(const Counter&, std::string*)
+    {
+        add("counter");
+        return 0;
+    }
+    int put(const Log& x, std::string*)
+    {
+        nftnl_expr* e = add("log");
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, x.prefix.substr(0, 127).c_str());
+        return 0;
+    }
+    int put(const Queue& x, std::string*)
+    {
+        const bool fanout = false;
+        if (mode_ == QueueMode::native) {
+            nftnl_expr* e = add("queue");
+            nftnl_expr_set_u16(e, NFTNL_EXPR_QUEUE_NUM, x.first);
+            nftnl_expr_set_u16(e, NFTNL_EXPR_QUEUE_TOTAL, x.count);
+            uint16_t flags = x.bypass ? NFT_QUEUE_FLAG_BYPASS : 0;
+            if (fanout)
+                flags |= NFT_QUEUE_FLAG_CPU_FANOUT;
+            nftnl_expr_set_u16(e, NFTNL_EXPR_QUEUE_FLAGS, flags);
+        } else {
+            // What iptables-nft emits for -j NFQUEUE: the xtables target
+            // through nft_compat, for kernels without nft_queue.
+            xt_NFQ_info_v3 info{};
+            info.queuenum = x.first;
+            info.queues_total = x.count;
+            info.flags = x.bypass ? NFQ_FLAG_BYPASS : 0;
+            nftnl_expr* e = add("target");
+            nftnl_expr_set_str(e, NFTNL_EXPR_TG_NAME, "NFQUEUE");
+            nftnl_expr_set_u32(e, NFTNL_EXPR_TG_REV, 3);
+            // libnftnl keeps the pointer: the info must outlive the rule.
+            void* copy = std::malloc(sizeof(info));
+            std::memcpy(copy, &info, sizeof(info));
+            nftnl_expr_set(e, NFTNL_EXPR_TG_INFO, copy, sizeof(info));
+        }
+        return 0;
+    }
+    int put(const Accept&, std::string*)
+    {
+        verdict(NF_ACCEPT);
+        return 0;
+    }
+    int put(const Drop&, std::string*)
+    {
+        verdict(NF_DROP);
+        return 0;
+    }
+    int put(const Jump& x, std::string*)
+    {
+        verdict(NFT_JUMP, &x.chain);
+        return 0;
+    }
+
+    Batch& batch_;
+    const std::string& table_;
+    QueueMode mode_;
+    uint32_t& next_set_id_;
+    std::unique_ptr<nftnl_rule, RuleFree> rule_;
+};
+
+} // namespace
+
+int encode_rule(Batch& batch, const std::string& table, const std::string& chain, const Rule& rule, QueueMode mode,
+                uint32_t& next_set_id, std::string* problem)
+{
+    RuleWriter w(batch, table, mode, next_set_id);
+    for (const Expr& e : rule.exprs)
+        if (int r = w.write(e, problem); r < 0)
+            return r;
+    nftnl_rule* r = w.rule();
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table.c_str());
+    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain.c_str());
+    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+    if (!rule.comment.empty()) {
+        std::unique_ptr<nftnl_udata_buf, UdataFree> ud(nftnl_udata_buf_alloc(256));
+        nftnl_udata_put_strz(ud.get(), NFTNL_UDATA_RULE_COMMENT, rule.comment.substr(0, 127).c_str());
+        nftnl_rule_set_data(r, NFTNL_RULE_USERDATA, nftnl_udata_buf_data(ud.get()), nftnl_udata_buf_len(ud.get()));
+    }
+    nlmsghdr* nlh = batch.add(NFT_MSG_NEWRULE, NFPROTO_INET, NLM_F_CREATE | NLM_F_APPEND,
+                              "rule in chain " + chain + " (" + rule.comment + ")");
+    nftnl_rule_nlmsg_build_payload(nlh, r);
+    batch.commit(nlh);
+    return 0;
+}
+
+void encode_address_set(Batch& batch, const std::string& table, const AddressSet& set, uint32_t set_id)
+{
+    std::unique_ptr<nftnl_set, SetFree> s(nftnl_set_alloc());
+    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.name.c_str());
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_ID, set_id);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, set.family == Family::ipv4 ? type_ipaddr : type_ip6addr);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, set.family == Family::ipv4 ? 4 : 16);
+    set_userdata(s.get(), set.comment);
+    nlmsghdr* nlh = batch.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, "set " + set.name + " (" + set.comment + ")");
+    nftnl_set_nlmsg_build_payload(nlh, s.get());
+    batch.commit(nlh);
+}
+
+} // namespace fqdnd::nft

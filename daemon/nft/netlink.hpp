@@ -1,0 +1,75 @@
+#pragma once
+
+#include <libmnl/libmnl.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct nlmsghdr;
+
+namespace fqdnd::nft {
+
+struct MnlSocketClose {
+    void operator()(mnl_socket* s) const noexcept { mnl_socket_close(s); }
+};
+using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketClose>;
+
+// A netfilter netlink socket (NETLINK_NETFILTER), optionally joined to
+// multicast groups (a bitmask, as mnl_socket_bind takes it).
+class Netlink {
+public:
+    // Returns 0 or a negative errno.
+    int open(unsigned groups = 0) noexcept;
+
+    bool is_open() const noexcept { return sock_ != nullptr; }
+    mnl_socket* get() const noexcept { return sock_.get(); }
+    int fd() const noexcept { return mnl_socket_get_fd(sock_.get()); }
+    uint32_t portid() const noexcept { return portid_; }
+    uint32_t next_seq() noexcept { return seq_++; }
+
+    // Sends one request with NLM_F_DUMP and calls `each` for every reply
+    // message. Returns 0 or a negative errno (ENOENT: no such table or set).
+    int dump(const nlmsghdr* request, const std::function<void(const nlmsghdr*)>& each) noexcept;
+
+private:
+    MnlSocketPtr sock_;
+    uint32_t portid_ = 0;
+    uint32_t seq_ = 1;
+};
+
+// One nf_tables transaction: every message is applied, or none. Each message
+// names the object it changes, so that an error says which one failed.
+class Batch {
+public:
+    explicit Batch(Netlink& nl);
+
+    // Room for a message of at most `max` bytes; returns its header, filled
+    // in for `type` (NFT_MSG_*), with NLM_F_ACK added to `flags`.
+    nlmsghdr* add(uint16_t type, uint16_t family, uint16_t flags, std::string what, size_t max = 65536);
+    // Closes the message begun by add(), once its payload is built.
+    void commit(nlmsghdr* nlh);
+
+    size_t messages() const noexcept { return what_.size(); }
+    size_t bytes() const noexcept { return size_; }
+
+    struct Error {
+        int error; // negative errno
+        std::string what;
+        std::string to_string() const;
+    };
+    // Sends the batch and reads every acknowledgement. Returns 0, or the
+    // first error; `errors` gets all of them.
+    int send(std::vector<Error>* errors = nullptr) noexcept;
+
+private:
+    Netlink& nl_;
+    std::vector<char> buf_;
+    size_t size_ = 0;
+    uint32_t first_seq_;
+    std::vector<std::string> what_; // by seq - first_seq_ - 1
+};
+
+} // namespace fqdnd::nft

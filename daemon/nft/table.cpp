@@ -1,0 +1,427 @@
+#include "nft/table.hpp"
+
+// glibc before the kernel headers, which then leave its definitions alone.
+#include <arpa/inet.h>
+
+
+#include <libnftnl/chain.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+
+namespace fqdnd::nft {
+
+using namespace ruleset;
+
+std::string_view to_string(Refresh r) noexcept
+{
+    return r == Refresh::readd ? "re-add" : "delete-add";
+}
+
+namespace {
+
+struct TableFree {
+    void operator()(nftnl_table* t) const noexcept { nftnl_table_free(t); }
+};
+struct ChainFree {
+    void operator()(nftnl_chain* c) const noexcept { nftnl_chain_free(c); }
+};
+struct RuleFree {
+    void operator()(nftnl_rule* r) const noexcept { nftnl_rule_free(r); }
+};
+struct SetFree {
+    void operator()(nftnl_set* s) const noexcept { nftnl_set_free(s); }
+};
+using TablePtr = std::unique_ptr<nftnl_table, TableFree>;
+using ChainPtr = std::unique_ptr<nftnl_chain, ChainFree>;
+using RulePtr = std::unique_ptr<nftnl_rule, RuleFree>;
+using SetPtr = std::unique_ptr<nftnl_set, SetFree>;
+
+uint32_t hook_number(Hook h)
+{
+    switch (h) {
+    case Hook::forward: return NF_INET_FORWARD;
+    case Hook::output: return NF_INET_LOCAL_OUT;
+    case Hook::input: return NF_INET_LOCAL_IN;
+    }
+    return NF_INET_FORWARD;
+}
+
+void add_table(Batch& b, const std::string& table)
+{
+    TablePtr t(nftnl_table_alloc());
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
+    nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
+    nlmsghdr* nlh = b.add(NFT_MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE, "table inet " + table);
+    nftnl_table_nlmsg_build_payload(nlh, t.get());
+    b.commit(nlh);
+}
+
+void add_chain(Batch& b, const std::string& table, const std::string& name, const std::optional<Hook>& hook)
+{
+    ChainPtr c(nftnl_chain_alloc());
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
+    nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+    if (hook) {
+        nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_HOOKNUM, hook_number(*hook));
+        nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, chain_priority);
+        nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TYPE, "filter");
+        nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
+    }
+    nlmsghdr* nlh = b.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE, "chain " + name);
+    nftnl_chain_nlmsg_build_payload(nlh, c.get());
+    b.commit(nlh);
+}
+
+void delete_chain(Batch& b, const std::string& table, const std::string& name)
+{
+    ChainPtr c(nftnl_chain_alloc());
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
+    nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
+    nlmsghdr* nlh = b.add(NFT_MSG_DELCHAIN, NFPROTO_INET, 0, "deleting chain " + name);
+    nftnl_chain_nlmsg_build_payload(nlh, c.get());
+    b.commit(nlh);
+}
+
+void flush_table_rules(Batch& b, const std::string& table)
+{
+    RulePtr r(nftnl_rule_alloc());
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table.c_str());
+    nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
+    nlmsghdr* nlh = b.add(NFT_MSG_DELRULE, NFPROTO_INET, 0, "flushing the rules of table " + table);
+    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    b.commit(nlh);
+}
+
+SetPtr set_ref(const std::string& table, const std::string& set)
+{
+    SetPtr s(nftnl_set_alloc());
+    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.c_str());
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
+    return s;
+}
+
+void delete_set(Batch& b, const std::string& table, const std::string& set)
+{
+    SetPtr s = set_ref(table, set);
+    nlmsghdr* nlh = b.add(NFT_MSG_DELSET, NFPROTO_INET, 0, "deleting set " + set);
+    nftnl_set_nlmsg_build_payload(nlh, s.get());
+    b.commit(nlh);
+}
+
+// Elements in messages of at most this many, to bound each message's size.
+constexpr size_t elements_per_message = 1024;
+
+void element_messages(Batch& b, uint16_t type, const std::string& table, const std::string& set,
+                      const std::vector<Address>& addresses, const std::vector<Duration>* timeouts)
+{
+    for (size_t start = 0; start < addresses.size(); start += elements_per_message) {
+        SetPtr s = set_ref(table, set);
+        const size_t end = std::min(addresses.size(), start + elements_per_message);
+        for (size_t i = start; i < end; ++i) {
+            nftnl_set_elem* e = nftnl_set_elem_alloc();
+            nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, addresses[i].bytes.data(),
+                               static_cast<uint32_t>(addresses[i].size()));
+            if (timeouts) {
+                const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>((*timeouts)[i]).count();
+                nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, static_cast<uint64_t>(std::max<int64_t>(ms, 1)));
+            }
+            nftnl_set_elem_add(s.get(), e);
+        }
+        nlmsghdr* nlh = b.add(type, NFPROTO_INET, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0,
+                              std::string(type == NFT_MSG_NEWSETELEM ? "adding" : "deleting") + " "
+                                  + std::to_string(end - start) + " elements of set " + set,
+                              256 + (end - start) * 96);
+        nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+        b.commit(nlh);
+    }
+}
+
+std::string errno_text(int e)
+{
+    return std::strerror(-e);
+}
+
+int fail(std::string* problem, const std::vector<Batch::Error>& errors, int r)
+{
+    if (problem) {
+        *problem = errors.empty() ? errno_text(r) : errors.front().to_string();
+        for (size_t i = 1; i < errors.size(); ++i)
+            *problem += "; " + errors[i].to_string();
+    }
+    return r;
+}
+
+} // namespace
+
+int Table::list(const std::string& table, Existing& out)
+{
+    out = Existing{};
+    std::array<char, 8192> buf_storage{};
+    char* buf = buf_storage.data();
+
+    // The table, its chains, its sets.
+    {
+        TablePtr t(nftnl_table_alloc());
+        nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
+        nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, nl_.next_seq());
+        nftnl_table_nlmsg_build_payload(nlh, t.get());
+        int r = nl_.dump(nlh, [&](const nlmsghdr*) { out.table = true; });
+        if (r == -ENOENT)
+            return 0;
+        if (r < 0)
+            return r;
+        out.table = true;
+    }
+    {
+        ChainPtr c(nftnl_chain_alloc());
+        nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
+        nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETCHAIN, NFPROTO_INET, NLM_F_DUMP, nl_.next_seq());
+        nftnl_chain_nlmsg_build_payload(nlh, c.get());
+        int r = nl_.dump(nlh, [&](const nlmsghdr* m) {
+            ChainPtr got(nftnl_chain_alloc());
+            if (nftnl_chain_nlmsg_parse(m, got.get()) < 0)
+                return;
+            if (table != nftnl_chain_get_str(got.get(), NFTNL_CHAIN_TABLE))
+                return;
+            Existing::ChainInfo info{nftnl_chain_get_str(got.get(), NFTNL_CHAIN_NAME),
+                                     nftnl_chain_is_set(got.get(), NFTNL_CHAIN_HOOKNUM), 0, 0};
+            if (info.base) {
+                info.hook = nftnl_chain_get_u32(got.get(), NFTNL_CHAIN_HOOKNUM);
+                info.priority = nftnl_chain_get_s32(got.get(), NFTNL_CHAIN_PRIO);
+            }
+            out.chains.push_back(std::move(info));
+        });
+        if (r < 0 && r != -ENOENT)
+            return r;
+    }
+    {
+        SetPtr s(nftnl_set_alloc());
+        nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table.c_str());
+        nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, NFPROTO_INET, NLM_F_DUMP, nl_.next_seq());
+        nftnl_set_nlmsg_build_payload(nlh, s.get());
+        int r = nl_.dump(nlh, [&](const nlmsghdr* m) {
+            SetPtr got(nftnl_set_alloc());
+            if (nftnl_set_nlmsg_parse(m, got.get()) < 0)
+                return;
+            if (nftnl_set_get_u32(got.get(), NFTNL_SET_FLAGS) & NFT_SET_ANONYMOUS)
+                return;
+            out.sets.emplace_back(nftnl_set_get_str(got.get(), NFTNL_SET_NAME));
+        });
+        if (r < 0 && r != -ENOENT)
+            return r;
+    }
+    return 0;
+}
+
+bool Table::exists(const std::string& table)
+{
+    Existing e;
+    return list(table, e) == 0 && e.table;
+}
+
+int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
+{
+    Existing existing;
+    if (int r = list(rs.table, existing); r < 0) {
+        if (problem)
+            *problem = "listing table inet " + rs.table + ": " + errno_text(r);
+        return r;
+    }
+
+    Batch b(nl_);
+    add_table(b, rs.table);
+    if (existing.table) {
+        // Every rule goes (with the anonymous sets bound to them); chains
+        // and named sets stay unless no longer wanted, so set elements
+        // survive. The batch is atomic: packets see the old table or the new.
+        flush_table_rules(b, rs.table);
+        for (const auto& c : existing.chains) {
+            auto want = std::find_if(rs.chains.begin(), rs.chains.end(),
+                                     [&](const Chain& w) { return w.name == c.name; });
+            const bool same = want != rs.chains.end() && want->hook.has_value() == c.base
+                && (!c.base || (hook_number(*want->hook) == c.hook && c.priority == chain_priority));
+            if (!same)
+                delete_chain(b, rs.table, c.name);
+        }
+        for (const auto& s : existing.sets)
+            if (std::none_of(rs.sets.begin(), rs.sets.end(), [&](const AddressSet& w) { return w.name == s; }))
+                delete_set(b, rs.table, s);
+    }
+    uint32_t set_id = 1;
+    for (const AddressSet& s : rs.sets)
+        if (std::find(existing.sets.begin(), existing.sets.end(), s.name) == existing.sets.end())
+            encode_address_set(b, rs.table, s, set_id++);
+    // Chains first (jumps need their target), then rules.
+    for (const Chain& c : rs.chains) {
+        auto have = std::find_if(existing.chains.begin(), existing.chains.end(),
+                                 [&](const auto& e) { return e.name == c.name; });
+        const bool keep = have != existing.chains.end() && have->base == c.hook.has_value()
+            && (!have->base || (have->hook == hook_number(*c.hook) && have->priority == chain_priority));
+        if (!keep)
+            add_chain(b, rs.table, c.name, c.hook);
+    }
+    for (const Chain& c : rs.chains) {
+        for (const Rule& rule : c.rules) {
+            std::string why;
+            if (int r = encode_rule(b, rs.table, c.name, rule, mode, set_id, &why); r < 0) {
+                if (problem)
+                    *problem = "chain " + c.name + ": " + why;
+                return r;
+            }
+        }
+    }
+    std::vector<Batch::Error> errors;
+    if (int r = b.send(&errors); r < 0)
+        return fail(problem, errors, r);
+    return 0;
+}
+
+int Table::remove(const std::string& table, std::string* problem)
+{
+    Batch b(nl_);
+    TablePtr t(nftnl_table_alloc());
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
+    nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
+    nlmsghdr* nlh = b.add(NFT_MSG_DELTABLE, NFPROTO_INET, 0, "deleting table inet " + table);
+    nftnl_table_nlmsg_build_payload(nlh, t.get());
+    b.commit(nlh);
+    std::vector<Batch::Error> errors;
+    const int r = b.send(&errors);
+    if (r == -ENOENT)
+        return 0;
+    return r < 0 ? fail(problem, errors, r) : 0;
+}
+
+int Table::add_elements(const std::string& table, const std::string& set, Family,
+                        const std::vector<Element>& elements, Refresh refresh, std::string* problem)
+{
+    Batch b(nl_);
+    std::vector<Address> addresses, stale;
+    std::vector<Duration> timeouts;
+    for (const Element& e : elements) {
+        addresses.push_back(e.address);
+        timeouts.push_back(e.timeout);
+        if (refresh == Refresh::delete_add && e.exists)
+            stale.push_back(e.address);
+    }
+    if (!stale.empty())
+        element_messages(b, NFT_MSG_DELSETELEM, table, set, stale, nullptr);
+    element_messages(b, NFT_MSG_NEWSETELEM, table, set, addresses, &timeouts);
+    std::vector<Batch::Error> errors;
+    if (int r = b.send(&errors); r < 0)
+        return fail(problem, errors, r);
+    return 0;
+}
+
+int Table::delete_elements(const std::string& table, const std::string& set, Family,
+                           const std::vector<Address>& addresses, std::string* problem)
+{
+    Batch b(nl_);
+    element_messages(b, NFT_MSG_DELSETELEM, table, set, addresses, nullptr);
+    std::vector<Batch::Error> errors;
+    if (int r = b.send(&errors); r < 0)
+        return fail(problem, errors, r);
+    return 0;
+}
+
+int Table::list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out)
+{
+    std::array<char, 8192> buf_storage{};
+    char* buf = buf_storage.data();
+    SetPtr s = set_ref(table, set);
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, nl_.next_seq());
+    nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
+    return nl_.dump(nlh, [&](const nlmsghdr* m) {
+        SetPtr got(nftnl_set_alloc());
+        if (nftnl_set_elems_nlmsg_parse(m, got.get()) < 0)
+            return;
+        nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(got.get());
+        for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
+            uint32_t len = 0;
+            const auto* key = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
+            if (!key || (len != 4 && len != 16))
+                continue;
+            ListedElement le{len == 4 ? Address::v4(key) : Address::v6(key), {}, {}};
+            if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_TIMEOUT))
+                le.timeout = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_TIMEOUT));
+            if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_EXPIRATION))
+                le.expires = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_EXPIRATION));
+            out.push_back(le);
+        }
+        nftnl_set_elems_iter_destroy(it);
+    });
+}
+
+int Table::probe_queue(const std::string& table, QueueMode& mode, std::string* problem)
+{
+    // A throw-away chain with one queue rule, deleted in the same batch:
+    // the kernel checks the expression when the rule is added.
+    for (QueueMode m : {QueueMode::native, QueueMode::compat}) {
+        Batch b(nl_);
+        add_table(b, table);
+        const std::string chain = "probe_queue";
+        add_chain(b, table, chain, std::nullopt);
+        uint32_t set_id = 1;
+        Rule rule{{Queue{0, 1, true}}, ""};
+        encode_rule(b, table, chain, rule, m, set_id, nullptr);
+        RulePtr flush(nftnl_rule_alloc());
+        nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, table.c_str());
+        nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, chain.c_str());
+        nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, NFPROTO_INET);
+        nlmsghdr* nlh = b.add(NFT_MSG_DELRULE, NFPROTO_INET, 0, "flushing chain " + chain);
+        nftnl_rule_nlmsg_build_payload(nlh, flush.get());
+        b.commit(nlh);
+        delete_chain(b, table, chain);
+        std::vector<Batch::Error> errors;
+        const int r = b.send(&errors);
+        if (r == 0) {
+            mode = m;
+            return 0;
+        }
+        if (m == QueueMode::compat)
+            return fail(problem, errors, r);
+    }
+    return -EOPNOTSUPP;
+}
+
+int Table::probe_refresh(const std::string& table, Refresh& refresh, std::string* problem)
+{
+    const std::string set = "probe_refresh";
+    const Address probe = *Address::parse("192.0.2.1");
+    Batch b(nl_);
+    add_table(b, table);
+    encode_address_set(b, table, AddressSet{set, Family::ipv4, "probe"}, 1);
+    std::vector<Batch::Error> errors;
+    if (int r = b.send(&errors); r < 0)
+        return fail(problem, errors, r);
+
+    std::vector<ListedElement> listed;
+    int r = add_elements(table, set, Family::ipv4, {{probe, std::chrono::hours(1), false}}, Refresh::readd, problem);
+    if (r == 0)
+        r = add_elements(table, set, Family::ipv4, {{probe, std::chrono::hours(2), true}}, Refresh::readd, problem);
+    if (r == 0)
+        r = list_elements(table, set, listed);
+    if (r == 0)
+        refresh = !listed.empty() && listed[0].timeout > std::chrono::minutes(90) ? Refresh::readd : Refresh::delete_add;
+
+    Batch cleanup(nl_);
+    delete_set(cleanup, table, set);
+    cleanup.send();
+    if (r < 0 && problem && problem->empty())
+        *problem = "probing element refresh: " + errno_text(r);
+    return r;
+}
+
+} // namespace fqdnd::nft

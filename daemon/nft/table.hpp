@@ -1,0 +1,78 @@
+#pragma once
+
+#include "config/address.hpp"
+#include "config/duration.hpp"
+#include "nft/encode.hpp"
+#include "nft/netlink.hpp"
+#include "ruleset/model.hpp"
+
+#include <string>
+#include <vector>
+
+namespace fqdnd::nft {
+
+// How a set element's timeout is renewed: re-adding it (kernels from 6.12
+// update the timeout), or deleting and adding it in one batch (older ones
+// answer success to a re-add and change nothing).
+enum class Refresh : uint8_t { readd, delete_add };
+std::string_view to_string(Refresh r) noexcept;
+
+struct Element {
+    Address address;
+    Duration timeout;
+    bool exists = false; // already in the set (delete_add must delete it)
+};
+
+// fqdnd's table in the kernel: built and replaced in one transaction,
+// adopted (set elements kept) when it is already there, removed only on
+// request. Errors are negative errnos; `problem` says what failed.
+class Table {
+public:
+    explicit Table(Netlink& nl) : nl_(nl) {}
+
+    // Which NFQUEUE statement this kernel takes, and how element timeouts
+    // are renewed; both tried in the table itself, leaving nothing behind.
+    int probe_queue(const std::string& table, QueueMode& mode, std::string* problem);
+    int probe_refresh(const std::string& table, Refresh& refresh, std::string* problem);
+
+    // Replaces the whole table with `rs` in one batch: the sets of FQDN
+    // selectors that still exist keep their elements; sets of selectors that
+    // are gone, and chains no longer wanted, are deleted.
+    int apply(const ruleset::Ruleset& rs, QueueMode mode, std::string* problem);
+
+    // Deletes the table. Returns 0 also when it was not there.
+    int remove(const std::string& table, std::string* problem);
+
+    bool exists(const std::string& table);
+
+    // Adds (or renews) elements of one set in one batch.
+    int add_elements(const std::string& table, const std::string& set, Family family,
+                     const std::vector<Element>& elements, Refresh refresh, std::string* problem);
+    int delete_elements(const std::string& table, const std::string& set, Family family,
+                        const std::vector<Address>& addresses, std::string* problem);
+
+    struct ListedElement {
+        Address address;
+        Duration timeout;
+        Duration expires;
+    };
+    int list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out);
+
+private:
+    struct Existing {
+        bool table = false;
+        struct ChainInfo {
+            std::string name;
+            bool base;
+            uint32_t hook;
+            int32_t priority;
+        };
+        std::vector<ChainInfo> chains;
+        std::vector<std::string> sets; // named sets only
+    };
+    int list(const std::string& table, Existing& out);
+
+    Netlink& nl_;
+};
+
+} // namespace fqdnd::nft

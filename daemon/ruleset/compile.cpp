@@ -1,0 +1,225 @@
+#include "ruleset/compile.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace fqdnd::ruleset {
+
+namespace {
+
+using config::Policy;
+using config::Protocol;
+
+// FNV-1a: a stable name from the selector text, the same in every build.
+uint64_t fnv1a(std::string_view s) noexcept
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : s) {
+        h ^= c;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+std::vector<Cidr> of_family(const std::vector<Cidr>& cidrs, Family f)
+{
+    std::vector<Cidr> out;
+    for (const Cidr& c : cidrs)
+        if (c.address.family == f)
+            out.push_back(c);
+    return out;
+}
+
+// The port limits of a rule as match lists, one per protocol group; one empty
+// list when the rule has no ports (every port and protocol). "any" is TCP,
+// UDP and SCTP as in Cilium; for DNS, TCP and UDP.
+std::vector<std::vector<Expr>> port_matches(const std::vector<config::PortRule>& ports, bool dns = false)
+{
+    if (ports.empty())
+        return {{}};
+    std::vector<uint16_t> by_proto[3];
+    for (const auto& p : ports)
+        by_proto[static_cast<int>(p.protocol)].push_back(p.port);
+    std::vector<std::vector<Expr>> out;
+    if (!by_proto[0].empty())
+        out.push_back({L4Ports{{L4::tcp}, by_proto[0]}});
+    if (!by_proto[1].empty())
+        out.push_back({L4Ports{{L4::udp}, by_proto[1]}});
+    if (!by_proto[2].empty())
+        out.push_back({dns ? L4Ports{{L4::tcp, L4::udp}, by_proto[2]} : L4Ports{{L4::tcp, L4::udp, L4::sctp}, by_proto[2]}});
+    return out;
+}
+
+std::string policy_chain(const Policy& p)
+{
+    return "allow_" + p.name;
+}
+
+std::string dns_chain(const Policy& p)
+{
+    return "dns_" + p.name;
+}
+
+bool has_dns_rules(const Policy& p)
+{
+    return std::any_of(p.egress.begin(), p.egress.end(), [](const auto& r) { return r.is_dns(); });
+}
+
+// The matches that select a policy's traffic at one hook; each entry is one
+// alternative (a packet may match several: a jump twice does no harm).
+std::vector<std::vector<Expr>> selector_matches(const Policy& p, Hook hook)
+{
+    std::vector<std::vector<Expr>> out;
+    const config::Selector& s = p.selector;
+    if (hook == Hook::forward) {
+        for (Family f : {Family::ipv4, Family::ipv6})
+            if (auto cidrs = of_family(s.sources, f); !cidrs.empty())
+                out.push_back({AddrInList{true, f, std::move(cidrs)}});
+        for (const std::string& i : s.interfaces)
+            out.push_back({InterfaceName{i}});
+    } else if (hook == Hook::output) {
+        if (s.local)
+            return {{}};
+        for (const auto& u : s.users)
+            out.push_back({SocketUid{u.id}});
+        for (const auto& g : s.groups)
+            out.push_back({SocketGid{g.id}});
+        for (const auto& unit : s.units)
+            out.push_back({SocketCgroup{unit}});
+    }
+    return out;
+}
+
+std::vector<Expr> join(std::vector<Expr> a, const std::vector<Expr>& b)
+{
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+std::vector<Expr> then(std::vector<Expr> a, Expr e)
+{
+    a.push_back(std::move(e));
+    return a;
+}
+
+void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
+{
+    if (has_dns_rules(p)) {
+        Chain dns{dns_chain(p), std::nullopt, {}};
+        for (const auto& rule : p.egress) {
+            if (!rule.is_dns())
+                continue;
+            for (Family f : {Family::ipv4, Family::ipv6}) {
+                auto servers = of_family(rule.to_dns_servers, f);
+                if (servers.empty())
+                    continue;
+                for (const auto& ports : port_matches(rule.ports, true)) {
+                    std::vector<Expr> e{AddrInList{false, f, servers}};
+                    e = join(std::move(e), ports);
+                    e.insert(e.end(), {CtMarkSet{ct_mark_dns}, Counter{}, queue});
+                    dns.rules.push_back(Rule{std::move(e), "DNS to an allowed server: queries are checked by fqdnd"});
+                }
+            }
+        }
+        rs.chains.push_back(std::move(dns));
+    }
+
+    Chain allow{policy_chain(p), std::nullopt, {}};
+    for (const auto& rule : p.egress) {
+        if (rule.is_dns())
+            continue;
+        for (const auto& ports : port_matches(rule.ports)) {
+            for (const auto& selector : rule.to_fqdns)
+                for (Family f : {Family::ipv4, Family::ipv6})
+                    allow.rules.push_back(Rule{then(join({AddrInSet{false, f, set_name(selector, f)}}, ports), Accept{}),
+                                               selector.to_string()});
+            for (Family f : {Family::ipv4, Family::ipv6})
+                if (auto cidrs = of_family(rule.to_cidrs, f); !cidrs.empty())
+                    allow.rules.push_back(
+                        Rule{then(join({AddrInList{false, f, std::move(cidrs)}}, ports), Accept{}), "to-cidrs"});
+        }
+    }
+    rs.chains.push_back(std::move(allow));
+}
+
+} // namespace
+
+std::string set_name(const FqdnSelector& selector, Family family)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t h = fnv1a(selector.to_string());
+    std::string name = family == Family::ipv4 ? "fqdn4_" : "fqdn6_";
+    for (int i = 0; i < 16; ++i, h >>= 4)
+        name += hex[h & 15];
+    return name;
+}
+
+Ruleset compile(const config::Config& config)
+{
+    const config::Settings& s = config.settings;
+    Ruleset rs;
+    rs.table = s.table;
+    for (const FqdnSelector& selector : config.fqdn_selectors())
+        for (Family f : {Family::ipv4, Family::ipv6})
+            rs.sets.push_back(AddressSet{set_name(selector, f), f, selector.to_string()});
+
+    const Queue queue{static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), s.fail_open};
+    const std::vector<Expr> dns_l4{L4Protos{{L4::udp, L4::tcp}}};
+
+    // The DNS ports of every rule, and 53 always: DNS to any server no rule
+    // lists is dropped before any to-cidrs or to-fqdns rule could allow it.
+    std::set<uint16_t> dns_ports{53};
+    for (const Policy& p : config.policies)
+        for (const auto& r : p.egress)
+            if (r.is_dns())
+                for (const auto& port : r.ports)
+                    dns_ports.insert(port.port);
+    const L4Ports other_dns{{L4::udp, L4::tcp}, {dns_ports.begin(), dns_ports.end()}};
+
+    for (Hook hook : {Hook::forward, Hook::output, Hook::input}) {
+        Chain chain{hook == Hook::forward ? "forward" : hook == Hook::output ? "output" : "input", hook, {}};
+        // DNS flows first, so that answers and the later segments of TCP
+        // queries reach fqdnd before the established-flow accept. Answers to
+        // local processes are queued at input, where every one arrives.
+        std::vector<Expr> dns_flow{CtMarkHas{ct_mark_dns}};
+        if (hook == Hook::output)
+            dns_flow.push_back(CtReply{false});
+        if (hook == Hook::input)
+            dns_flow.push_back(CtReply{true});
+        dns_flow = join(std::move(dns_flow), dns_l4);
+        dns_flow.insert(dns_flow.end(), {Counter{}, queue});
+        chain.rules.push_back(Rule{std::move(dns_flow), "DNS flows: answers are inspected by fqdnd"});
+        if (hook == Hook::input) {
+            rs.chains.push_back(std::move(chain));
+            continue;
+        }
+        chain.rules.push_back(Rule{{CtStateEstablished{}, Accept{}}, "established and related flows"});
+
+        for (const Policy& p : config.policies)
+            if (has_dns_rules(p))
+                for (const auto& m : selector_matches(p, hook))
+                    chain.rules.push_back(Rule{join(m, {Jump{dns_chain(p)}}), "policy " + p.name + ": DNS"});
+        for (const Policy& p : config.policies)
+            if (!p.audit)
+                for (const auto& m : selector_matches(p, hook))
+                    chain.rules.push_back(
+                        Rule{join(m, {other_dns, Counter{}, Drop{}}), "policy " + p.name + ": DNS to a server no rule lists"});
+        for (const Policy& p : config.policies)
+            for (const auto& m : selector_matches(p, hook))
+                chain.rules.push_back(Rule{join(m, {Jump{policy_chain(p)}}), "policy " + p.name});
+        for (const Policy& p : config.policies)
+            for (const auto& m : selector_matches(p, hook)) {
+                if (p.audit)
+                    chain.rules.push_back(Rule{join(m, {Counter{}, Log{"fqdnd audit " + p.name + ": "}, Accept{}}),
+                                               "policy " + p.name + " (audit): would drop"});
+                else
+                    chain.rules.push_back(Rule{join(m, {Counter{}, Drop{}}), "policy " + p.name + ": not allowed"});
+            }
+        rs.chains.push_back(std::move(chain));
+    }
+    for (const Policy& p : config.policies)
+        add_policy_chains(p, queue, rs);
+    return rs;
+}
+
+} // namespace fqdnd::ruleset

@@ -1,0 +1,80 @@
+#pragma once
+
+#include "config/address.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+// The ruleset fqdnd wants in the kernel, as plain data: compiled from the
+// configuration (compile.cpp), printed for people and tests (render.cpp),
+// and translated to netlink by nft/encode.cpp. No kernel calls here.
+namespace fqdnd::ruleset {
+
+// Bits of the conntrack mark that fqdnd owns; it never touches the others.
+inline constexpr uint32_t ct_mark_mask = 0x00f00000;
+// The flow is DNS to an allowed server: its packets go to NFQUEUE.
+inline constexpr uint32_t ct_mark_dns = 0x00100000;
+
+// Chains run before the usual filter priority (0; firewalld's inet table
+// uses +10), so fqdnd decides first; a packet it accepts still crosses
+// their chains, which may drop it.
+inline constexpr int chain_priority = -10;
+
+enum class Hook : uint8_t { forward, output, input };
+enum class L4 : uint8_t { tcp = 6, udp = 17, sctp = 132 };
+
+// One match or statement of a rule, in the order the kernel evaluates them.
+struct NfProto { Family family; };                       // meta nfproto ipv4
+struct AddrInSet { bool source; Family family; std::string set; };
+struct AddrInList { bool source; Family family; std::vector<Cidr> cidrs; }; // anonymous interval set
+struct L4Ports { std::vector<L4> protocols; std::vector<uint16_t> ports; }; // meta l4proto { } th dport { }
+struct L4Protos { std::vector<L4> protocols; };
+struct InterfaceName { std::string name; };                // "veth*" is a prefix
+struct SocketUid { uint32_t uid; };
+struct SocketGid { uint32_t gid; };
+struct SocketCgroup { std::string unit; };                // socket cgroupv2, resolved when encoded
+struct CtStateEstablished {};                              // ct state established,related
+struct CtMarkHas { uint32_t bits; };                       // ct mark & bits == bits
+struct CtReply { bool reply; };                            // ct direction
+struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits
+struct Counter {};
+struct Log { std::string prefix; };
+struct Queue { uint16_t first; uint16_t count; bool bypass; };
+struct Accept {};
+struct Drop {};
+struct Jump { std::string chain; };
+
+using Expr = std::variant<NfProto, AddrInSet, AddrInList, L4Ports, L4Protos, InterfaceName, SocketUid, SocketGid,
+                          SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, Counter, Log, Queue,
+                          Accept, Drop, Jump>;
+
+struct Rule {
+    std::vector<Expr> exprs;
+    std::string comment; // stored as rule userdata: `nft list` shows it
+};
+
+struct Chain {
+    std::string name;
+    std::optional<Hook> hook; // base chain when set
+    std::vector<Rule> rules;
+};
+
+// A named set of addresses with per-element timeouts: one pair per FQDN
+// selector. Its contents belong to the cache, not to the ruleset: a reload
+// keeps the elements of every set that still exists.
+struct AddressSet {
+    std::string name;
+    Family family;
+    std::string comment; // the selector, e.g. "match-pattern: *.k8s.intra."
+};
+
+struct Ruleset {
+    std::string table;
+    std::vector<AddressSet> sets;
+    std::vector<Chain> chains;
+};
+
+} // namespace fqdnd::ruleset

@@ -1,0 +1,96 @@
+#!/bin/bash
+# The ruleset in the kernel, checked by what packets do: a router namespace
+# with fqdnd, clients behind it, servers beyond it.
+. "$(dirname "$0")/lib.sh"
+
+add_ns router; add_ns c1; add_ns c2; add_ns c3; add_ns srv
+link router c1 192.0.2.1/29 192.0.2.2/29 2001:db8:1::1/64 2001:db8:1::2/64
+link router c2 192.0.2.9/29 192.0.2.10/29
+link router c3 192.0.2.17/29 192.0.2.18/29
+link router srv 198.51.100.1/24 198.51.100.5/24 2001:db8:2::1/64 2001:db8:2::5/64
+in_ns c1 ip route add default via 192.0.2.1
+in_ns c1 ip -6 route add default via 2001:db8:1::1
+in_ns c2 ip route add default via 192.0.2.9
+in_ns c3 ip route add default via 192.0.2.17
+for a in 203.0.113.2 203.0.113.3 203.0.113.53 203.0.113.99; do in_ns srv ip addr add $a/32 dev lo; done
+for a in 2001:db8:4::2 2001:db8:4::99; do in_ns srv ip addr add $a/128 dev lo; done
+in_ns srv ip route add 192.0.2.0/24 via 198.51.100.1
+in_ns srv ip -6 route add 2001:db8:1::/64 via 2001:db8:2::1
+in_ns router ip route add 203.0.113.0/24 via 198.51.100.5
+in_ns router ip -6 route add 2001:db8:4::/64 via 2001:db8:2::5
+in_ns router sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+tcp_server srv 80 443 53
+
+mkdir -p "$WORK/policy.d"
+printf '[daemon]\nstate-directory = "%s/state"\n' "$WORK" > "$WORK/fqdnd.toml"
+cat > "$WORK/policy.d/echo.toml" <<'TOML'
+[[policy]]
+name = "echo"
+[policy.selector]
+sources = ["192.0.2.0/29", "2001:db8:1::/64"]
+[[policy.egress]]
+to-fqdns = [{ match-pattern = "*.k8s.intra" }]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*" }]
+[[policy.egress]]
+to-fqdns = [{ match-name = "api.github.com" }]
+ports = [{ port = 443, protocol = "tcp" }]
+[[policy.egress]]
+to-cidrs = ["198.51.100.0/24"]
+TOML
+cat > "$WORK/policy.d/more.toml" <<'TOML'
+[[policy]]
+name = "audited"
+audit = true
+[policy.selector]
+sources = ["192.0.2.16/29"]
+[[policy.egress]]
+to-cidrs = ["198.51.100.0/24"]
+
+[[policy]]
+name = "nobody"
+[policy.selector]
+users = ["nobody"]
+[[policy.egress]]
+to-cidrs = ["198.51.100.0/24"]
+TOML
+
+start_fqdnd router "$WORK/fqdnd.toml" || exit 1
+k8s4=$(set_of router "match-pattern: *.k8s.intra." 4)
+k8s6=$(set_of router "match-pattern: *.k8s.intra." 6)
+gh4=$(set_of router "match-name: api.github.com." 4)
+
+check_not "selected client is denied an unknown address" connects c1 203.0.113.99 80
+check "selected client reaches a to-cidrs address" connects c1 198.51.100.5 80
+check_not "selected client is denied DNS to a server no rule lists, even inside to-cidrs" connects c1 198.51.100.5 53
+check_not "selected client is denied an FQDN address before it is in the set" connects c1 203.0.113.2 80
+in_ns router nft add element inet fqdnd "$k8s4" "{ 203.0.113.2 timeout 1h }"
+check "selected client reaches an address placed in an FQDN set" connects c1 203.0.113.2 80
+in_ns router nft add element inet fqdnd "$gh4" "{ 203.0.113.3 timeout 1h }"
+check "a port-limited FQDN rule allows its port" connects c1 203.0.113.3 443
+check_not "a port-limited FQDN rule denies other ports" connects c1 203.0.113.3 80
+check_not "IPv6: denied before the set holds the address" connects c1 2001:db8:4::2 80
+in_ns router nft add element inet fqdnd "$k8s6" "{ 2001:db8:4::2 timeout 1h }"
+check "IPv6: allowed once the set holds it" connects c1 2001:db8:4::2 80
+check_not "IPv6: other addresses stay denied" connects c1 2001:db8:4::99 80
+check "an unselected client is untouched" connects c2 203.0.113.99 80
+check "the router's own traffic is untouched" connects router 203.0.113.99 80
+check_not "a local process of a selected user is denied" \
+    in_ns router setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/bin/python3 "$TESTS_DIR/tcp_client.py" 203.0.113.99 80
+check "a local process of a selected user reaches its to-cidrs" \
+    in_ns router setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/bin/python3 "$TESTS_DIR/tcp_client.py" 198.51.100.5 80
+check "an audited client is not dropped" connects c3 203.0.113.99 80
+audit_packets=$(in_ns router nft -j list chain inet fqdnd forward | python3 -c '
+import json, sys
+for o in json.load(sys.stdin)["nftables"]:
+    r = o.get("rule")
+    if r and "(audit)" in r.get("comment", ""):
+        print(sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e))')
+check "an audited client's would-be drop is logged and counted" test "${audit_packets:-0}" -gt 0
+
+in_ns router nft -j list table inet fqdnd | python3 "$TESTS_DIR/nft_normalize.py" > "$WORK/ruleset.json"
+if [ -n "${FQDND_UPDATE_EXPECTED:-}" ]; then cp "$WORK/ruleset.json" "$TESTS_DIR/expected/ruleset-echo.json"; fi
+check "the kernel holds the expected ruleset" diff -u "$TESTS_DIR/expected/ruleset-echo.json" "$WORK/ruleset.json"
+
+finish
