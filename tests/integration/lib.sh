@@ -83,20 +83,19 @@ connects() {
     in_ns "$1" python3 "$TESTS_DIR/tcp_client.py" "$2" "$3" 2>/dev/null
 }
 
-check() { # check "what" COMMAND...
-    local what=$1; shift
-    if "$@"; then
+# check "what" COMMAND...: the command must succeed; check_not: must fail.
+# What the command prints is shown only when the check fails.
+check() { _check 0 "$@"; }
+check_not() { _check 1 "$@"; }
+_check() {
+    local want=$1 what=$2; shift 2
+    local got=0
+    "$@" >"$WORK/check.out" 2>&1 || got=1
+    if [ "$got" = "$want" ]; then
         echo "ok   $what"; _passed=$((_passed + 1))
     else
         echo "FAIL $what"; _failed=$((_failed + 1))
-    fi
-}
-check_not() { # check_not "what" COMMAND...: the command must fail
-    local what=$1; shift
-    if "$@"; then
-        echo "FAIL $what"; _failed=$((_failed + 1))
-    else
-        echo "ok   $what"; _passed=$((_passed + 1))
+        sed 's/^/     | /' "$WORK/check.out" | head -40
     fi
 }
 
@@ -136,6 +135,29 @@ for o in json.load(sys.stdin)["nftables"]:
     s = o.get("set")
     if s and s.get("comment") == comment and s["name"].startswith("fqdn" + family):
         print(s["name"])' "$2" "$3"
+}
+
+# router_topology: a router (where fqdnd runs) with clients c1 (192.0.2.2,
+# 2001:db8:1::2), c2 (192.0.2.10) and c3 (192.0.2.18) behind it, and srv
+# beyond it: 198.51.100.5 and 2001:db8:2::5 on the link, 203.0.113.{2,3,53,99}
+# and 2001:db8:4::{2,99} behind it.
+router_topology() {
+    add_ns router; add_ns c1; add_ns c2; add_ns c3; add_ns srv
+    link router c1 192.0.2.1/29 192.0.2.2/29 2001:db8:1::1/64 2001:db8:1::2/64
+    link router c2 192.0.2.9/29 192.0.2.10/29
+    link router c3 192.0.2.17/29 192.0.2.18/29
+    link router srv 198.51.100.1/24 198.51.100.5/24 2001:db8:2::1/64 2001:db8:2::5/64
+    in_ns c1 ip route add default via 192.0.2.1
+    in_ns c1 ip -6 route add default via 2001:db8:1::1
+    in_ns c2 ip route add default via 192.0.2.9
+    in_ns c3 ip route add default via 192.0.2.17
+    for a in 203.0.113.2 203.0.113.3 203.0.113.53 203.0.113.99; do in_ns srv ip addr add $a/32 dev lo; done
+    for a in 2001:db8:4::2 2001:db8:4::99; do in_ns srv ip addr add $a/128 dev lo; done
+    in_ns srv ip route add 192.0.2.0/24 via 198.51.100.1
+    in_ns srv ip -6 route add 2001:db8:1::/64 via 2001:db8:2::1
+    in_ns router ip route add 203.0.113.0/24 via 198.51.100.5
+    in_ns router ip -6 route add 2001:db8:4::/64 via 2001:db8:2::5
+    in_ns router sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 }
 
 finish() {

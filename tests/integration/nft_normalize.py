@@ -5,6 +5,10 @@ import json
 import sys
 
 def strip(o):
+    # The queue statement is the native one or the xtables target,
+    # whichever the kernel takes: the same to the packet.
+    if isinstance(o, dict) and ("queue" in o or o.get("xt", {}).get("name") == "NFQUEUE"):
+        return "NFQUEUE"
     if isinstance(o, dict):
         return {k: strip(v) for k, v in o.items()
                 if k not in ("handle", "packets", "bytes", "elem", "expires")}

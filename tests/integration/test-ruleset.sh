@@ -3,22 +3,7 @@
 # with fqdnd, clients behind it, servers beyond it.
 . "$(dirname "$0")/lib.sh"
 
-add_ns router; add_ns c1; add_ns c2; add_ns c3; add_ns srv
-link router c1 192.0.2.1/29 192.0.2.2/29 2001:db8:1::1/64 2001:db8:1::2/64
-link router c2 192.0.2.9/29 192.0.2.10/29
-link router c3 192.0.2.17/29 192.0.2.18/29
-link router srv 198.51.100.1/24 198.51.100.5/24 2001:db8:2::1/64 2001:db8:2::5/64
-in_ns c1 ip route add default via 192.0.2.1
-in_ns c1 ip -6 route add default via 2001:db8:1::1
-in_ns c2 ip route add default via 192.0.2.9
-in_ns c3 ip route add default via 192.0.2.17
-for a in 203.0.113.2 203.0.113.3 203.0.113.53 203.0.113.99; do in_ns srv ip addr add $a/32 dev lo; done
-for a in 2001:db8:4::2 2001:db8:4::99; do in_ns srv ip addr add $a/128 dev lo; done
-in_ns srv ip route add 192.0.2.0/24 via 198.51.100.1
-in_ns srv ip -6 route add 2001:db8:1::/64 via 2001:db8:2::1
-in_ns router ip route add 203.0.113.0/24 via 198.51.100.5
-in_ns router ip -6 route add 2001:db8:4::/64 via 2001:db8:2::5
-in_ns router sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+router_topology
 tcp_server srv 80 443 53
 
 mkdir -p "$WORK/policy.d"

@@ -1,0 +1,100 @@
+#!/bin/bash
+# The table across reloads, foreign changes, crashes and removal: enforcement
+# never lapses, allowed connections never fail, set contents survive.
+. "$(dirname "$0")/lib.sh"
+
+router_topology
+tcp_server srv 80 443
+
+mkdir -p "$WORK/policy.d"
+printf '[daemon]\nstate-directory = "%s/state"\n' "$WORK" > "$WORK/fqdnd.toml"
+cat > "$WORK/policy.d/echo.toml" <<'TOML'
+[[policy]]
+name = "echo"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-fqdns = [{ match-pattern = "*.k8s.intra" }]
+[[policy.egress]]
+to-cidrs = ["198.51.100.0/24"]
+TOML
+
+start_fqdnd router "$WORK/fqdnd.toml" || exit 1
+k8s4=$(set_of router "match-pattern: *.k8s.intra." 4)
+in_ns router nft add element inet fqdnd "$k8s4" "{ 203.0.113.2 timeout 1h }"
+check "before: FQDN address allowed" connects c1 203.0.113.2 80
+check_not "before: unknown address denied" connects c1 203.0.113.99 80
+
+# Reloads under a steady stream of allowed connections.
+in_ns c1 python3 "$TESTS_DIR/tcp_stream.py" 6 198.51.100.5:80 203.0.113.2:80 > "$WORK/stream" &
+stream=$!
+for i in 1 2 3 4 5 6; do
+    sleep 0.7
+    if [ $((i % 2)) = 1 ]; then
+        cat > "$WORK/policy.d/extra.toml" <<TOML
+[[policy]]
+name = "extra$i"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-fqdns = [{ match-name = "extra$i.example" }]
+to-cidrs = ["203.0.113.99/32"]
+ports = [{ port = 443, protocol = "tcp" }]
+TOML
+    else
+        rm -f "$WORK/policy.d/extra.toml"
+    fi
+    kill -HUP "$FQDND_PID"
+done
+wait "$stream"
+read -r attempts failures failed < "$WORK/stream"
+echo "     reload stream: $attempts connections, $failures failed $failed"
+check "six reloads under a stream of allowed connections: none fails" test "$attempts" -gt 50 -a "$failures" = 0
+check "reloads: the FQDN set kept its element" bash -c "ip netns exec $(ns router) nft list set inet fqdnd $k8s4 | grep -q 203.0.113.2"
+check "reloads: the last reload's policy is in force (extra5 gone)" \
+    bash -c "! ip netns exec $(ns router) nft list chain inet fqdnd forward | grep -q extra5"
+check "reloads: all six were applied" test "$(grep -c 'reloaded:' "$WORK/fqdnd.log")" = 6
+
+# A reload with an error keeps the running policy.
+printf '[[policy]]\nname = "broken"\n[policy.selector]\nsources = ["192.0.2.300"]\n' > "$WORK/policy.d/broken.toml"
+kill -HUP "$FQDND_PID"; sleep 0.5
+check "a broken reload is refused with file:line:column" grep -q "broken.toml:4:12: sources" "$WORK/fqdnd.log"
+check "a broken reload keeps the running policy" connects c1 203.0.113.2 80
+check_not "a broken reload keeps denying" connects c1 203.0.113.99 80
+rm -f "$WORK/policy.d/broken.toml"
+
+# Someone flushes the whole ruleset: the table is back within a second.
+in_ns router nft flush ruleset
+start=$(date +%s%N); back=""
+for i in $(seq 1 60); do
+    if in_ns router nft list chain inet fqdnd forward >/dev/null 2>&1; then back=$(( ($(date +%s%N) - start) / 1000000 )); break; fi
+    sleep 0.05
+done
+echo "     table back after ${back:-never} ms"
+check "nft flush ruleset: the table is back within a second" test -n "$back" -a "${back:-9999}" -le 1000
+sleep 0.2
+check_not "after the flush: unknown address denied again" connects c1 203.0.113.99 80
+check "after the flush: to-cidrs allowed" connects c1 198.51.100.5 80
+
+# Kill -9: the table stays and keeps enforcing; a restart adopts it.
+k8s4=$(set_of router "match-pattern: *.k8s.intra." 4)
+in_ns router nft add element inet fqdnd "$k8s4" "{ 203.0.113.2 timeout 1h }"
+kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
+check "fqdnd killed: unknown address still denied" bash -c "! ip netns exec $(ns c1) python3 $TESTS_DIR/tcp_client.py 203.0.113.99 80"
+check "fqdnd killed: FQDN address still allowed" connects c1 203.0.113.2 80
+in_ns router nft -j list table inet fqdnd | python3 "$TESTS_DIR/nft_normalize.py" > "$WORK/before"
+start_fqdnd router "$WORK/fqdnd.toml" || exit 1
+in_ns router nft -j list table inet fqdnd | python3 "$TESTS_DIR/nft_normalize.py" > "$WORK/after"
+check "restart: the set element survived" bash -c "ip netns exec $(ns router) nft list set inet fqdnd $k8s4 | grep -q 203.0.113.2"
+check "restart: the same ruleset" diff -q "$WORK/before" "$WORK/after"
+check "restart: FQDN address allowed" connects c1 203.0.113.2 80
+
+# SIGTERM leaves the table; --remove-rules takes it away.
+stop_fqdnd
+check "stopped: the table stays" in_ns router nft list table inet fqdnd
+in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules >> "$WORK/fqdnd.log" 2>&1
+check_not "--remove-rules: the table is gone" in_ns router nft list table inet fqdnd
+check "--remove-rules: traffic is no longer filtered" connects c1 203.0.113.99 80
+check "--remove-rules twice is fine" in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules
+
+finish

@@ -1,0 +1,122 @@
+// The nf_tables adapter against the real kernel, in a network namespace of
+// its own (unshare at start, gone when the process ends): element timeouts
+// renewed both ways, batches with errors, adoption of an existing table.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include "config/loader.hpp"
+#include "nft/table.hpp"
+#include "ruleset/compile.hpp"
+
+#include <doctest/doctest.h>
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+using namespace fqdnd;
+using namespace std::chrono_literals;
+
+namespace {
+
+ruleset::Ruleset echo_ruleset()
+{
+    auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml",
+                                      {{"p.toml", "[[policy]]\nname = \"echo\"\n[policy.selector]\n"
+                                                  "sources = [\"192.0.2.0/29\"]\n[[policy.egress]]\n"
+                                                  "to-fqdns = [{ match-pattern = \"*.k8s.intra\" }]\n"}});
+    REQUIRE(r.config);
+    return ruleset::compile(*r.config);
+}
+
+const nft::Table::ListedElement* find(const std::vector<nft::Table::ListedElement>& v, const Address& a)
+{
+    for (const auto& e : v)
+        if (e.address == a)
+            return &e;
+    return nullptr;
+}
+
+} // namespace
+
+TEST_CASE("set element timeouts are renewed by re-add and by delete-add")
+{
+    nft::Netlink nl;
+    REQUIRE(nl.open() == 0);
+    nft::Table table(nl);
+    const auto rs = echo_ruleset();
+    std::string problem;
+    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, &problem) == 0, problem);
+    const std::string set = rs.sets[0].family == Family::ipv4 ? rs.sets[0].name : rs.sets[1].name;
+    const Address a = *Address::parse("203.0.113.2");
+
+    nft::Refresh probed{};
+    REQUIRE_MESSAGE(table.probe_refresh("fqdnd", probed, &problem) == 0, problem);
+    MESSAGE("this kernel renews element timeouts by " << nft::to_string(probed));
+
+    for (nft::Refresh how : {nft::Refresh::delete_add, probed}) {
+        CAPTURE(nft::to_string(how));
+        REQUIRE(table.add_elements("fqdnd", set, Family::ipv4, {{a, 10min, false}}, how, &problem) == 0);
+        std::vector<nft::Table::ListedElement> listed;
+        REQUIRE(table.list_elements("fqdnd", set, listed) == 0);
+        REQUIRE(find(listed, a));
+        CHECK(find(listed, a)->timeout == 10min);
+
+        REQUIRE_MESSAGE(table.add_elements("fqdnd", set, Family::ipv4, {{a, 2h, true}}, how, &problem) == 0, problem);
+        listed.clear();
+        REQUIRE(table.list_elements("fqdnd", set, listed) == 0);
+        REQUIRE(find(listed, a));
+        CHECK(find(listed, a)->timeout == 2h);
+        CHECK(find(listed, a)->expires > 90min);
+
+        REQUIRE(table.delete_elements("fqdnd", set, Family::ipv4, {a}, &problem) == 0);
+    }
+}
+
+TEST_CASE("a failing batch changes nothing and says which object failed")
+{
+    nft::Netlink nl;
+    REQUIRE(nl.open() == 0);
+    nft::Table table(nl);
+    std::string problem;
+    const auto rs = echo_ruleset();
+    REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
+    // Deleting an element that is not there fails the whole batch.
+    const int r = table.delete_elements("fqdnd", rs.sets[0].name, rs.sets[0].family,
+                                        {*Address::parse(rs.sets[0].family == Family::ipv4 ? "192.0.2.77" : "2001:db8::77")},
+                                        &problem);
+    CHECK(r == -ENOENT);
+    CHECK(problem.find("deleting 1 elements of set " + rs.sets[0].name) != std::string::npos);
+}
+
+TEST_CASE("applying again adopts the table: set elements stay")
+{
+    nft::Netlink nl;
+    REQUIRE(nl.open() == 0);
+    nft::Table table(nl);
+    std::string problem;
+    const auto rs = echo_ruleset();
+    REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
+    const auto& set = rs.sets[0].family == Family::ipv4 ? rs.sets[0] : rs.sets[1];
+    const Address a = *Address::parse("203.0.113.9");
+    REQUIRE(table.add_elements("fqdnd", set.name, Family::ipv4, {{a, 1h, false}}, nft::Refresh::readd, &problem) == 0);
+    REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
+    std::vector<nft::Table::ListedElement> listed;
+    REQUIRE(table.list_elements("fqdnd", set.name, listed) == 0);
+    CHECK(find(listed, a));
+    CHECK(table.remove("fqdnd", &problem) == 0);
+    CHECK_FALSE(table.exists("fqdnd"));
+}
+
+int main(int argc, char** argv)
+{
+    if (geteuid() != 0) {
+        std::puts("SKIP: needs root for a network namespace of its own");
+        return 77;
+    }
+    if (unshare(CLONE_NEWNET) != 0) {
+        std::perror("unshare(CLONE_NEWNET)");
+        return 1;
+    }
+    doctest::Context context(argc, argv);
+    return context.run();
+}

@@ -1,0 +1,182 @@
+// The ruleset compiled from policies: what each chain holds, in which
+// order, before any of it reaches the kernel.
+#include "config/loader.hpp"
+#include "ruleset/compile.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace fqdnd;
+using namespace fqdnd::ruleset;
+
+namespace {
+
+Ruleset compile_text(const std::string& policies)
+{
+    auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"p.toml", policies}});
+    for (const auto& e : r.errors)
+        MESSAGE(e.to_string());
+    REQUIRE(r.config);
+    return compile(*r.config);
+}
+
+const Chain& chain(const Ruleset& rs, const std::string& name)
+{
+    for (const Chain& c : rs.chains)
+        if (c.name == name)
+            return c;
+    FAIL("no chain " << name);
+    throw 0;
+}
+
+template <typename T>
+bool has(const Rule& r)
+{
+    for (const Expr& e : r.exprs)
+        if (std::holds_alternative<T>(e))
+            return true;
+    return false;
+}
+
+// The comments of a chain's rules, in order.
+std::vector<std::string> comments(const Chain& c)
+{
+    std::vector<std::string> out;
+    for (const Rule& r : c.rules)
+        out.push_back(r.comment);
+    return out;
+}
+
+const char* two_policies = R"([[policy]]
+name = "a"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-fqdns = [{ match-pattern = "*.k8s.intra" }]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53", "2001:db8::53"]
+dns = [{ match-pattern = "*" }]
+
+[[policy]]
+name = "b"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+users = [0]
+[[policy.egress]]
+to-fqdns = [{ match-name = "api.github.com" }, { match-pattern = "*.k8s.intra" }]
+ports = [{ port = 443, protocol = "tcp" }, { port = 8443, protocol = "tcp" }, { port = 53, protocol = "any" }]
+)";
+
+} // namespace
+
+TEST_CASE("one pair of sets per distinct FQDN selector, named stably")
+{
+    const Ruleset rs = compile_text(two_policies);
+    REQUIRE(rs.sets.size() == 4);
+    const auto k8s = *FqdnSelector::parse_pattern("*.K8S.intra.", nullptr);
+    CHECK(set_name(k8s, Family::ipv4) == "fqdn4_5e03d114f7c0a218");
+    CHECK(set_name(k8s, Family::ipv6) == "fqdn6_5e03d114f7c0a218");
+    CHECK(set_name(*FqdnSelector::parse_name("echo.k8s.intra", nullptr), Family::ipv4)
+          != set_name(*FqdnSelector::parse_pattern("echo.k8s.intra", nullptr), Family::ipv4));
+}
+
+TEST_CASE("policies selecting the same endpoint add up: every jump before any drop")
+{
+    const Ruleset rs = compile_text(two_policies);
+    CHECK(comments(chain(rs, "forward")) == std::vector<std::string>{
+        "DNS flows: answers are inspected by fqdnd",
+        "established and related flows",
+        "policy a: DNS",
+        "policy a: DNS to a server no rule lists",
+        "policy b: DNS to a server no rule lists",
+        "policy a",
+        "policy b",
+        "policy a: not allowed",
+        "policy b: not allowed",
+    });
+    // Local processes only where a policy selects them (b: uid 0).
+    CHECK(comments(chain(rs, "output")) == std::vector<std::string>{
+        "DNS flows: answers are inspected by fqdnd",
+        "established and related flows",
+        "policy b: DNS to a server no rule lists",
+        "policy b",
+        "policy b: not allowed",
+    });
+    CHECK(chain(rs, "input").rules.size() == 1);
+}
+
+TEST_CASE("DNS servers are queued per family on tcp and udp 53 by default, marking the flow")
+{
+    const Ruleset rs = compile_text(two_policies);
+    const Chain& dns = chain(rs, "dns_a");
+    REQUIRE(dns.rules.size() == 2);
+    for (const Rule& r : dns.rules) {
+        CHECK(has<Queue>(r));
+        CHECK(has<CtMarkSet>(r));
+        const auto& ports = std::get<L4Ports>(r.exprs[1]);
+        CHECK(ports.ports == std::vector<uint16_t>{53});
+        CHECK(ports.protocols == std::vector<L4>{L4::tcp, L4::udp});
+    }
+    CHECK(std::get<AddrInList>(dns.rules[0].exprs[0]).family == Family::ipv4);
+    CHECK(std::get<AddrInList>(dns.rules[1].exprs[0]).family == Family::ipv6);
+    const Queue q = std::get<Queue>(dns.rules[0].exprs.back());
+    CHECK(q.first == 5300);
+    CHECK(q.count == 1);
+    CHECK(q.bypass);
+}
+
+TEST_CASE("port limits group by protocol; any is tcp, udp and sctp")
+{
+    const Ruleset rs = compile_text(two_policies);
+    const Chain& allow = chain(rs, "allow_b");
+    // 2 selectors x 2 families x 2 protocol groups (tcp {443, 8443}; any {53}).
+    REQUIRE(allow.rules.size() == 8);
+    const auto& tcp = std::get<L4Ports>(allow.rules[0].exprs[1]);
+    CHECK(tcp.protocols == std::vector<L4>{L4::tcp});
+    CHECK(tcp.ports == std::vector<uint16_t>{443, 8443});
+    const auto& any = std::get<L4Ports>(allow.rules[4].exprs[1]);
+    CHECK(any.protocols == std::vector<L4>{L4::tcp, L4::udp, L4::sctp});
+    for (const Rule& r : allow.rules)
+        CHECK(has<Accept>(r));
+}
+
+TEST_CASE("audit policies log and accept instead of dropping, DNS included")
+{
+    const Ruleset rs = compile_text(R"([[policy]]
+name = "watch"
+audit = true
+[policy.selector]
+interfaces = ["veth*"]
+[[policy.egress]]
+to-cidrs = ["198.51.100.0/24"]
+)");
+    const Chain& fwd = chain(rs, "forward");
+    CHECK(comments(fwd) == std::vector<std::string>{
+        "DNS flows: answers are inspected by fqdnd",
+        "established and related flows",
+        "policy watch",
+        "policy watch (audit): would drop",
+    });
+    const Rule& last = fwd.rules.back();
+    CHECK(has<Log>(last));
+    CHECK(has<Accept>(last));
+    CHECK_FALSE(has<Drop>(last));
+    CHECK(std::get<InterfaceName>(last.exprs[0]).name == "veth*");
+}
+
+TEST_CASE("local = true selects every local process; fail-open off drops DNS without fqdnd")
+{
+    auto r = config::load_config_text("[daemon]\nfail-open = false\nqueue = 7\nqueues = 2\n", "/etc/fqdnd/fqdnd.toml",
+                                      {{"p.toml", "[[policy]]\nname = \"l\"\n[policy.selector]\nlocal = true\n"
+                                                  "[[policy.egress]]\nto-dns-servers = [\"127.0.0.53\"]\n"
+                                                  "dns = [{ match-name = \"example.com\" }]\n"}});
+    REQUIRE(r.config);
+    const Ruleset rs = compile(*r.config);
+    const Chain& out = chain(rs, "output");
+    REQUIRE(out.rules.size() == 6);
+    CHECK(std::get<Jump>(out.rules[2].exprs[0]).chain == "dns_l");
+    CHECK(chain(rs, "forward").rules.size() == 2);
+    const Queue q = std::get<Queue>(chain(rs, "dns_l").rules[0].exprs.back());
+    CHECK(q.first == 7);
+    CHECK(q.count == 2);
+    CHECK_FALSE(q.bypass);
+}
