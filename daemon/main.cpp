@@ -26,6 +26,7 @@ void usage(std::FILE* to)
                  "      --remove-rules         delete fqdnd's nftables table and exit\n"
                  "      --queue-mode MODE      native or compat NFQUEUE statement (default: probe the kernel)\n"
                  "      --element-refresh HOW  re-add or delete-add to renew set elements (default: probe)\n"
+                 "      --log-dns              log every DNS query and answer; SIGUSR1 logs the cache\n"
                  "  -h, --help                 show this help and exit\n"
                  "      --version              show the version and exit\n",
                  fqdnd::config::default_config_file().c_str());
@@ -57,13 +58,14 @@ int remove_rules(const std::filesystem::path& path, bool given)
 
 int main(int argc, char** argv)
 {
-    enum { opt_check_config = 0x100, opt_version, opt_remove_rules, opt_queue_mode, opt_element_refresh };
+    enum { opt_check_config = 0x100, opt_version, opt_remove_rules, opt_queue_mode, opt_element_refresh, opt_log_dns };
     static const option options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"check-config", no_argument, nullptr, opt_check_config},
         {"remove-rules", no_argument, nullptr, opt_remove_rules},
         {"queue-mode", required_argument, nullptr, opt_queue_mode},
         {"element-refresh", required_argument, nullptr, opt_element_refresh},
+        {"log-dns", no_argument, nullptr, opt_log_dns},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, opt_version},
         {nullptr, 0, nullptr, 0},
@@ -103,6 +105,9 @@ int main(int argc, char** argv)
                 std::fprintf(stderr, "fqdnd: --element-refresh takes re-add or delete-add\n");
                 return 2;
             }
+            break;
+        case opt_log_dns:
+            opts.log_dns = true;
             break;
         case 'h':
             usage(stdout);

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 
+#include "cache/format.hpp"
 #include "config/loader.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
@@ -15,6 +16,9 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <systemd/sd-daemon.h>
+
+#include <net/if.h>
+#include <netinet/in.h>
 
 #include <cerrno>
 #include <sys/epoll.h>
@@ -126,13 +130,22 @@ int Manager::start()
     if (int r = apply_ruleset(*config_, "start"); r < 0)
         return r;
 
+    // The cache fills the sets of selectors; what the kernel kept across a
+    // restart stays there until the state file brings the cache back.
+    cache_.set_limits({config_->settings.min_ttl, static_cast<size_t>(config_->settings.max_ip_per_hostname)});
+    std::vector<cache::ElementOp> ops;
+    cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
+    engine_ = std::make_unique<dns::Engine>(*config_, cache_);
+
     if (int r = open_monitor(); r < 0)
+        return r;
+    if (int r = open_queues(); r < 0)
         return r;
 
     // Signals through the loop: blocked here, delivered by signalfd.
     sigset_t mask;
     sigemptyset(&mask);
-    for (int s : {SIGTERM, SIGINT, SIGHUP})
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1})
         sigaddset(&mask, s);
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     sd_event_source* src = nullptr;
@@ -142,6 +155,8 @@ int Manager::start()
     sigint_.reset(src);
     sd_event_add_signal(event_.get(), &src, SIGHUP, on_signal, this);
     sighup_.reset(src);
+    sd_event_add_signal(event_.get(), &src, SIGUSR1, on_signal, this);
+    sigusr1_.reset(src);
     sd_event_set_watchdog(event_.get(), true);
 
     log::info("ready: " + config::summary(*config_) + "; table inet " + table);
@@ -153,6 +168,10 @@ int Manager::run()
 {
     const int r = sd_event_loop(event_.get());
     sd_notify(0, "STOPPING=1");
+    // Every packet queued to us gets its verdict before we let go of the
+    // queues; from then on the kernel bypasses them (fail-open) or drops.
+    queues_.receive([this](const nfq::Packet& p) { on_packet(p); });
+    queues_.close();
     // The table stays: enforcement goes on while fqdnd is down.
     log::info("stopping; table inet " + config_->settings.table + " stays in place");
     return r;
@@ -176,7 +195,7 @@ int Manager::reload()
         for (const auto& d : loaded.errors)
             log::error(d.to_string());
         log::error("reload refused: " + std::to_string(loaded.errors.size())
-                   + " errors; the running configuration stays");
+                   + (loaded.errors.size() == 1 ? " error" : " errors") + "; the running configuration stays");
         return -EINVAL;
     }
     if (*loaded.config == *config_) {
@@ -190,6 +209,13 @@ int Manager::reload()
         return r;
     }
     config_ = std::move(loaded.config);
+    engine_->configure(*config_);
+    cache_.set_limits({config_->settings.min_ttl, static_cast<size_t>(config_->settings.max_ip_per_hostname)});
+    std::vector<cache::ElementOp> ops;
+    cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
+    std::string problem;
+    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
+        log::warning("reload: filling the sets of new selectors: " + problem);
     if (config_->settings.table != old_table) {
         std::string problem;
         if (table_->remove(old_table, &problem) < 0)
@@ -277,7 +303,200 @@ void Manager::restore()
     const bool present = table_->exists(config_->settings.table);
     log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")
                  + " by someone else; putting it back");
-    apply_ruleset(*config_, "restore");
+    if (apply_ruleset(*config_, "restore") < 0)
+        return;
+    std::vector<cache::ElementOp> ops;
+    cache_.resync(now(), ops);
+    std::string problem;
+    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
+        log::warning("restore: refilling the sets: " + problem);
+}
+
+cache::Time Manager::now()
+{
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+int Manager::open_queues()
+{
+    const auto& s = config_->settings;
+    if (int r = queues_.open(static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), 4096, s.fail_open);
+        r < 0) {
+        log::error("cannot bind NFQUEUE " + std::to_string(s.queue) + ": " + errno_text(r));
+        return r;
+    }
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_io(event_.get(), &src, queues_.fd(), EPOLLIN, on_queue, this); r < 0)
+        return r;
+    queue_source_.reset(src);
+
+    // The answer path writes elements on a socket of its own, whose acks are
+    // awaited at most response-max-delay.
+    if (int r = updates_.open(); r < 0)
+        return r;
+    const auto delay = std::max<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(s.response_max_delay).count(), 1000);
+    timeval tv{static_cast<time_t>(delay / 1'000'000), static_cast<suseconds_t>(delay % 1'000'000)};
+    setsockopt(updates_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    update_table_ = std::make_unique<nft::Table>(updates_);
+
+    // Refused queries are answered in the server's name, through raw
+    // sockets whose packets carry the mark fqdnd's rules let pass.
+    raw4_.reset(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    raw6_.reset(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    const uint32_t mark = ruleset::packet_mark_reply;
+    for (const UniqueFd* fd : {&raw4_, &raw6_}) {
+        if (!*fd) {
+            log::error("cannot open a raw socket for replies: " + errno_text(errno));
+            return -errno;
+        }
+        setsockopt(fd->get(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+    }
+    return 0;
+}
+
+int Manager::on_queue(sd_event_source*, int, uint32_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    m->queues_.receive([m](const nfq::Packet& p) { m->on_packet(p); });
+    return 0;
+}
+
+void Manager::on_packet(const nfq::Packet& p)
+{
+    dns::PacketMeta meta;
+    switch (p.hook) {
+    case 1: meta.hook = dns::Hook::input; break;
+    case 2: meta.hook = dns::Hook::forward; break;
+    case 3: meta.hook = dns::Hook::output; break;
+    default: meta.hook = dns::Hook::other; break;
+    }
+    meta.uid = p.uid;
+    meta.gid = p.gid;
+    if (p.indev) {
+        char name[IF_NAMESIZE] = {};
+        if (if_indextoname(p.indev, name))
+            meta.indev = name;
+    }
+    meta.now = now();
+    dns::Outcome out = engine_->handle(p.payload, meta);
+    // An answer is released only once its addresses are in the sets (or
+    // response-max-delay passed: then it goes anyway, and is counted).
+    if (!out.ops.empty()) {
+        write_elements(out.ops);
+        arm_expiry();
+    }
+    for (const auto& reply : out.replies)
+        send_reply(reply);
+    queues_.verdict(p, out.accept);
+    if (options_.log_dns)
+        log_events();
+    else
+        engine_->take_events();
+}
+
+bool Manager::write_elements(const std::vector<cache::ElementOp>& ops)
+{
+    std::string problem;
+    const int r = update_table_->update(config_->settings.table, ops, refresh_, &problem);
+    if (r == -ETIMEDOUT || r == -EAGAIN) {
+        ++datapath_timeouts_;
+        log::warning("set update not acknowledged within response-max-delay; answer released");
+        return false;
+    }
+    if (r < 0) {
+        ++datapath_errors_;
+        log::error("set update failed: " + problem);
+        return false;
+    }
+    return true;
+}
+
+void Manager::send_reply(const std::vector<uint8_t>& packet)
+{
+    if (packet.empty())
+        return;
+    const bool v4 = (packet[0] >> 4) == 4;
+    sockaddr_storage to{};
+    socklen_t len;
+    if (v4) {
+        auto* sin = reinterpret_cast<sockaddr_in*>(&to);
+        sin->sin_family = AF_INET;
+        std::memcpy(&sin->sin_addr, &packet[16], 4);
+        len = sizeof(sockaddr_in);
+    } else {
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&to);
+        sin6->sin6_family = AF_INET6;
+        std::memcpy(&sin6->sin6_addr, &packet[24], 16);
+        len = sizeof(sockaddr_in6);
+    }
+    const int fd = v4 ? raw4_.get() : raw6_.get();
+    if (sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0)
+        log::warning("cannot send a refusal: " + errno_text(errno));
+}
+
+void Manager::arm_expiry()
+{
+    const auto next = cache_.next_expiry();
+    if (!next) {
+        if (expiry_timer_)
+            sd_event_source_set_enabled(expiry_timer_.get(), SD_EVENT_OFF);
+        return;
+    }
+    // CLOCK_REALTIME: expiries are wall-clock times, as the cache shows them.
+    const uint64_t usec = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                    next->time_since_epoch()).count());
+    if (!expiry_timer_) {
+        sd_event_source* src = nullptr;
+        if (sd_event_add_time(event_.get(), &src, CLOCK_REALTIME, usec, 100'000, on_expiry_timer, this) >= 0)
+            expiry_timer_.reset(src);
+        return;
+    }
+    sd_event_source_set_time(expiry_timer_.get(), usec);
+    sd_event_source_set_enabled(expiry_timer_.get(), SD_EVENT_ONESHOT);
+}
+
+int Manager::on_expiry_timer(sd_event_source*, uint64_t, void* self)
+{
+    static_cast<Manager*>(self)->expire();
+    return 0;
+}
+
+void Manager::expire()
+{
+    std::vector<cache::ElementOp> ops;
+    cache_.expire(now(), ops);
+    std::string problem;
+    if (!ops.empty())
+        table_->update(config_->settings.table, ops, refresh_, &problem);
+    arm_expiry();
+}
+
+void Manager::log_events()
+{
+    for (const dns::Event& e : engine_->take_events()) {
+        std::string line = e.endpoint + " ";
+        switch (e.kind) {
+        case dns::Event::Kind::query_allowed: line += "query allowed: "; break;
+        case dns::Event::Kind::query_refused: line += "query REFUSED: "; break;
+        case dns::Event::Kind::answer: line += "answer: "; break;
+        }
+        line += e.question.name + " type " + std::to_string(e.question.type);
+        if (e.kind == dns::Event::Kind::answer) {
+            for (size_t i = 1; i < e.names.size(); ++i)
+                line += " -> " + e.names[i];
+            line += " =";
+            for (const auto& a : e.addresses)
+                line += " " + a.to_string();
+            line += " ttl " + std::to_string(e.ttl);
+        }
+        log::info(line);
+    }
+}
+
+void Manager::dump_cache()
+{
+    const std::string table = cache::format_table(cache_.entries());
+    log::info("cache:\n" + table);
 }
 
 int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, void* self)
@@ -285,6 +504,10 @@ int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, vo
     auto* m = static_cast<Manager*>(self);
     if (si->ssi_signo == SIGHUP) {
         m->reload();
+        return 0;
+    }
+    if (si->ssi_signo == SIGUSR1) {
+        m->dump_cache();
         return 0;
     }
     return sd_event_exit(sd_event_source_get_event(s), 0);

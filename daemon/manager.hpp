@@ -1,6 +1,10 @@
 #pragma once
 
+#include "cache/cache.hpp"
 #include "config/model.hpp"
+#include "dns/engine.hpp"
+#include "nfq/queue.hpp"
+#include "unique_fd.hpp"
 #include "nft/encode.hpp"
 #include "nft/netlink.hpp"
 #include "nft/table.hpp"
@@ -27,6 +31,7 @@ struct Options {
     bool config_given = false;
     std::optional<nft::QueueMode> queue_mode;  // probed when unset
     std::optional<nft::Refresh> element_refresh; // probed when unset
+    bool log_dns = false;                          // every DNS event to the log
 };
 
 // Owns the event loop and every part of the running daemon.
@@ -45,6 +50,17 @@ public:
 private:
     int apply_ruleset(const config::Config& config, const char* why);
     int open_monitor();
+    int open_queues();
+    void on_packet(const nfq::Packet& p);
+    // Writes element operations to the kernel; false when the batch failed
+    // or outlived response-max-delay (the answer is released anyway).
+    bool write_elements(const std::vector<cache::ElementOp>& ops);
+    void send_reply(const std::vector<uint8_t>& packet);
+    void arm_expiry();
+    void expire();
+    void log_events();
+    void dump_cache();
+    static cache::Time now();
     void on_nft_event();
     void schedule_restore();
     void restore();
@@ -52,6 +68,8 @@ private:
     static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
     static int on_monitor(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_restore_timer(sd_event_source*, uint64_t usec, void* self);
+    static int on_queue(sd_event_source*, int fd, uint32_t revents, void* self);
+    static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
     std::optional<config::Config> config_;
@@ -59,10 +77,17 @@ private:
     nft::Netlink nl_;
     nft::Netlink monitor_;
     std::unique_ptr<nft::Table> table_;
+    nft::Netlink updates_;                      // set elements, on the DNS path
+    std::unique_ptr<nft::Table> update_table_;
+    cache::Cache cache_;
+    std::unique_ptr<dns::Engine> engine_;
+    nfq::Queues queues_;
+    UniqueFd raw4_, raw6_;                       // replies in a server's name
+    uint64_t datapath_timeouts_ = 0, datapath_errors_ = 0;
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr monitor_source_, restore_timer_;
-    SdEventSourcePtr sigterm_, sigint_, sighup_;
+    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_;
+    SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
 };
 

@@ -381,6 +381,14 @@ private:
         cmp(NFT_CMP_EQ, &dir, 1);
         return 0;
     }
+    int put(const MetaMarkHas& x, std::string*)
+    {
+        meta(NFT_META_MARK);
+        const uint32_t zero = 0;
+        bitwise(4, &x.bits, &zero);
+        cmp(NFT_CMP_EQ, &x.bits, 4);
+        return 0;
+    }
     int put(const CtMarkSet& x, std::string*)
     {
         // ct mark set ct mark | bits: keep every bit that is not ours.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <map>
 #include <memory>
 
 namespace fqdnd::nft {
@@ -323,6 +324,60 @@ int Table::add_elements(const std::string& table, const std::string& set, Family
     if (int r = b.send(&errors); r < 0)
         return fail(problem, errors, r);
     return 0;
+}
+
+int Table::update(const std::string& table, const std::vector<cache::ElementOp>& ops, Refresh refresh,
+                  std::string* problem)
+{
+    struct PerSet {
+        std::vector<Address> add, renew_delete, remove;
+        std::vector<Duration> timeouts;
+    };
+    std::map<std::string, PerSet> sets;
+    for (const auto& op : ops) {
+        PerSet& s = sets[op.set];
+        if (op.kind == cache::ElementOp::Kind::remove) {
+            s.remove.push_back(op.address);
+            continue;
+        }
+        s.add.push_back(op.address);
+        s.timeouts.push_back(op.timeout);
+        if (refresh == Refresh::delete_add && op.exists)
+            s.renew_delete.push_back(op.address);
+    }
+    int result = 0;
+    for (bool with_deletes : {true, false}) {
+        Batch b(nl_);
+        bool deletes = false, any = false;
+        for (const auto& [set, s] : sets) {
+            if (with_deletes && !s.renew_delete.empty()) {
+                element_messages(b, NFT_MSG_DELSETELEM, table, set, s.renew_delete, nullptr);
+                deletes = true;
+            }
+            if (!s.add.empty()) {
+                element_messages(b, NFT_MSG_NEWSETELEM, table, set, s.add, &s.timeouts);
+                any = true;
+            }
+        }
+        if (!any)
+            break;
+        std::vector<Batch::Error> errors;
+        result = b.send(&errors);
+        if (result == 0)
+            break;
+        fail(problem, errors, result);
+        // A renewal whose element the kernel just expired: add it afresh.
+        if (!deletes || result == -ETIMEDOUT)
+            break;
+    }
+    for (const auto& [set, s] : sets) {
+        if (s.remove.empty())
+            continue;
+        Batch b(nl_);
+        element_messages(b, NFT_MSG_DELSETELEM, table, set, s.remove, nullptr);
+        b.send();
+    }
+    return result;
 }
 
 int Table::delete_elements(const std::string& table, const std::string& set, Family,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "cache/cache.hpp"
 #include "config/address.hpp"
 #include "config/duration.hpp"
 #include "nft/encode.hpp"
@@ -50,6 +51,12 @@ public:
                      const std::vector<Element>& elements, Refresh refresh, std::string* problem);
     int delete_elements(const std::string& table, const std::string& set, Family family,
                         const std::vector<Address>& addresses, std::string* problem);
+
+    // The element operations of one DNS answer (or expiry) in one batch:
+    // adds and renewals first; removals after, in a batch of their own whose
+    // failure (the kernel already expired the element) is harmless.
+    int update(const std::string& table, const std::vector<cache::ElementOp>& ops, Refresh refresh,
+               std::string* problem);
 
     struct ListedElement {
         Address address;

@@ -193,6 +193,8 @@ Ruleset compile(const config::Config& config)
             rs.chains.push_back(std::move(chain));
             continue;
         }
+        if (hook == Hook::output)
+            chain.rules.push_back(Rule{{MetaMarkHas{packet_mark_reply}, Accept{}}, "answers fqdnd sends itself"});
         chain.rules.push_back(Rule{{CtStateEstablished{}, Accept{}}, "established and related flows"});
 
         for (const Policy& p : config.policies)

@@ -17,6 +17,9 @@ namespace fqdnd::ruleset {
 inline constexpr uint32_t ct_mark_mask = 0x00f00000;
 // The flow is DNS to an allowed server: its packets go to NFQUEUE.
 inline constexpr uint32_t ct_mark_dns = 0x00100000;
+// The packet mark of the answers fqdnd sends itself (a refused query's
+// REFUSED, in the server's name): never filtered by fqdnd's own rules.
+inline constexpr uint32_t packet_mark_reply = 0x00200000;
 
 // Chains run before the usual filter priority (0; firewalld's inet table
 // uses +10), so fqdnd decides first; a packet it accepts still crosses
@@ -40,6 +43,7 @@ struct CtStateEstablished {};                              // ct state establish
 struct CtMarkHas { uint32_t bits; };                       // ct mark & bits == bits
 struct CtReply { bool reply; };                            // ct direction
 struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits
+struct MetaMarkHas { uint32_t bits; };                     // meta mark & bits == bits
 struct Counter {};
 struct Log { std::string prefix; };
 struct Queue { uint16_t first; uint16_t count; bool bypass; };
@@ -48,7 +52,7 @@ struct Drop {};
 struct Jump { std::string chain; };
 
 using Expr = std::variant<NfProto, AddrInSet, AddrInList, L4Ports, L4Protos, InterfaceName, SocketUid, SocketGid,
-                          SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, Counter, Log, Queue,
+                          SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, MetaMarkHas, Counter, Log, Queue,
                           Accept, Drop, Jump>;
 
 struct Rule {

@@ -99,25 +99,29 @@ _check() {
     fi
 }
 
-# start_fqdnd NS CONFIG [ARGS...]: runs the daemon, waits until its table
-# is in place (bounded), and sets FQDND_PID.
+# start_fqdnd NS CONFIG [ARGS...]: runs the daemon in NS, logging to
+# $WORK/fqdnd-NS.log, waits until it is ready (bounded), and sets FQDND_PID
+# (and FQDND_PID_NS).
 start_fqdnd() {
     local n=$1 config=$2; shift 2
-    ip netns exec "$(ns "$n")" "$FQDND" --config "$config" "$@" >>"$WORK/fqdnd.log" 2>&1 &
+    local log="$WORK/fqdnd-$n.log"
+    local before
+    before=$(grep -c 'ready:' "$log" 2>/dev/null)
+    ip netns exec "$(ns "$n")" "$FQDND" --config "$config" "$@" >>"$log" 2>&1 &
     FQDND_PID=$!
+    eval "FQDND_PID_$n=$FQDND_PID"
     _pids+=("$FQDND_PID")
     local i
     for i in $(seq 1 50); do
-        if [ "$(grep -c 'ready:' "$WORK/fqdnd.log" 2>/dev/null)" -gt "${_readies:-0}" ]; then
-            _readies=$(grep -c 'ready:' "$WORK/fqdnd.log")
+        if [ "$(grep -c 'ready:' "$log" 2>/dev/null)" -gt "${before:-0}" ]; then
             return 0
         fi
         if ! kill -0 "$FQDND_PID" 2>/dev/null; then
-            echo "fqdnd exited early:"; cat "$WORK/fqdnd.log"; return 1
+            echo "fqdnd exited early:"; cat "$log"; return 1
         fi
         sleep 0.1
     done
-    echo "fqdnd did not get ready in 5 s"; cat "$WORK/fqdnd.log"; return 1
+    echo "fqdnd did not get ready in 5 s"; cat "$log"; return 1
 }
 
 stop_fqdnd() {
@@ -163,4 +167,74 @@ router_topology() {
 finish() {
     echo "$_passed passed, $_failed failed"
     [ "$_failed" = 0 ]
+}
+
+# seed_topology: the write-up's cluster on plain Linux. Two nodes (routers
+# where fqdnd runs): node1 with pods p1a (192.0.2.2, 2001:db8:1::2) and p1b
+# (192.0.2.3) on a bridge, node2 with pod p2a (192.0.2.10). Beyond them svc:
+# the DNS server 203.0.113.53 (dnsmasq, the seed's CoreDNS) and the echo
+# servers 203.0.113.2 and .3 (and more, for the tests), 2001:db8:4::/64.
+seed_topology() {
+    add_ns node1; add_ns node2; add_ns p1a; add_ns p1b; add_ns p2a; add_ns svc
+    ip -n "$(ns node1)" link add br0 type bridge
+    ip -n "$(ns node1)" addr add 192.0.2.1/29 dev br0
+    ip -n "$(ns node1)" addr add 2001:db8:1::1/64 dev br0 nodad
+    ip -n "$(ns node1)" link set br0 up
+    local pod addr
+    for pod in p1a:192.0.2.2 p1b:192.0.2.3; do
+        addr=${pod#*:}; pod=${pod%%:*}
+        ip link add "v-node1" netns "$(ns "$pod")" type veth peer name "v-$pod" netns "$(ns node1)"
+        ip -n "$(ns node1)" link set "v-$pod" master br0 up
+        ip -n "$(ns "$pod")" addr add "$addr/29" dev v-node1
+        ip -n "$(ns "$pod")" link set v-node1 up
+        ip -n "$(ns "$pod")" route add default via 192.0.2.1
+    done
+    ip -n "$(ns p1a)" addr add 2001:db8:1::2/64 dev v-node1 nodad
+    ip -n "$(ns p1a)" -6 route add default via 2001:db8:1::1
+    link node2 p2a 192.0.2.9/29 192.0.2.10/29
+    in_ns p2a ip route add default via 192.0.2.9
+    link node1 svc 198.51.100.1/30 198.51.100.2/30 2001:db8:2::1/64 2001:db8:2::2/64
+    link node2 svc 198.51.100.5/30 198.51.100.6/30
+    local a
+    for a in 2 3 4 5 6 7 53 54; do in_ns svc ip addr add 203.0.113.$a/32 dev lo; done
+    for a in 2 3; do in_ns svc ip addr add 2001:db8:4::$a/128 dev lo; done
+    in_ns svc ip route add 192.0.2.0/29 via 198.51.100.1
+    in_ns svc ip route add 192.0.2.8/29 via 198.51.100.5
+    in_ns svc ip -6 route add 2001:db8:1::/64 via 2001:db8:2::1
+    in_ns node1 ip route add 203.0.113.0/24 via 198.51.100.2
+    in_ns node1 ip -6 route add 2001:db8:4::/64 via 2001:db8:2::2
+    in_ns node2 ip route add 203.0.113.0/24 via 198.51.100.6
+    in_ns node1 sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    in_ns node2 sysctl -qw net.ipv4.ip_forward=1
+    tcp_server svc 80
+}
+
+# dns_server HOSTS_FILE [DNSMASQ_ARGS...]: dnsmasq on 203.0.113.53 in svc,
+# answering from HOSTS_FILE with TTL 30 (as the seed's CoreDNS), logging
+# every query to $WORK/dnsmasq.log. SIGHUP ($DNSMASQ_PID) rereads the file.
+dns_server() {
+    local hosts=$1; shift
+    : > "$WORK/dnsmasq.log"
+    background svc dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$hosts" \
+        --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root \
+        --log-queries=extra --log-facility="$WORK/dnsmasq.log" --pid-file= "$@"
+    DNSMASQ_PID=$LAST_PID
+    local i
+    for i in $(seq 1 50); do
+        in_ns svc dig +short +time=1 +tries=1 @203.0.113.53 localhost.invalid >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "dnsmasq did not answer"; return 1
+}
+
+# resolve NS NAME [DIG_ARGS...]: the addresses dig gets from 203.0.113.53.
+resolve() {
+    local n=$1 name=$2; shift 2
+    in_ns "$n" dig +short +time=2 +tries=1 @203.0.113.53 "$name" "$@" | grep -v '\.$'
+}
+
+# dns_status NS NAME [DIG_ARGS...]: the answer's status (NOERROR, REFUSED...).
+dns_status() {
+    local n=$1 name=$2; shift 2
+    in_ns "$n" dig +time=2 +tries=1 @203.0.113.53 "$name" "$@" | sed -n 's/.*status: \([A-Z]*\).*/\1/p'
 }

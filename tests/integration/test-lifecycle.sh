@@ -53,12 +53,12 @@ check "six reloads under a stream of allowed connections: none fails" test "$att
 check "reloads: the FQDN set kept its element" bash -c "ip netns exec $(ns router) nft list set inet fqdnd $k8s4 | grep -q 203.0.113.2"
 check "reloads: the last reload's policy is in force (extra5 gone)" \
     bash -c "! ip netns exec $(ns router) nft list chain inet fqdnd forward | grep -q extra5"
-check "reloads: all six were applied" test "$(grep -c 'reloaded:' "$WORK/fqdnd.log")" = 6
+check "reloads: all six were applied" test "$(grep -c 'reloaded:' "$WORK/fqdnd-router.log")" = 6
 
 # A reload with an error keeps the running policy.
 printf '[[policy]]\nname = "broken"\n[policy.selector]\nsources = ["192.0.2.300"]\n' > "$WORK/policy.d/broken.toml"
 kill -HUP "$FQDND_PID"; sleep 0.5
-check "a broken reload is refused with file:line:column" grep -q "broken.toml:4:12: sources" "$WORK/fqdnd.log"
+check "a broken reload is refused with file:line:column" grep -q "broken.toml:4:12: sources" "$WORK/fqdnd-router.log"
 check "a broken reload keeps the running policy" connects c1 203.0.113.2 80
 check_not "a broken reload keeps denying" connects c1 203.0.113.99 80
 rm -f "$WORK/policy.d/broken.toml"
@@ -92,7 +92,7 @@ check "restart: FQDN address allowed" connects c1 203.0.113.2 80
 # SIGTERM leaves the table; --remove-rules takes it away.
 stop_fqdnd
 check "stopped: the table stays" in_ns router nft list table inet fqdnd
-in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules >> "$WORK/fqdnd.log" 2>&1
+in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules >> "$WORK/fqdnd-router.log" 2>&1
 check_not "--remove-rules: the table is gone" in_ns router nft list table inet fqdnd
 check "--remove-rules: traffic is no longer filtered" connects c1 203.0.113.99 80
 check "--remove-rules twice is fine" in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules

@@ -1,0 +1,64 @@
+#include "cache/format.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <tuple>
+
+namespace fqdnd::cache {
+
+std::string rfc3339(Time t)
+{
+    const auto ms = t.time_since_epoch().count();
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    return buf;
+}
+
+std::string_view to_string(Source s) noexcept
+{
+    switch (s) {
+    case Source::lookup: return "lookup";
+    }
+    return "?";
+}
+
+std::string format_table(const std::vector<Cache::Entry>& entries)
+{
+    using Row = std::vector<std::string>;
+    std::vector<Row> rows{{"Endpoint", "Source", "FQDN", "TTL", "ExpirationTime", "IPs"}};
+    for (const auto& e : entries) {
+        // Addresses that share source and expiry share a row.
+        std::map<std::tuple<Source, Time, int64_t>, std::string> groups;
+        for (const Mapping& m : e.mappings) {
+            const int64_t ttl = std::chrono::duration_cast<std::chrono::seconds>(m.expires - m.lookup).count();
+            std::string& ips = groups[{m.source, m.expires, ttl}];
+            ips += (ips.empty() ? "" : ",") + m.address.to_string();
+        }
+        for (const auto& [k, ips] : groups)
+            rows.push_back({e.endpoint, std::string(to_string(std::get<0>(k))), e.name,
+                            std::to_string(std::get<2>(k)), rfc3339(std::get<1>(k)), ips});
+    }
+    std::vector<size_t> width(rows[0].size(), 0);
+    for (const Row& r : rows)
+        for (size_t i = 0; i < r.size(); ++i)
+            width[i] = std::max(width[i], r[i].size());
+    std::string out;
+    for (const Row& r : rows) {
+        std::string line;
+        for (size_t i = 0; i < r.size(); ++i) {
+            line += r[i];
+            if (i + 1 < r.size())
+                line += std::string(width[i] - r[i].size() + 3, ' ');
+        }
+        out += line + "\n";
+    }
+    return out;
+}
+
+} // namespace fqdnd::cache

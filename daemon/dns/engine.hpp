@@ -1,0 +1,139 @@
+#pragma once
+
+#include "cache/cache.hpp"
+#include "config/model.hpp"
+#include "dns/message.hpp"
+#include "dns/packet.hpp"
+#include "fqdn/matcher.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+// What fqdnd does with each queued DNS packet: queries checked against the
+// DNS rules of the policies that select the client (refused ones answered by
+// fqdnd itself), answers matched to remembered queries and taught to the
+// cache. Plain C++: the caller applies the verdict, sends the replies and
+// writes the element operations to the kernel before releasing an answer.
+namespace fqdnd::dns {
+
+enum class Hook : uint8_t { input, forward, output, other };
+
+struct PacketMeta {
+    Hook hook = Hook::forward;
+    std::optional<uint32_t> uid, gid; // the socket's owner, for local processes
+    std::string indev;                // input interface, for forwarded clients
+    cache::Time now{};
+};
+
+struct Outcome {
+    bool accept = true;
+    std::vector<std::vector<uint8_t>> replies; // IP packets to send in the server's name
+    std::vector<cache::ElementOp> ops;         // to be in the kernel before the verdict
+};
+
+// Counters, each visible in metrics.
+struct Stats {
+    uint64_t queries_allowed = 0;
+    uint64_t queries_refused = 0;
+    uint64_t queries_malformed = 0;
+    uint64_t answers_inspected = 0;
+    uint64_t answers_learned = 0;
+    uint64_t answers_unmatched = 0;   // no remembered query: state unchanged
+    uint64_t answers_malformed = 0;
+    uint64_t packets_undecodable = 0;
+    uint64_t tcp_streams_broken = 0;  // a gap: the stream is passed uninspected
+};
+
+// A DNS event, for the log and `fqdnctl monitor`.
+struct Event {
+    enum class Kind : uint8_t { query_allowed, query_refused, answer } kind;
+    std::string endpoint;
+    Question question;
+    std::vector<std::string> names;
+    std::vector<Address> addresses;
+    uint32_t ttl = 0;
+};
+
+class Engine {
+public:
+    Engine(const config::Config& config, cache::Cache& cache);
+
+    // Replaces the policies (a reload); remembered queries stay.
+    void configure(const config::Config& config);
+
+    Outcome handle(std::span<const uint8_t> packet, const PacketMeta& meta);
+
+    const Stats& stats() const noexcept { return stats_; }
+    std::vector<Event> take_events() { return std::exchange(events_, {}); }
+    size_t pending_queries() const noexcept { return queries_.size(); }
+
+    // How long a query is remembered for its answer.
+    static constexpr std::chrono::seconds query_timeout{10};
+    static constexpr size_t max_pending_queries = 65536;
+    static constexpr size_t max_tcp_streams = 4096;
+
+private:
+    struct DnsRule {
+        const config::Policy* policy;
+        std::vector<Cidr> servers;
+        std::vector<config::PortRule> ports;
+        FqdnMatcher names;
+    };
+    struct QueryKey {
+        Address client, server;
+        uint16_t client_port, server_port, id;
+        Transport transport;
+        bool operator==(const QueryKey&) const = default;
+    };
+    struct QueryKeyHash {
+        size_t operator()(const QueryKey& k) const noexcept;
+    };
+    struct Pending {
+        Question question;
+        std::string endpoint;
+        cache::Time time;
+    };
+    struct StreamKey {
+        Address src, dst;
+        uint16_t sport, dport;
+        bool operator==(const StreamKey&) const = default;
+    };
+    struct StreamKeyHash {
+        size_t operator()(const StreamKey& k) const noexcept;
+    };
+    struct Stream {
+        uint32_t next_seq = 0;
+        bool synced = false;
+        bool refused = false; // a query was refused: the client's later data is dropped
+        std::vector<uint8_t> buffer;
+        cache::Time last{};
+    };
+
+    bool selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const;
+    std::string endpoint_of(const PacketInfo& pkt, const PacketMeta& meta) const;
+    // Queries: true to let the message through.
+    bool on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
+    void on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
+    void refuse(const Query& q, const PacketInfo& pkt, Outcome& out);
+    void handle_tcp(const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
+    void forget_old(cache::Time now);
+
+    cache::Cache& cache_;
+    uint8_t reject_rcode_ = rcode_refused;
+    // Kept alive here: DnsRule points into it.
+    std::vector<config::Policy> policies_;
+    std::vector<DnsRule> rules_;
+    std::unordered_map<QueryKey, Pending, QueryKeyHash> queries_;
+    std::deque<std::pair<cache::Time, QueryKey>> query_order_;
+    std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
+    Stats stats_;
+    std::vector<Event> events_;
+};
+
+} // namespace fqdnd::dns

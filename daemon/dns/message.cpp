@@ -1,0 +1,213 @@
+#include "dns/message.hpp"
+
+#include <ldns/ldns.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+namespace fqdnd::dns {
+
+namespace {
+
+struct PktFree {
+    void operator()(ldns_pkt* p) const noexcept { ldns_pkt_free(p); }
+};
+using PktPtr = std::unique_ptr<ldns_pkt, PktFree>;
+
+struct CharFree {
+    void operator()(char* p) const noexcept { std::free(p); }
+};
+
+std::string lower(std::string s)
+{
+    std::transform(s.begin(), s.end(), s.begin(), [](char c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; });
+    return s;
+}
+
+std::string dname_text(const ldns_rdf* rdf)
+{
+    if (!rdf)
+        return "";
+    std::unique_ptr<char, CharFree> text(ldns_rdf2str(rdf));
+    return text ? lower(text.get()) : "";
+}
+
+PktPtr parse(std::span<const uint8_t> wire, Malformed* why) noexcept
+{
+    if (wire.size() > 65535) {
+        *why = Malformed::too_long;
+        return nullptr;
+    }
+    ldns_pkt* p = nullptr;
+    if (wire.size() < LDNS_HEADER_SIZE || ldns_wire2pkt(&p, wire.data(), wire.size()) != LDNS_STATUS_OK || !p) {
+        if (p)
+            ldns_pkt_free(p);
+        *why = Malformed::unparsable;
+        return nullptr;
+    }
+    return PktPtr(p);
+}
+
+std::optional<Question> question_of(const ldns_pkt* p, Malformed* why)
+{
+    const ldns_rr_list* qs = ldns_pkt_question(p);
+    if (ldns_pkt_qdcount(p) != 1 || !qs || ldns_rr_list_rr_count(qs) != 1) {
+        *why = Malformed::question_count;
+        return std::nullopt;
+    }
+    const ldns_rr* q = ldns_rr_list_rr(qs, 0);
+    return Question{dname_text(ldns_rr_owner(q)), static_cast<uint16_t>(ldns_rr_get_type(q)),
+                    static_cast<uint16_t>(ldns_rr_get_class(q))};
+}
+
+} // namespace
+
+std::string_view to_string(Malformed m) noexcept
+{
+    switch (m) {
+    case Malformed::none: return "none";
+    case Malformed::unparsable: return "unparsable";
+    case Malformed::not_a_query: return "not a query";
+    case Malformed::not_an_answer: return "not an answer";
+    case Malformed::question_count: return "not one question";
+    case Malformed::cname_chain: return "bad CNAME chain";
+    case Malformed::too_long: return "too long";
+    }
+    return "?";
+}
+
+std::optional<Query> parse_query(std::span<const uint8_t> wire, Malformed* why) noexcept
+{
+    Malformed ignored;
+    if (!why)
+        why = &ignored;
+    *why = Malformed::none;
+    try {
+        PktPtr p = parse(wire, why);
+        if (!p)
+            return std::nullopt;
+        if (ldns_pkt_qr(p.get()) || ldns_pkt_get_opcode(p.get()) != LDNS_PACKET_QUERY) {
+            *why = Malformed::not_a_query;
+            return std::nullopt;
+        }
+        auto q = question_of(p.get(), why);
+        if (!q)
+            return std::nullopt;
+        return Query{ldns_pkt_id(p.get()), ldns_pkt_rd(p.get()), std::move(*q)};
+    } catch (...) {
+        *why = Malformed::unparsable;
+        return std::nullopt;
+    }
+}
+
+std::optional<Answer> parse_answer(std::span<const uint8_t> wire, Malformed* why) noexcept
+{
+    Malformed ignored;
+    if (!why)
+        why = &ignored;
+    *why = Malformed::none;
+    try {
+        PktPtr p = parse(wire, why);
+        if (!p)
+            return std::nullopt;
+        if (!ldns_pkt_qr(p.get())) {
+            *why = Malformed::not_an_answer;
+            return std::nullopt;
+        }
+        auto q = question_of(p.get(), why);
+        if (!q)
+            return std::nullopt;
+        Answer a;
+        a.id = ldns_pkt_id(p.get());
+        a.rcode = static_cast<uint8_t>(ldns_pkt_get_rcode(p.get()));
+        a.question = *q;
+        a.names.push_back(q->name);
+        a.ttl = UINT32_MAX;
+
+        // Walk the chain through the answer section in order: each CNAME
+        // must come after the one that led to it; addresses after the last.
+        const ldns_rr_list* rrs = ldns_pkt_answer(p.get());
+        const size_t count = rrs ? ldns_rr_list_rr_count(rrs) : 0;
+        size_t pos = 0;
+        for (size_t i = 0; i < count; ++i) {
+            const ldns_rr* rr = ldns_rr_list_rr(rrs, i);
+            if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN)
+                continue;
+            const ldns_rr_type type = ldns_rr_get_type(rr);
+            if (type != LDNS_RR_TYPE_CNAME && type != LDNS_RR_TYPE_A && type != LDNS_RR_TYPE_AAAA)
+                continue;
+            const std::string owner = dname_text(ldns_rr_owner(rr));
+            if (type == LDNS_RR_TYPE_CNAME) {
+                const auto at = std::find(a.names.begin(), a.names.end(), owner);
+                if (at == a.names.end())
+                    continue; // not on the chain: ignored
+                if (owner != a.names.back() || !a.addresses.empty() || i < pos) {
+                    *why = Malformed::cname_chain; // out of order, a fork, or after the addresses
+                    return std::nullopt;
+                }
+                const std::string target = dname_text(ldns_rr_rdf(rr, 0));
+                if (target.empty() || std::find(a.names.begin(), a.names.end(), target) != a.names.end()
+                    || a.names.size() > max_cname_chain) {
+                    *why = Malformed::cname_chain; // a loop, or too long
+                    return std::nullopt;
+                }
+                a.names.push_back(target);
+                a.ttl = std::min(a.ttl, ldns_rr_ttl(rr));
+                pos = i;
+                continue;
+            }
+            if (owner != a.names.back())
+                continue; // an address of another name is not the answer's
+            const ldns_rdf* rdf = ldns_rr_rdf(rr, 0);
+            if (!rdf)
+                continue;
+            const size_t len = ldns_rdf_size(rdf);
+            if (type == LDNS_RR_TYPE_A && len == 4)
+                a.addresses.push_back(Address::v4(ldns_rdf_data(rdf)));
+            else if (type == LDNS_RR_TYPE_AAAA && len == 16)
+                a.addresses.push_back(Address::v6(ldns_rdf_data(rdf)));
+            else
+                continue;
+            a.ttl = std::min(a.ttl, ldns_rr_ttl(rr));
+        }
+        if (a.ttl == UINT32_MAX)
+            a.ttl = 0;
+        std::sort(a.addresses.begin(), a.addresses.end());
+        a.addresses.erase(std::unique(a.addresses.begin(), a.addresses.end()), a.addresses.end());
+        return a;
+    } catch (...) {
+        *why = Malformed::unparsable;
+        return std::nullopt;
+    }
+}
+
+std::vector<uint8_t> build_reject(const Query& query, uint8_t rcode)
+{
+    PktPtr p(ldns_pkt_new());
+    ldns_pkt_set_id(p.get(), query.id);
+    ldns_pkt_set_qr(p.get(), true);
+    ldns_pkt_set_opcode(p.get(), LDNS_PACKET_QUERY);
+    ldns_pkt_set_rd(p.get(), query.recursion_desired);
+    ldns_pkt_set_ra(p.get(), true);
+    ldns_pkt_set_rcode(p.get(), rcode);
+    ldns_rdf* owner = nullptr;
+    if (ldns_str2rdf_dname(&owner, query.question.name.c_str()) == LDNS_STATUS_OK) {
+        ldns_rr* q = ldns_rr_new();
+        ldns_rr_set_owner(q, owner);
+        ldns_rr_set_type(q, static_cast<ldns_rr_type>(query.question.type));
+        ldns_rr_set_class(q, static_cast<ldns_rr_class>(query.question.klass));
+        ldns_rr_set_question(q, true);
+        ldns_pkt_push_rr(p.get(), LDNS_SECTION_QUESTION, q);
+    }
+    uint8_t* wire = nullptr;
+    size_t size = 0;
+    if (ldns_pkt2wire(&wire, p.get(), &size) != LDNS_STATUS_OK || !wire)
+        return {};
+    std::vector<uint8_t> out(wire, wire + size);
+    std::free(wire);
+    return out;
+}
+
+} // namespace fqdnd::dns

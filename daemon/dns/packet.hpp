@@ -1,0 +1,40 @@
+#pragma once
+
+#include "config/address.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+// IP packets as NFQUEUE hands them over: decoded without trusting a byte,
+// and the UDP replies fqdnd sends in a server's name. No kernel calls.
+namespace fqdnd::dns {
+
+enum class Transport : uint8_t { udp = 17, tcp = 6 };
+
+struct PacketInfo {
+    Address src, dst;
+    Transport transport = Transport::udp;
+    uint16_t sport = 0, dport = 0;
+    std::span<const uint8_t> payload; // UDP or TCP payload
+    // TCP only
+    uint32_t seq = 0, ack = 0;
+    uint8_t tcp_flags = 0;
+};
+
+inline constexpr uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_rst = 0x04, tcp_psh = 0x08, tcp_ack = 0x10;
+
+// IPv4 or IPv6 (extension headers walked), then UDP or TCP. Nothing for a
+// fragment, a truncated header or any other protocol.
+std::optional<PacketInfo> decode(std::span<const uint8_t> packet) noexcept;
+
+// An IP/UDP packet from `from` to `to` carrying `payload`, checksums filled.
+std::vector<uint8_t> build_udp(const Address& from, uint16_t sport, const Address& to, uint16_t dport,
+                               std::span<const uint8_t> payload);
+
+// An IP/TCP segment (flags, seq, ack, payload), checksums filled.
+std::vector<uint8_t> build_tcp(const Address& from, uint16_t sport, const Address& to, uint16_t dport, uint32_t seq,
+                               uint32_t ack, uint8_t flags, std::span<const uint8_t> payload);
+
+} // namespace fqdnd::dns

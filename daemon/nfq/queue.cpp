@@ -1,0 +1,137 @@
+#include "nfq/queue.hpp"
+
+// glibc before the kernel headers, which then leave its definitions alone.
+#include <arpa/inet.h>
+
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+
+#include <array>
+#include <cerrno>
+#include <sys/socket.h>
+
+namespace fqdnd::nfq {
+
+namespace {
+
+int send_config(nft::Netlink& nl, uint16_t queue, const std::function<void(nlmsghdr*)>& fill)
+{
+    std::array<char, 4096> buf{};
+    nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_CONFIG, queue);
+    nlh->nlmsg_flags |= NLM_F_ACK;
+    nlh->nlmsg_seq = nl.next_seq();
+    fill(nlh);
+    if (mnl_socket_sendto(nl.get(), nlh, nlh->nlmsg_len) < 0)
+        return -errno;
+    std::array<char, 8192> rbuf{};
+    const ssize_t n = mnl_socket_recvfrom(nl.get(), rbuf.data(), rbuf.size());
+    if (n < 0)
+        return -errno;
+    const int r = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(nl.get()),
+                             nullptr, nullptr);
+    return r < 0 ? -errno : 0;
+}
+
+} // namespace
+
+int Queues::open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_open) noexcept
+{
+    if (int r = nl_.open(); r < 0)
+        return r;
+    // Replies come back quickly; a burst of DNS must not overflow.
+    int size = 8 << 20;
+    setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
+    timeval tv{1, 0};
+    setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    buf_.resize(copy_range + 4096);
+    first_ = first;
+    count_ = count;
+    uint32_t flags = NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID | NFQA_CFG_F_CONNTRACK;
+    if (fail_open)
+        flags |= NFQA_CFG_F_FAIL_OPEN;
+    for (uint16_t q = first; q < first + count; ++q) {
+        int r = send_config(nl_, q, [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
+        if (r < 0)
+            return r;
+        auto configure = [&](nlmsghdr* nlh) {
+            nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, copy_range);
+            nfq_nlmsg_cfg_put_qmaxlen(nlh, max_len);
+            mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
+            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags));
+        };
+        r = send_config(nl_, q, configure);
+        if (r == -EOPNOTSUPP && (flags & NFQA_CFG_F_CONNTRACK)) {
+            // Conntrack info with each packet needs CONFIG_NETFILTER_NETLINK_GLUE_CT;
+            // fqdnd matches answers to queries itself, so it can do without.
+            flags &= ~NFQA_CFG_F_CONNTRACK;
+            conntrack_info_ = false;
+            r = send_config(nl_, q, configure);
+        }
+        if (r < 0)
+            return r;
+    }
+    // From here on the socket is only read when it has something.
+    tv = {0, 0};
+    setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return 0;
+}
+
+void Queues::receive(const std::function<void(const Packet&)>& handler) noexcept
+{
+    while (true) {
+        const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == ENOBUFS) {
+                // Packets were queued that we will never see: with
+                // fail-open off they are dropped by the kernel. Count, go on.
+                ++stats_.enobufs;
+                continue;
+            }
+            return;
+        }
+        int len = static_cast<int>(n);
+        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(nlh, len);
+             nlh = mnl_nlmsg_next(nlh, &len)) {
+            if ((nlh->nlmsg_type & 0xff) != NFQNL_MSG_PACKET)
+                continue;
+            nlattr* attr[NFQA_MAX + 1] = {};
+            if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
+                continue;
+            const auto* hdr = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+            const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+            Packet p;
+            p.queue = ntohs(nfg->res_id);
+            p.id = ntohl(hdr->packet_id);
+            p.hook = hdr->hook;
+            if (attr[NFQA_PAYLOAD])
+                p.payload = std::span(static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD])),
+                                      mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]));
+            if (attr[NFQA_UID])
+                p.uid = ntohl(mnl_attr_get_u32(attr[NFQA_UID]));
+            if (attr[NFQA_GID])
+                p.gid = ntohl(mnl_attr_get_u32(attr[NFQA_GID]));
+            if (attr[NFQA_IFINDEX_INDEV])
+                p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
+            ++stats_.packets;
+            handler(p);
+        }
+    }
+}
+
+void Queues::verdict(const Packet& p, bool accept) noexcept
+{
+    std::array<char, 256> buf{};
+    nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_VERDICT, p.queue);
+    nfq_nlmsg_verdict_put(nlh, static_cast<int>(p.id), accept ? NF_ACCEPT : NF_DROP);
+    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0)
+        ++stats_.verdict_errors;
+}
+
+void Queues::close() noexcept
+{
+    for (uint16_t q = first_; q < first_ + count_ && nl_.is_open(); ++q)
+        send_config(nl_, q, [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
+}
+
+} // namespace fqdnd::nfq

@@ -1,0 +1,63 @@
+#pragma once
+
+#include "nft/netlink.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <vector>
+
+// NFQUEUE through libnetfilter_queue over libmnl: one socket bound to the
+// queues fqdnd's rules fan DNS out to. Packets come with their socket's
+// uid/gid and input interface; every one gets a verdict.
+namespace fqdnd::nfq {
+
+struct Packet {
+    uint16_t queue = 0;
+    uint32_t id = 0;
+    uint8_t hook = 0;
+    std::span<const uint8_t> payload;
+    std::optional<uint32_t> uid, gid;
+    uint32_t indev = 0;
+};
+
+struct QueueStats {
+    uint64_t packets = 0;
+    uint64_t enobufs = 0;  // the kernel could not deliver: packets were lost to us
+    uint64_t verdict_errors = 0;
+};
+
+class Queues {
+public:
+    // Binds queues [first, first + count). `fail_open`: when a queue is full
+    // the kernel accepts instead of dropping.
+    int open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_open) noexcept;
+    int fd() const noexcept { return nl_.fd(); }
+
+    // Reads every packet waiting (without blocking) and hands each to
+    // `handler`, which must call verdict() for it before returning.
+    void receive(const std::function<void(const Packet&)>& handler) noexcept;
+
+    // NF_ACCEPT or NF_DROP.
+    void verdict(const Packet& p, bool accept) noexcept;
+
+    // Unbinds: the kernel then accepts (fail-open) or drops what it queues.
+    void close() noexcept;
+
+    const QueueStats& stats() const noexcept { return stats_; }
+    // Whether the kernel attaches conntrack info (it may lack the glue).
+    bool conntrack_info() const noexcept { return conntrack_info_; }
+
+    // Enough for a DNS message over TCP with its headers.
+    static constexpr uint32_t copy_range = 0xffff;
+
+private:
+    nft::Netlink nl_;
+    uint16_t first_ = 0, count_ = 0;
+    std::vector<char> buf_;
+    QueueStats stats_;
+    bool conntrack_info_ = true;
+};
+
+} // namespace fqdnd::nfq

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Hand-made DNS messages for tests.
+  query SERVER SPORT ID NAME: sends an A query from SPORT, waits (2 s) for an answer
+  answer SERVER CLIENT CPORT ID NAME ADDR: sends an answer in SERVER's name"""
+import socket
+import struct
+import sys
+
+def name_wire(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+def question(name):
+    return name_wire(name) + struct.pack("!HH", 1, 1)
+
+if sys.argv[1] == "query":
+    server, sport, qid, name = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sport))
+    s.settimeout(3)
+    s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question(name), (server, 53))
+    try:
+        s.recvfrom(4096)
+    except OSError:
+        pass
+else:
+    server, client, cport, qid, name, addr = sys.argv[2:8]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((server, 53))
+    msg = struct.pack("!HHHHHH", int(qid), 0x8180, 1, 1, 0, 0) + question(name)
+    msg += b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr)
+    s.sendto(msg, (client, int(cport)))
