@@ -34,6 +34,18 @@ ports = [{ port = 53, protocol = "any" }]
 dns = [{ match-pattern = "**.k8s.intra" }, { match-name = "web.example" }]
 TOML
 done
+# On node1, local processes of user nobody are governed too.
+cat > "$WORK/node1/policy.d/local.toml" <<'TOML'
+[[policy]]
+name = "nobody"
+[policy.selector]
+users = ["nobody"]
+[[policy.egress]]
+to-fqdns = [{ match-name = "echo.k8s.intra" }]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*.k8s.intra" }]
+TOML
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" --log-dns || exit 1
 start_fqdnd node2 "$WORK/node2/fqdnd.toml" --log-dns || exit 1
 
@@ -65,6 +77,16 @@ printf '[fqdn]\nreject-response-code = "name-error"\n' >> "$WORK/node1/fqdnd.tom
 kill -HUP "$FQDND_PID_node1"; sleep 0.5
 check "with reject-response-code = name-error it gets NXDOMAIN" test "$(dns_status p1a other.example)" = NXDOMAIN
 
+as_nobody() { in_ns node1 setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+check "a local process: a refused query is answered by fqdnd too (NXDOMAIN now)" \
+    bash -c "ip netns exec $(ns node1) setpriv --reuid=nobody --regid=nogroup --clear-groups dig +time=2 +tries=1 @203.0.113.53 local-other.example | grep -q 'status: NXDOMAIN'"
+check "a local process: the refused query never reached the server" bash -c "! grep -q 'local-other.example' $WORK/dnsmasq.log"
+check_not "a local process: denied echo's address before resolving" as_nobody /usr/bin/python3 "$TESTS_DIR/tcp_client.py" 203.0.113.5 80
+check "a local process: resolves an allowed name" \
+    bash -c "ip netns exec $(ns node1) setpriv --reuid=nobody --regid=nogroup --clear-groups dig +short +time=2 +tries=1 @203.0.113.53 echo.k8s.intra | grep -q 203.0.113.3"
+check "a local process: then reaches its address" as_nobody /usr/bin/python3 "$TESTS_DIR/tcp_client.py" 203.0.113.3 80
+check "the cache names the local endpoint by its uid" bash -c "kill -USR1 $FQDND_PID_node1; sleep 0.3; grep -q 'uid:65534 .*echo.k8s.intra' $WORK/fqdnd-node1.log"
+
 echo "-- patterns, CNAMEs, TCP, IPv6"
 check "a.b.k8s.intra resolves (the DNS rule has **.k8s.intra)" test "$(resolve p1a a.b.k8s.intra)" = 203.0.113.4
 check_not "but *.k8s.intra does not open a.b.k8s.intra's address" connects p1a 203.0.113.4 80
@@ -75,6 +97,8 @@ check "web.example is a CNAME to cdn.k8s.intra" bash -c "ip netns exec $(ns p1a)
 check "the CNAME's target matched *.k8s.intra: its address is open" connects p1a 203.0.113.5 80
 check "an answer over TCP" test "$(resolve p1a tcp.k8s.intra +tcp)" = 203.0.113.6
 check "opens its address too" connects p1a 203.0.113.6 80
+check "a refused query over TCP is answered by fqdnd in the stream" test "$(dns_status p1a tcp-other.example +tcp)" = NXDOMAIN
+check "and never reached the server" bash -c "! grep -q 'tcp-other.example' $WORK/dnsmasq.log"
 check "an AAAA answer" test "$(resolve p1a v6.k8s.intra AAAA)" = 2001:db8:4::2
 check "opens the IPv6 address" connects p1a 2001:db8:4::2 80
 check_not "other IPv6 addresses stay closed" connects p1a 2001:db8:4::3 80

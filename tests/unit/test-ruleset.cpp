@@ -96,6 +96,7 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
     // Local processes only where a policy selects them (b: uid 0).
     CHECK(comments(chain(rs, "output")) == std::vector<std::string>{
         "DNS flows: answers are inspected by fqdnd",
+        "answers fqdnd sends itself",
         "established and related flows",
         "policy b: DNS to a server no rule lists",
         "policy b",
@@ -172,8 +173,8 @@ TEST_CASE("local = true selects every local process; fail-open off drops DNS wit
     REQUIRE(r.config);
     const Ruleset rs = compile(*r.config);
     const Chain& out = chain(rs, "output");
-    REQUIRE(out.rules.size() == 6);
-    CHECK(std::get<Jump>(out.rules[2].exprs[0]).chain == "dns_l");
+    REQUIRE(out.rules.size() == 7);
+    CHECK(std::get<Jump>(out.rules[3].exprs[0]).chain == "dns_l");
     CHECK(chain(rs, "forward").rules.size() == 2);
     const Queue q = std::get<Queue>(chain(rs, "dns_l").rules[0].exprs.back());
     CHECK(q.first == 7);

@@ -1,0 +1,106 @@
+// The lookup cache: renewals, limits, sharing between endpoints, expiry.
+#include "cache/cache.hpp"
+#include "cache/format.hpp"
+#include "ruleset/compile.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace fqdnd;
+using namespace fqdnd::cache;
+using namespace std::chrono_literals;
+
+namespace {
+
+Address ip(const char* s)
+{
+    return *Address::parse(s);
+}
+
+struct Fixture {
+    Cache cache{Limits{std::chrono::seconds(60), 2}};
+    Time now{std::chrono::sys_days{std::chrono::year{2026} / 4 / 19}};
+    std::vector<ElementOp> ops;
+    Fixture() { cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops); }
+};
+
+} // namespace
+
+TEST_CASE("addresses live max(TTL, min-ttl) and a new answer renews them")
+{
+    Fixture f;
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    REQUIRE(f.ops.size() == 1);
+    CHECK(f.ops[0].timeout == 60s);
+    CHECK_FALSE(f.ops[0].exists);
+    f.ops.clear();
+    f.now += 30s;
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 300, f.now, f.ops);
+    REQUIRE(f.ops.size() == 1);
+    CHECK(f.ops[0].timeout == 300s);
+    CHECK(f.ops[0].exists);
+    f.ops.clear();
+    f.now += 299s;
+    f.cache.expire(f.now, f.ops);
+    CHECK(f.cache.names() == 1);
+    f.now += 2s;
+    f.cache.expire(f.now, f.ops);
+    CHECK(f.cache.names() == 0);
+    CHECK(f.ops.empty()); // the kernel's timeout removes the element itself
+}
+
+TEST_CASE("an address shared by endpoints stays in the set until the last holder expires")
+{
+    Fixture f;
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    f.now += 20s;
+    f.ops.clear();
+    f.cache.learn("192.0.2.3", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    REQUIRE(f.ops.size() == 1); // the kernel's timeout grows to the later expiry
+    CHECK(f.ops[0].timeout == 60s);
+    f.now += 45s;
+    f.ops.clear();
+    f.cache.expire(f.now, f.ops);
+    CHECK(f.cache.names() == 1);
+    CHECK(f.cache.sets_holding(ip("203.0.113.2")).size() == 1);
+    CHECK(f.ops.empty());
+}
+
+TEST_CASE("max-ip-per-hostname: the addresses that expire first go, and leave the set")
+{
+    Fixture f;
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    f.now += 10s;
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.3")}, 30, f.now, f.ops);
+    f.now += 10s;
+    f.ops.clear();
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.4")}, 30, f.now, f.ops);
+    REQUIRE(f.ops.size() == 2);
+    CHECK(f.ops[1].kind == ElementOp::Kind::remove);
+    CHECK(f.ops[1].address == ip("203.0.113.2"));
+    const auto e = f.cache.entries();
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].mappings.size() == 2);
+}
+
+TEST_CASE("a new selector's sets are filled from what the cache already knows")
+{
+    Fixture f;
+    f.cache.learn("192.0.2.2", {"a.b.k8s.intra."}, {ip("203.0.113.4")}, 30, f.now, f.ops);
+    CHECK(f.ops.empty()); // *.k8s.intra does not match a.b.k8s.intra
+    const auto deep = *FqdnSelector::parse_pattern("**.k8s.intra", nullptr);
+    f.cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr), deep}, f.now, f.ops);
+    REQUIRE(f.ops.size() == 1);
+    CHECK(f.ops[0].set == ruleset::set_name(deep, Family::ipv4));
+    std::vector<ElementOp> resync;
+    f.cache.resync(f.now, resync);
+    CHECK(resync.size() == 1);
+}
+
+TEST_CASE("the cache prints like cilium fqdn cache list")
+{
+    Fixture f;
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2"), ip("203.0.113.3")}, 30, f.now, f.ops);
+    const std::string table = format_table(f.cache.entries());
+    CHECK(table == "Endpoint    Source   FQDN              TTL   ExpirationTime             IPs\n"
+                   "192.0.2.2   lookup   echo.k8s.intra.   60    2026-04-19T00:01:00.000Z   203.0.113.2,203.0.113.3\n");
+}
