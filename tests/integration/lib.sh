@@ -5,9 +5,9 @@
 # 203.0.113.0/24, 2001:db8::/32.
 
 set -u
-FQDND=${FQDND:-$(dirname "$0")/../../build/daemon/fqdnd}
-FQDNCTL=${FQDNCTL:-$(dirname "$0")/../../build/cli/fqdnctl}
-TESTS_DIR=$(cd "$(dirname "$0")" && pwd)
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FQDND=${FQDND:-$TESTS_DIR/../../build/daemon/fqdnd}
+FQDNCTL=${FQDNCTL:-$TESTS_DIR/../../build/cli/fqdnctl}
 
 if [ "$(id -u)" != 0 ]; then
     echo "SKIP: integration tests need root (network namespaces)"

@@ -9,6 +9,7 @@ timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 1.0
 try:
     with socket.create_connection((addr, port), timeout=timeout) as s:
         s.settimeout(timeout)
+        s.sendall(b"hi\n")
         sys.exit(0 if s.recv(16).startswith(b"ok") else 1)
 except OSError:
     sys.exit(1)

@@ -1,9 +1,31 @@
 #!/usr/bin/env python3
 """Listens on the given TCP ports on every IPv4 and IPv6 address and answers
-each connection with "ok"; for integration tests, inside a namespace."""
+each connection with "ok" (after reading a request, if one comes within
+0.3 s, so that HTTP clients such as curl --http0.9 see it too); for
+integration tests, inside a namespace."""
 import selectors
 import socket
 import sys
+import threading
+
+
+def answer(conn):
+    try:
+        conn.settimeout(0.3)
+        try:
+            conn.recv(4096)
+        except socket.timeout:
+            pass
+        conn.sendall(b"ok\n")
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1)
+        while conn.recv(4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
 
 sel = selectors.DefaultSelector()
 for port in map(int, sys.argv[1:]):
@@ -12,13 +34,11 @@ for port in map(int, sys.argv[1:]):
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind(("::", port))
     s.listen(128)
-    s.setblocking(False)
     sel.register(s, selectors.EVENT_READ)
 while True:
     for key, _ in sel.select():
         try:
             conn, _ = key.fileobj.accept()
-            conn.sendall(b"ok\n")
-            conn.close()
         except OSError:
-            pass
+            continue
+        threading.Thread(target=answer, args=(conn,), daemon=True).start()
