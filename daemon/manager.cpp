@@ -136,6 +136,7 @@ int Manager::start()
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     engine_ = std::make_unique<dns::Engine>(*config_, cache_);
+    engine_->record_events(options_.log_dns);
 
     if (int r = open_monitor(); r < 0)
         return r;
@@ -210,6 +211,7 @@ int Manager::reload()
     }
     config_ = std::move(loaded.config);
     engine_->configure(*config_);
+    interface_names_.clear();
     cache_.set_limits({config_->settings.min_ttl, static_cast<size_t>(config_->settings.max_ip_per_hostname)});
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
@@ -372,17 +374,20 @@ void Manager::on_packet(const nfq::Packet& p)
     }
     meta.uid = p.uid;
     meta.gid = p.gid;
-    if (p.indev) {
-        char name[IF_NAMESIZE] = {};
-        if (if_indextoname(p.indev, name))
-            meta.indev = name;
-    }
+    if (p.indev)
+        meta.indev = interface_name(p.indev);
     meta.now = now();
     dns::Outcome out = engine_->handle(p.payload, meta);
     // An answer is released only once its addresses are in the sets (or
     // response-max-delay passed: then it goes anyway, and is counted).
     if (!out.ops.empty()) {
+        const auto start = std::chrono::steady_clock::now();
         write_elements(out.ops);
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+        size_t bucket = 0;
+        while (bucket + 1 < hold_us_.size() && (int64_t{1} << bucket) <= us)
+            ++bucket;
+        ++hold_us_[bucket];
         arm_expiry();
     }
     for (const auto& reply : out.replies)
@@ -390,8 +395,20 @@ void Manager::on_packet(const nfq::Packet& p)
     queues_.verdict(p, out.accept);
     if (options_.log_dns)
         log_events();
-    else
-        engine_->take_events();
+}
+
+std::string Manager::interface_name(uint32_t index)
+{
+    auto it = interface_names_.find(index);
+    if (it != interface_names_.end())
+        return it->second;
+    char name[IF_NAMESIZE] = {};
+    std::string n = if_indextoname(index, name) ? name : "";
+    // Bounded: interfaces come and go; a full table starts over.
+    if (interface_names_.size() > 4096)
+        interface_names_.clear();
+    interface_names_.emplace(index, n);
+    return n;
 }
 
 bool Manager::write_elements(const std::vector<cache::ElementOp>& ops)
@@ -497,6 +514,30 @@ void Manager::dump_cache()
 {
     const std::string table = cache::format_table(cache_.entries());
     log::info("cache:\n" + table);
+
+    // The hold time of answers that changed the sets, as upper bounds.
+    uint64_t total = 0;
+    for (uint64_t n : hold_us_)
+        total += n;
+    auto quantile = [&](double q) {
+        uint64_t seen = 0;
+        for (size_t i = 0; i < hold_us_.size(); ++i) {
+            seen += hold_us_[i];
+            if (total && static_cast<double>(seen) >= q * static_cast<double>(total))
+                return int64_t{1} << i;
+        }
+        return int64_t{0};
+    };
+    const dns::Stats& st = engine_->stats();
+    log::info("stats: queries allowed " + std::to_string(st.queries_allowed) + ", refused "
+              + std::to_string(st.queries_refused) + ", malformed " + std::to_string(st.queries_malformed)
+              + "; answers inspected " + std::to_string(st.answers_inspected) + ", learned "
+              + std::to_string(st.answers_learned) + ", unmatched " + std::to_string(st.answers_unmatched)
+              + "; queue packets " + std::to_string(queues_.stats().packets) + ", ENOBUFS "
+              + std::to_string(queues_.stats().enobufs) + "; set updates timed out "
+              + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)
+              + "; answer hold: " + std::to_string(total) + " held, p50 < " + std::to_string(quantile(0.5))
+              + " us, p99 < " + std::to_string(quantile(0.99)) + " us");
 }
 
 int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, void* self)

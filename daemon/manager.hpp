@@ -11,9 +11,11 @@
 
 #include <systemd/sd-event.h>
 
+#include <array>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
 namespace fqdnd {
 
@@ -84,6 +86,11 @@ private:
     nfq::Queues queues_;
     UniqueFd raw4_, raw6_;                       // replies in a server's name
     uint64_t datapath_timeouts_ = 0, datapath_errors_ = 0;
+    // How long answers that changed the sets were held, in powers of two
+    // of microseconds: bucket i counts holds under 2^i us.
+    std::array<uint64_t, 24> hold_us_{};
+    std::unordered_map<uint32_t, std::string> interface_names_; // by ifindex, filled on first sight
+    std::string interface_name(uint32_t index);
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_;

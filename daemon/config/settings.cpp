@@ -215,14 +215,16 @@ void read_settings(const toml::table& root, TomlReader& reader, const std::files
             if (key.section == section)
                 known.push_back(key.name);
         for (auto&& [name, value] : *table) {
+            // A plain copy: lambdas cannot capture structured bindings before C++20's fix in clang 16.
+            const std::string_view key = name.str();
             auto it = std::find_if(std::begin(keys), std::end(keys), [&](const SettingKey& k) {
-                return k.section == section && k.name == name.str();
+                return k.section == section && k.name == key;
             });
             if (it == std::end(keys)) {
                 std::string message = "unknown key \"" + std::string(name.str()) + "\" in [" + std::string(section) + "]";
                 // A key of the other section in the wrong place is a common slip.
                 auto elsewhere = std::find_if(std::begin(keys), std::end(keys),
-                                              [&](const SettingKey& k) { return k.name == name.str(); });
+                                              [&](const SettingKey& k) { return k.name == key; });
                 if (elsewhere != std::end(keys))
                     message += "; it belongs in [" + std::string(elsewhere->section) + "]";
                 else if (auto suggestion = closest(name.str(), known))

@@ -163,8 +163,9 @@ bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& m
             }
         }
     }
-    events_.push_back(Event{allowed ? Event::Kind::query_allowed : Event::Kind::query_refused, endpoint, q.question,
-                            {}, {}, 0});
+    if (record_events_)
+        events_.push_back(Event{allowed ? Event::Kind::query_allowed : Event::Kind::query_refused, endpoint,
+                                q.question, {}, {}, 0});
     if (!allowed) {
         ++stats_.queries_refused;
         refuse(q, pkt, out);
@@ -227,7 +228,8 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
     const std::string endpoint = it->second.endpoint;
     queries_.erase(it);
     ++stats_.answers_inspected;
-    events_.push_back(Event{Event::Kind::answer, endpoint, a->question, a->names, a->addresses, a->ttl});
+    if (record_events_)
+        events_.push_back(Event{Event::Kind::answer, endpoint, a->question, a->names, a->addresses, a->ttl});
     if (a->rcode != rcode_noerror || a->addresses.empty())
         return;
     ++stats_.answers_learned;

@@ -70,6 +70,8 @@ public:
     Outcome handle(std::span<const uint8_t> packet, const PacketMeta& meta);
 
     const Stats& stats() const noexcept { return stats_; }
+    // Events are kept for take_events() only when someone reads them.
+    void record_events(bool on) noexcept { record_events_ = on; }
     std::vector<Event> take_events() { return std::exchange(events_, {}); }
     size_t pending_queries() const noexcept { return queries_.size(); }
 
@@ -134,6 +136,7 @@ private:
     std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
     Stats stats_;
     std::vector<Event> events_;
+    bool record_events_ = true;
 };
 
 } // namespace fqdnd::dns

@@ -16,22 +16,43 @@ struct PktFree {
 };
 using PktPtr = std::unique_ptr<ldns_pkt, PktFree>;
 
-struct CharFree {
-    void operator()(char* p) const noexcept { std::free(p); }
-};
-
-std::string lower(std::string s)
-{
-    std::transform(s.begin(), s.end(), s.begin(), [](char c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; });
-    return s;
-}
-
+// A domain name in presentation form, lower-cased, from the uncompressed
+// wire form ldns keeps: ldns_rdf2str does the same through printf, which
+// was the costliest step of the packet path. Characters outside letters,
+// digits, '-' and '_' are escaped as \DDD (such names match no selector).
 std::string dname_text(const ldns_rdf* rdf)
 {
-    if (!rdf)
+    if (!rdf || ldns_rdf_get_type(rdf) != LDNS_RDF_TYPE_DNAME)
         return "";
-    std::unique_ptr<char, CharFree> text(ldns_rdf2str(rdf));
-    return text ? lower(text.get()) : "";
+    const uint8_t* p = ldns_rdf_data(rdf);
+    const size_t size = ldns_rdf_size(rdf);
+    std::string out;
+    out.reserve(size + 1);
+    size_t i = 0;
+    while (i < size) {
+        const size_t len = p[i++];
+        if (len == 0)
+            break;
+        if (len > 63 || i + len > size)
+            return "";
+        for (size_t j = 0; j < len; ++j) {
+            char c = static_cast<char>(p[i + j]);
+            if (c >= 'A' && c <= 'Z')
+                c = static_cast<char>(c - 'A' + 'a');
+            if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+                out += c;
+            } else {
+                const unsigned v = static_cast<uint8_t>(c);
+                out += '\\';
+                out += static_cast<char>('0' + v / 100);
+                out += static_cast<char>('0' + v / 10 % 10);
+                out += static_cast<char>('0' + v % 10);
+            }
+        }
+        out += '.';
+        i += len;
+    }
+    return out.empty() ? std::string(".") : out;
 }
 
 PktPtr parse(std::span<const uint8_t> wire, Malformed* why) noexcept

@@ -7,6 +7,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <sys/socket.h>
@@ -88,6 +89,7 @@ void Queues::receive(const std::function<void(const Packet&)>& handler) noexcept
                 ++stats_.enobufs;
                 continue;
             }
+            flush();
             return;
         }
         int len = static_cast<int>(n);
@@ -119,13 +121,43 @@ void Queues::receive(const std::function<void(const Packet&)>& handler) noexcept
     }
 }
 
-void Queues::verdict(const Packet& p, bool accept) noexcept
+void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch) noexcept
 {
     std::array<char, 256> buf{};
-    nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_VERDICT, p.queue);
-    nfq_nlmsg_verdict_put(nlh, static_cast<int>(p.id), accept ? NF_ACCEPT : NF_DROP);
+    nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), batch ? NFQNL_MSG_VERDICT_BATCH : NFQNL_MSG_VERDICT, queue);
+    nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), accept ? NF_ACCEPT : NF_DROP);
     if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0)
         ++stats_.verdict_errors;
+}
+
+void Queues::verdict(const Packet& p, bool accept) noexcept
+{
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& x) { return x.queue == p.queue; });
+    if (accept) {
+        if (it == pending_.end())
+            pending_.push_back(Pending{p.queue, p.id, 1});
+        else {
+            it->last_id = p.id;
+            if (++it->count >= max_batch) {
+                send_verdict(it->queue, it->last_id, true, true);
+                pending_.erase(it);
+            }
+        }
+        return;
+    }
+    // A drop: the accepts before it go first, as a batch.
+    if (it != pending_.end()) {
+        send_verdict(it->queue, it->last_id, true, true);
+        pending_.erase(it);
+    }
+    send_verdict(p.queue, p.id, false, false);
+}
+
+void Queues::flush() noexcept
+{
+    for (const Pending& p : pending_)
+        send_verdict(p.queue, p.last_id, true, true);
+    pending_.clear();
 }
 
 void Queues::close() noexcept

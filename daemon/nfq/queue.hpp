@@ -39,8 +39,11 @@ public:
     // `handler`, which must call verdict() for it before returning.
     void receive(const std::function<void(const Packet&)>& handler) noexcept;
 
-    // NF_ACCEPT or NF_DROP.
+    // NF_ACCEPT or NF_DROP. Accepts are gathered and sent as one batch
+    // verdict (every id up to the last) when a drop comes, after a few, or
+    // when no packet is waiting; by then every accepted packet's work is done.
     void verdict(const Packet& p, bool accept) noexcept;
+    void flush() noexcept;
 
     // Unbinds: the kernel then accepts (fail-open) or drops what it queues.
     void close() noexcept;
@@ -56,6 +59,14 @@ private:
     nft::Netlink nl_;
     uint16_t first_ = 0, count_ = 0;
     std::vector<char> buf_;
+    struct Pending {
+        uint16_t queue;
+        uint32_t last_id;
+        uint32_t count;
+    };
+    std::vector<Pending> pending_; // one per queue with accepts not yet sent
+    void send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch) noexcept;
+    static constexpr uint32_t max_batch = 32;
     QueueStats stats_;
     bool conntrack_info_ = true;
 };

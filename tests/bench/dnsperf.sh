@@ -1,0 +1,76 @@
+#!/bin/bash
+# dnsperf from a client namespace through a router namespace to dnsmasq, in
+# three runs: without fqdnd; with fqdnd inspecting every answer (one name,
+# each answer renews it); with every answer bringing a new address (50,000
+# names, AAAA in 2001:db8::/32). Prints qps and latency of each and the ratios
+# to the first. Root; makes and removes its own namespaces. Never fails on
+# a timing. Usage: tests/bench/dnsperf.sh [SECONDS]
+. "$(dirname "$0")/../integration/lib.sh"
+seconds=${1:-10}
+names=50000
+
+add_ns client; add_ns router; add_ns dns
+link router client 192.0.2.1/29 192.0.2.2/29
+link router dns 198.51.100.1/30 198.51.100.2/30
+in_ns client ip route add default via 192.0.2.1
+in_ns dns ip addr add 203.0.113.53/32 dev lo
+in_ns dns ip route add 192.0.2.0/29 via 198.51.100.1
+in_ns router ip route add 203.0.113.53/32 via 198.51.100.2
+in_ns router sysctl -qw net.ipv4.ip_forward=1
+
+python3 - "$WORK" "$names" <<'PY'
+import sys
+work, n = sys.argv[1], int(sys.argv[2])
+with open(f"{work}/hosts", "w") as h, open(f"{work}/new-names", "w") as q:
+    h.write("203.0.113.2 echo.k8s.intra\n")
+    for i in range(n):
+        h.write(f"2001:db8::{i >> 16:x}:{i & 0xffff:x} n{i}.k8s.intra\n")
+        q.write(f"n{i}.k8s.intra AAAA\n")
+with open(f"{work}/one-name", "w") as q:
+    q.write("echo.k8s.intra A\n")
+PY
+background dns dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$WORK/hosts" \
+    --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root --cache-size=0 --pid-file=
+sleep 1
+
+mkdir -p "$WORK/policy.d"
+printf '[daemon]\nstate-directory = "%s/state"\n' "$WORK" > "$WORK/fqdnd.toml"
+cat > "$WORK/policy.d/p.toml" <<'TOML'
+[[policy]]
+name = "bench"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-fqdns = [{ match-pattern = "*.k8s.intra" }]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*" }]
+TOML
+
+perf() { # perf NAME QUERYFILE [EXTRA]: one dnsperf run
+    local out
+    out=$(in_ns client dnsperf -s 203.0.113.53 -d "$2" -l "$seconds" -c 4 -q 200 $3 2>&1)
+    local qps lat
+    qps=$(sed -n 's/ *Queries per second: *\([0-9.]*\).*/\1/p' <<<"$out")
+    lat=$(sed -n 's/ *Average Latency (s): *\([0-9.]*\).*/\1/p' <<<"$out")
+    local lost
+    lost=$(sed -n 's/ *Queries lost: *\([0-9]*\).*/\1/p' <<<"$out")
+    printf '%-44s %10s qps   avg latency %8.3f ms   lost %s\n' "$1" "$qps" "$(echo "$lat * 1000" | bc -l)" "$lost"
+    eval "QPS_$4=$qps"
+}
+
+echo "dnsperf, $seconds s per run, 4 clients, 200 queries in flight"
+perf "1. no fqdnd" "$WORK/one-name" "" base
+start_fqdnd router "$WORK/fqdnd.toml" >/dev/null || exit 1
+perf "2. fqdnd, every answer inspected (renewals)" "$WORK/one-name" "" inspect
+kill -USR1 "$FQDND_PID"; sleep 0.5
+grep 'stats:' "$WORK/fqdnd-router.log" | tail -1 | sed 's/^/     /'
+perf "3. fqdnd, every answer a new address" "$WORK/new-names" "-n 1" new
+kill -USR1 "$FQDND_PID"; sleep 0.5
+grep 'stats:' "$WORK/fqdnd-router.log" | tail -1 | sed 's/^/     /'
+printf 'ratios to no fqdnd: inspected %.2f, new addresses %.2f\n' \
+    "$(echo "$QPS_inspect / $QPS_base" | bc -l)" "$(echo "$QPS_new / $QPS_base" | bc -l)"
+elements=$(in_ns router nft -j list sets inet 2>/dev/null | python3 -c '
+import json, sys
+print(sum(len(o["set"].get("elem", [])) for o in json.load(sys.stdin)["nftables"] if "set" in o))')
+echo "elements in the sets after the runs: $elements"
