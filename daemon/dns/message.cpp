@@ -99,7 +99,12 @@ std::string_view to_string(Malformed m) noexcept
     return "?";
 }
 
-std::optional<Query> parse_query(std::span<const uint8_t> wire, Malformed* why) noexcept
+namespace {
+
+// Parses `wire` and hands the packet to `body`; anything odd (including an
+// allocation failure inside ldns) yields nothing and the reason in `why`.
+template <typename Result, typename Body>
+std::optional<Result> with_packet(std::span<const uint8_t> wire, Malformed* why, Body body) noexcept
 {
     Malformed ignored;
     if (!why)
@@ -109,47 +114,49 @@ std::optional<Query> parse_query(std::span<const uint8_t> wire, Malformed* why) 
         PktPtr p = parse(wire, why);
         if (!p)
             return std::nullopt;
-        if (ldns_pkt_qr(p.get()) || ldns_pkt_get_opcode(p.get()) != LDNS_PACKET_QUERY) {
-            *why = Malformed::not_a_query;
-            return std::nullopt;
-        }
-        auto q = question_of(p.get(), why);
-        if (!q)
-            return std::nullopt;
-        return Query{ldns_pkt_id(p.get()), ldns_pkt_rd(p.get()), std::move(*q)};
+        return body(p.get(), why);
     } catch (...) {
         *why = Malformed::unparsable;
         return std::nullopt;
     }
 }
 
+} // namespace
+
+std::optional<Query> parse_query(std::span<const uint8_t> wire, Malformed* why) noexcept
+{
+    return with_packet<Query>(wire, why, [](const ldns_pkt* p, Malformed* why) -> std::optional<Query> {
+        if (ldns_pkt_qr(p) || ldns_pkt_get_opcode(p) != LDNS_PACKET_QUERY) {
+            *why = Malformed::not_a_query;
+            return std::nullopt;
+        }
+        auto q = question_of(p, why);
+        if (!q)
+            return std::nullopt;
+        return Query{ldns_pkt_id(p), ldns_pkt_rd(p), std::move(*q)};
+    });
+}
+
 std::optional<Answer> parse_answer(std::span<const uint8_t> wire, Malformed* why) noexcept
 {
-    Malformed ignored;
-    if (!why)
-        why = &ignored;
-    *why = Malformed::none;
-    try {
-        PktPtr p = parse(wire, why);
-        if (!p)
-            return std::nullopt;
-        if (!ldns_pkt_qr(p.get())) {
+    return with_packet<Answer>(wire, why, [](const ldns_pkt* p, Malformed* why) -> std::optional<Answer> {
+        if (!ldns_pkt_qr(p)) {
             *why = Malformed::not_an_answer;
             return std::nullopt;
         }
-        auto q = question_of(p.get(), why);
+        auto q = question_of(p, why);
         if (!q)
             return std::nullopt;
         Answer a;
-        a.id = ldns_pkt_id(p.get());
-        a.rcode = static_cast<uint8_t>(ldns_pkt_get_rcode(p.get()));
+        a.id = ldns_pkt_id(p);
+        a.rcode = static_cast<uint8_t>(ldns_pkt_get_rcode(p));
         a.question = *q;
         a.names.push_back(q->name);
         a.ttl = UINT32_MAX;
 
         // Walk the chain through the answer section in order: each CNAME
         // must come after the one that led to it; addresses after the last.
-        const ldns_rr_list* rrs = ldns_pkt_answer(p.get());
+        const ldns_rr_list* rrs = ldns_pkt_answer(p);
         const size_t count = rrs ? ldns_rr_list_rr_count(rrs) : 0;
         size_t pos = 0;
         for (size_t i = 0; i < count; ++i) {
@@ -198,10 +205,7 @@ std::optional<Answer> parse_answer(std::span<const uint8_t> wire, Malformed* why
         std::sort(a.addresses.begin(), a.addresses.end());
         a.addresses.erase(std::unique(a.addresses.begin(), a.addresses.end()), a.addresses.end());
         return a;
-    } catch (...) {
-        *why = Malformed::unparsable;
-        return std::nullopt;
-    }
+    });
 }
 
 std::vector<uint8_t> build_reject(const Query& query, uint8_t rcode)
