@@ -197,7 +197,7 @@ seed_topology() {
     link node2 svc 198.51.100.5/30 198.51.100.6/30
     local a
     for a in 2 3 4 5 6 7 53 54; do in_ns svc ip addr add 203.0.113.$a/32 dev lo; done
-    for a in 2 3; do in_ns svc ip addr add 2001:db8:4::$a/128 dev lo; done
+    for a in 2 3 53; do in_ns svc ip addr add 2001:db8:4::$a/128 dev lo; done
     in_ns svc ip route add 192.0.2.0/29 via 198.51.100.1
     in_ns svc ip route add 192.0.2.8/29 via 198.51.100.5
     in_ns svc ip -6 route add 2001:db8:1::/64 via 2001:db8:2::1
@@ -209,14 +209,15 @@ seed_topology() {
     tcp_server svc 80
 }
 
-# dns_server HOSTS_FILE [DNSMASQ_ARGS...]: dnsmasq on 203.0.113.53 in svc,
+# dns_server HOSTS_FILE [DNSMASQ_ARGS...]: dnsmasq on 203.0.113.53 and
+# 2001:db8:4::53 in svc,
 # answering from HOSTS_FILE with TTL 30 (as the seed's CoreDNS), logging
 # every query to $WORK/dnsmasq.log. SIGHUP ($DNSMASQ_PID) rereads the file.
 dns_server() {
     local hosts=$1; shift
     : > "$WORK/dnsmasq.log"
     background svc dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$hosts" \
-        --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root \
+        --listen-address=203.0.113.53 --listen-address=2001:db8:4::53 --bind-interfaces --local-ttl=30 --user=root \
         --log-queries=extra --log-facility="$WORK/dnsmasq.log" --pid-file= "$@"
     DNSMASQ_PID=$LAST_PID
     local i

@@ -11,6 +11,7 @@ cat > "$WORK/hosts" <<'HOSTS'
 203.0.113.6 tcp.k8s.intra
 203.0.113.7 other.example
 2001:db8:4::2 v6.k8s.intra
+2001:db8:4::3 v6b.k8s.intra
 HOSTS
 dns_server "$WORK/hosts" --cname=web.example,cdn.k8s.intra || exit 1
 
@@ -29,7 +30,7 @@ sources = ["$src", "2001:db8:1::/64"]
 [[policy.egress]]
 to-fqdns = [{ match-pattern = "*.k8s.intra" }]
 [[policy.egress]]
-to-dns-servers = ["203.0.113.53", "203.0.113.54"]
+to-dns-servers = ["203.0.113.53", "203.0.113.54", "2001:db8:4::53"]
 ports = [{ port = 53, protocol = "any" }]
 dns = [{ match-pattern = "**.k8s.intra" }, { match-name = "web.example" }]
 TOML
@@ -102,6 +103,13 @@ check "and never reached the server" bash -c "! grep -q 'tcp-other.example' $WOR
 check "an AAAA answer" test "$(resolve p1a v6.k8s.intra AAAA)" = 2001:db8:4::2
 check "opens the IPv6 address" connects p1a 2001:db8:4::2 80
 check_not "other IPv6 addresses stay closed" connects p1a 2001:db8:4::3 80
+check "DNS over IPv6: a query to 2001:db8:4::53 is inspected and its answer opens the address" \
+    bash -c "ip netns exec $(ns p1a) dig +short +time=2 +tries=1 @2001:db8:4::53 echo.k8s.intra AAAA >/dev/null; \
+             ip netns exec $(ns p1a) dig +short +time=2 +tries=1 @2001:db8:4::53 v6b.k8s.intra AAAA | grep -q 2001:db8:4::3"
+check "the address learned over IPv6 DNS is open" connects p1a 2001:db8:4::3 80
+check "DNS over IPv6: a refused query is answered by fqdnd from the server's IPv6 address" \
+    bash -c "ip netns exec $(ns p1a) dig +time=2 +tries=1 @2001:db8:4::53 v6-other.example | grep -q 'status: NXDOMAIN'"
+check "and never reached the server" bash -c "! grep -q 'v6-other.example' $WORK/dnsmasq.log"
 
 echo "-- forged answers"
 # A query to 203.0.113.54 (allowed, but no server runs there) is remembered;
