@@ -36,6 +36,12 @@ namespace {
 // change seen, so that a burst of events (nft flush ruleset) costs one rebuild.
 constexpr uint64_t restore_delay_usec = 200'000;
 
+cache::Limits limits_of(const config::Settings& s)
+{
+    return cache::Limits{s.min_ttl, static_cast<size_t>(s.max_ip_per_hostname), s.idle_connection_grace_period,
+                         static_cast<size_t>(s.max_deferred_connection_deletes)};
+}
+
 std::string errno_text(int r)
 {
     return std::strerror(r < 0 ? -r : r);
@@ -132,10 +138,12 @@ int Manager::start()
 
     // The cache fills the sets of selectors; what the kernel kept across a
     // restart stays there until the state file brings the cache back.
-    cache_.set_limits({config_->settings.min_ttl, static_cast<size_t>(config_->settings.max_ip_per_hostname)});
+    cache_.set_limits(limits_of(config_->settings));
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     engine_ = std::make_unique<dns::Engine>(*config_, cache_);
+    if (int r = open_conntrack(); r < 0)
+        return r;
     engine_->record_events(options_.log_dns);
 
     if (int r = open_monitor(); r < 0)
@@ -212,7 +220,7 @@ int Manager::reload()
     config_ = std::move(loaded.config);
     engine_->configure(*config_);
     interface_names_.clear();
-    cache_.set_limits({config_->settings.min_ttl, static_cast<size_t>(config_->settings.max_ip_per_hostname)});
+    cache_.set_limits(limits_of(config_->settings));
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     std::string problem;
@@ -453,7 +461,7 @@ void Manager::send_reply(const std::vector<uint8_t>& packet)
 
 void Manager::arm_expiry()
 {
-    const auto next = cache_.next_expiry();
+    const auto next = cache_.next_deadline();
     if (!next) {
         if (expiry_timer_)
             sd_event_source_set_enabled(expiry_timer_.get(), SD_EVENT_OFF);
@@ -470,6 +478,72 @@ void Manager::arm_expiry()
     }
     sd_event_source_set_time(expiry_timer_.get(), usec);
     sd_event_source_set_enabled(expiry_timer_.get(), SD_EVENT_ONESHOT);
+}
+
+int Manager::open_conntrack()
+{
+    if (int r = conntrack_.open(ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0) {
+        log::error("cannot subscribe to conntrack events: " + errno_text(r));
+        return r;
+    }
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_io(event_.get(), &src, conntrack_.fd(), EPOLLIN, on_conntrack, this); r < 0)
+        return r;
+    ct_source_.reset(src);
+    // The flows alive now: the events only tell what changes from here.
+    resync_flows();
+    return 0;
+}
+
+int Manager::on_conntrack(sd_event_source*, int, uint32_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    const auto t = now();
+    const bool lost = m->conntrack_.receive([m, t](const ct::Flow& f) {
+        if (f.alive)
+            m->cache_.flow_opened(f.id, f.src, f.dst, t);
+        else
+            m->cache_.flow_closed(f.id, t);
+    });
+    if (lost) {
+        // Events were lost: the counts are wrong until a dump sets them
+        // right. Soon, not at once: the burst that overran us is still on.
+        log::warning("conntrack events lost (overrun " + std::to_string(m->conntrack_.overruns())
+                     + "); receive buffer now " + std::to_string(m->conntrack_.buffer()) + " bytes; resyncing");
+        uint64_t usec = 0;
+        sd_event_now(m->event_.get(), CLOCK_MONOTONIC, &usec);
+        if (!m->resync_timer_) {
+            sd_event_source* src = nullptr;
+            if (sd_event_add_time(m->event_.get(), &src, CLOCK_MONOTONIC, usec + 100'000, 10'000, on_resync_timer, m)
+                >= 0)
+                m->resync_timer_.reset(src);
+        } else {
+            sd_event_source_set_time(m->resync_timer_.get(), usec + 100'000);
+            sd_event_source_set_enabled(m->resync_timer_.get(), SD_EVENT_ONESHOT);
+        }
+    }
+    m->expire();
+    return 0;
+}
+
+int Manager::on_resync_timer(sd_event_source*, uint64_t, void* self)
+{
+    static_cast<Manager*>(self)->resync_flows();
+    return 0;
+}
+
+void Manager::resync_flows()
+{
+    std::vector<ct::Flow> flows;
+    if (int r = conntrack_.dump(flows); r < 0) {
+        log::warning("conntrack dump failed: " + errno_text(r));
+        return;
+    }
+    std::vector<cache::Cache::Flow> live;
+    for (const auto& f : flows)
+        live.push_back({f.id, f.src, f.dst});
+    cache_.flows_reset(live, now());
+    expire();
 }
 
 int Manager::on_expiry_timer(sd_event_source*, uint64_t, void* self)
@@ -533,6 +607,10 @@ void Manager::dump_cache()
               + std::to_string(st.queries_refused) + ", malformed " + std::to_string(st.queries_malformed)
               + "; answers inspected " + std::to_string(st.answers_inspected) + ", learned "
               + std::to_string(st.answers_learned) + ", unmatched " + std::to_string(st.answers_unmatched)
+              + "; cache names " + std::to_string(cache_.names()) + ", addresses " + std::to_string(cache_.addresses())
+              + ", connection " + std::to_string(cache_.connection_addresses()) + ", live flows "
+              + std::to_string(cache_.live_flows()) + ", GC deletions " + std::to_string(cache_.gc_deletions())
+              + ", conntrack overruns " + std::to_string(conntrack_.overruns())
               + "; queue packets " + std::to_string(queues_.stats().packets) + ", ENOBUFS "
               + std::to_string(queues_.stats().enobufs) + "; set updates timed out "
               + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)

@@ -2,6 +2,7 @@
 
 #include "cache/cache.hpp"
 #include "config/model.hpp"
+#include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
 #include "nfq/queue.hpp"
 #include "unique_fd.hpp"
@@ -34,6 +35,7 @@ struct Options {
     std::optional<nft::QueueMode> queue_mode;  // probed when unset
     std::optional<nft::Refresh> element_refresh; // probed when unset
     bool log_dns = false;                          // every DNS event to the log
+    int conntrack_buffer = 1 << 20;                // initial receive buffer of conntrack events
 };
 
 // Owns the event loop and every part of the running daemon.
@@ -60,6 +62,8 @@ private:
     void send_reply(const std::vector<uint8_t>& packet);
     void arm_expiry();
     void expire();
+    int open_conntrack();
+    void resync_flows();
     void log_events();
     void dump_cache();
     static cache::Time now();
@@ -72,6 +76,8 @@ private:
     static int on_restore_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_queue(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
+    static int on_conntrack(sd_event_source*, int fd, uint32_t revents, void* self);
+    static int on_resync_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
     std::optional<config::Config> config_;
@@ -84,6 +90,7 @@ private:
     cache::Cache cache_;
     std::unique_ptr<dns::Engine> engine_;
     nfq::Queues queues_;
+    ct::Conntrack conntrack_;
     UniqueFd raw4_, raw6_;                       // replies in a server's name
     uint64_t datapath_timeouts_ = 0, datapath_errors_ = 0;
     // How long answers that changed the sets were held, in powers of two
@@ -93,7 +100,7 @@ private:
     std::string interface_name(uint32_t index);
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_;
+    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
 };

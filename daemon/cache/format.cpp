@@ -24,6 +24,7 @@ std::string_view to_string(Source s) noexcept
 {
     switch (s) {
     case Source::lookup: return "lookup";
+    case Source::connection: return "connection";
     }
     return "?";
 }

@@ -131,7 +131,9 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
         for (const auto& ports : port_matches(rule.ports)) {
             for (const auto& selector : rule.to_fqdns)
                 for (Family f : {Family::ipv4, Family::ipv6})
-                    allow.rules.push_back(Rule{then(join({AddrInSet{false, f, set_name(selector, f)}}, ports), Accept{}),
+                    allow.rules.push_back(Rule{then(then(join({AddrInSet{false, f, set_name(selector, f)}}, ports),
+                                                         CtMarkSet{ct_mark_flow}),
+                                                    Accept{}),
                                                selector.to_string()});
             for (Family f : {Family::ipv4, Family::ipv6})
                 if (auto cidrs = of_family(rule.to_cidrs, f); !cidrs.empty())

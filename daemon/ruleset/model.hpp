@@ -17,6 +17,9 @@ namespace fqdnd::ruleset {
 inline constexpr uint32_t ct_mark_mask = 0x00f00000;
 // The flow is DNS to an allowed server: its packets go to NFQUEUE.
 inline constexpr uint32_t ct_mark_dns = 0x00100000;
+// A flow that an FQDN set allowed: conntrack tells fqdnd when it opens and
+// closes (filtered in the kernel by this bit), to keep its address alive.
+inline constexpr uint32_t ct_mark_flow = 0x00400000;
 // The packet mark of the answers fqdnd sends itself (a refused query's
 // REFUSED, in the server's name): never filtered by fqdnd's own rules.
 inline constexpr uint32_t packet_mark_reply = 0x00200000;

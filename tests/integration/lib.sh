@@ -206,7 +206,7 @@ seed_topology() {
     in_ns node2 ip route add 203.0.113.0/24 via 198.51.100.6
     in_ns node1 sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     in_ns node2 sysctl -qw net.ipv4.ip_forward=1
-    tcp_server svc 80
+    tcp_server svc 80 hold:8080
 }
 
 # dns_server HOSTS_FILE [DNSMASQ_ARGS...]: dnsmasq on 203.0.113.53 and
@@ -217,7 +217,7 @@ dns_server() {
     local hosts=$1; shift
     : > "$WORK/dnsmasq.log"
     background svc dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$hosts" \
-        --listen-address=203.0.113.53 --listen-address=2001:db8:4::53 --bind-interfaces --local-ttl=30 --user=root \
+        --listen-address=203.0.113.53 --listen-address=2001:db8:4::53 --bind-interfaces --local-ttl="${DNS_TTL:-30}" --user=root \
         --log-queries=extra --log-facility="$WORK/dnsmasq.log" --pid-file= "$@"
     DNSMASQ_PID=$LAST_PID
     local i
