@@ -5,6 +5,7 @@
 
 
 #include "cache/format.hpp"
+#include "cache/persist.hpp"
 #include "config/loader.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
@@ -26,6 +27,8 @@
 #include <sys/socket.h>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 namespace fqdnd {
@@ -142,9 +145,16 @@ int Manager::start()
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     engine_ = std::make_unique<dns::Engine>(*config_, cache_);
+    engine_->record_events(options_.log_dns);
+    // What the last run knew, and what the administrator preloads; the
+    // kernel's sets are renewed to agree with it.
+    load_cache_file(state_file(), "state file", ops);
+    if (!config_->settings.pre_cache.empty())
+        load_cache_file(config_->settings.pre_cache, "pre-cache", ops);
+    if (!ops.empty() && table_->update(table, ops, refresh_, &problem) < 0)
+        log::warning("restoring the sets from the cache: " + problem);
     if (int r = open_conntrack(); r < 0)
         return r;
-    engine_->record_events(options_.log_dns);
 
     if (int r = open_monitor(); r < 0)
         return r;
@@ -181,6 +191,7 @@ int Manager::run()
     // queues; from then on the kernel bypasses them (fail-open) or drops.
     queues_.receive([this](const nfq::Packet& p) { on_packet(p); });
     queues_.close();
+    save_state();
     // The table stays: enforcement goes on while fqdnd is down.
     log::info("stopping; table inet " + config_->settings.table + " stays in place");
     return r;
@@ -397,6 +408,7 @@ void Manager::on_packet(const nfq::Packet& p)
             ++bucket;
         ++hold_us_[bucket];
         arm_expiry();
+        mark_dirty();
     }
     for (const auto& reply : out.replies)
         send_reply(reply);
@@ -555,11 +567,82 @@ int Manager::on_expiry_timer(sd_event_source*, uint64_t, void* self)
 void Manager::expire()
 {
     std::vector<cache::ElementOp> ops;
+    const size_t before = cache_.addresses(), connections = cache_.connection_addresses();
     cache_.expire(now(), ops);
     std::string problem;
     if (!ops.empty())
         table_->update(config_->settings.table, ops, refresh_, &problem);
+    if (!ops.empty() || cache_.addresses() != before || cache_.connection_addresses() != connections)
+        mark_dirty();
     arm_expiry();
+}
+
+std::filesystem::path Manager::state_file() const
+{
+    return std::filesystem::path(config_->settings.state_directory) / "cache.json";
+}
+
+void Manager::load_cache_file(const std::filesystem::path& path, const char* what, std::vector<cache::ElementOp>& ops)
+{
+    std::ifstream in(path);
+    if (!in) {
+        if (errno != ENOENT)
+            log::warning(std::string("cannot read the ") + what + " " + path.string() + ": " + errno_text(errno));
+        return;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string error;
+    const auto records = cache::from_json(text.str(), error);
+    if (!records) {
+        // A corrupt file costs what it held, never the start.
+        log::warning(std::string("the ") + what + " " + path.string() + " is unreadable (" + error + "); ignored");
+        return;
+    }
+    const auto t = now();
+    const size_t before = cache_.addresses();
+    for (const auto& r : *records)
+        cache_.restore(r.endpoint, r.name, r.mapping, t, ops);
+    log::info(std::string("loaded ") + std::to_string(cache_.addresses() - before) + " addresses from the " + what
+              + " " + path.string() + " (" + std::to_string(records->size()) + " records)");
+}
+
+void Manager::mark_dirty()
+{
+    if (dirty_)
+        return;
+    dirty_ = true;
+    uint64_t usec = 0;
+    sd_event_now(event_.get(), CLOCK_MONOTONIC, &usec);
+    // At most one write every two seconds, however busy the DNS.
+    constexpr uint64_t delay = 2'000'000;
+    if (!save_timer_) {
+        sd_event_source* src = nullptr;
+        if (sd_event_add_time(event_.get(), &src, CLOCK_MONOTONIC, usec + delay, 100'000, on_save_timer, this) >= 0)
+            save_timer_.reset(src);
+        return;
+    }
+    sd_event_source_set_time(save_timer_.get(), usec + delay);
+    sd_event_source_set_enabled(save_timer_.get(), SD_EVENT_ONESHOT);
+}
+
+int Manager::on_save_timer(sd_event_source*, uint64_t, void* self)
+{
+    static_cast<Manager*>(self)->save_state();
+    return 0;
+}
+
+void Manager::save_state()
+{
+    dirty_ = false;
+    std::error_code ec;
+    std::filesystem::create_directories(config_->settings.state_directory, ec);
+    const int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries()));
+    if (r < 0) {
+        // Enforcement goes on; only what a restart would remember is at stake.
+        if (state_write_errors_++ == 0 || state_write_errors_ % 100 == 0)
+            log::warning("cannot write the state file " + state_file().string() + ": " + errno_text(r));
+    }
 }
 
 void Manager::log_events()

@@ -64,6 +64,12 @@ private:
     void expire();
     int open_conntrack();
     void resync_flows();
+    // The cache snapshot: read back at start, written at most every few
+    // seconds after a change, and at exit.
+    void load_cache_file(const std::filesystem::path& path, const char* what, std::vector<cache::ElementOp>& ops);
+    void mark_dirty();
+    void save_state();
+    std::filesystem::path state_file() const;
     void log_events();
     void dump_cache();
     static cache::Time now();
@@ -78,6 +84,7 @@ private:
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_conntrack(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_resync_timer(sd_event_source*, uint64_t usec, void* self);
+    static int on_save_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
     std::optional<config::Config> config_;
@@ -100,7 +107,10 @@ private:
     std::string interface_name(uint32_t index);
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_;
+    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
+        save_timer_;
+    bool dirty_ = false;
+    uint64_t state_write_errors_ = 0;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
 };

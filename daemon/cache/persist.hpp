@@ -1,0 +1,33 @@
+#pragma once
+
+#include "cache/cache.hpp"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+// The cache as JSON: the format of `fqdnctl cache list -o json` (that of
+// `cilium fqdn cache list -o json`): an array of objects with fqdn, ips,
+// lookup-time, expiration-time, ttl, source and endpoint. The state file
+// and a pre-cache file are both in it.
+namespace fqdnd::cache {
+
+struct Record {
+    std::string endpoint;
+    std::string name;
+    Mapping mapping;
+};
+
+std::string to_json(const std::vector<Cache::Entry>& entries);
+
+// Every record, or nothing and `error` saying where the text is wrong.
+std::optional<std::vector<Record>> from_json(const std::string& text, std::string& error);
+
+std::optional<Time> parse_rfc3339(const std::string& s);
+
+// Writes `text` to `path` atomically: a temporary file beside it, fsync,
+// rename, fsync of the directory. Returns 0 or a negative errno.
+int write_atomically(const std::filesystem::path& path, const std::string& text);
+
+} // namespace fqdnd::cache
