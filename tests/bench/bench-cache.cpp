@@ -1,0 +1,99 @@
+// The cache at scale: 100,000 names and 1,000,000 addresses. Memory per
+// address (RSS), writing and restoring the state file, and flow events per
+// second, against learning (the baseline) in the same process.
+#include "cache/cache.hpp"
+#include "cache/persist.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+using namespace fqdnd;
+using namespace fqdnd::cache;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+long rss_kib()
+{
+    std::ifstream in("/proc/self/statm");
+    long pages = 0, resident = 0;
+    in >> pages >> resident;
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+Address nth(uint32_t i)
+{
+    Address a = *Address::parse("2001:db8::");
+    a.bytes[12] = static_cast<uint8_t>(i >> 24);
+    a.bytes[13] = static_cast<uint8_t>(i >> 16);
+    a.bytes[14] = static_cast<uint8_t>(i >> 8);
+    a.bytes[15] = static_cast<uint8_t>(i);
+    return a;
+}
+
+double seconds_since(Clock::time_point t)
+{
+    return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    const uint32_t names = argc > 1 ? static_cast<uint32_t>(std::stoul(argv[1])) : 100000;
+    const uint32_t per_name = 10;
+    const Time now{std::chrono::milliseconds(1'800'000'000'000)};
+    std::vector<ElementOp> ops;
+    const long rss0 = rss_kib();
+    {
+        Cache cache(Limits{std::chrono::hours(1), 50, std::chrono::seconds(0), 10000});
+        cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops);
+        auto t = Clock::now();
+        std::vector<Address> addrs(per_name);
+        for (uint32_t n = 0; n < names; ++n) {
+            for (uint32_t i = 0; i < per_name; ++i)
+                addrs[i] = nth(n * per_name + i);
+            ops.clear();
+            cache.learn("192.0.2.2", {"n" + std::to_string(n) + ".k8s.intra."}, addrs, 30, now, ops);
+        }
+        const double learn_s = seconds_since(t);
+        ops.clear();
+        ops.shrink_to_fit();
+        const long rss1 = rss_kib();
+        const size_t total = cache.addresses();
+        std::printf("names %u, addresses %zu (each in one selector's set)\n", names, total);
+        std::printf("learn: %.2f s, %.0f addresses/s (baseline)\n", learn_s, static_cast<double>(total) / learn_s);
+        std::printf("RSS: %.0f bytes per address (%ld MiB in all)\n",
+                    static_cast<double>(rss1 - rss0) * 1024.0 / static_cast<double>(total), (rss1 - rss0) / 1024);
+
+        t = Clock::now();
+        const std::string json = to_json(cache.entries());
+        std::printf("state file: %.2f s to write %zu MiB of JSON\n", seconds_since(t), json.size() >> 20);
+
+        // Flow events: one open and one close per address.
+        t = Clock::now();
+        for (uint32_t i = 0; i < total; ++i)
+            cache.flow_opened(i, *Address::parse("192.0.2.2"), nth(i), now);
+        for (uint32_t i = 0; i < total; ++i)
+            cache.flow_closed(i, now);
+        const double flow_s = seconds_since(t);
+        std::printf("flow events: %.0f per second (%zu events, core only)\n", 2.0 * static_cast<double>(total) / flow_s,
+                    2 * static_cast<size_t>(total));
+
+        Cache restored(Limits{std::chrono::hours(1), 50, std::chrono::seconds(0), 10000});
+        restored.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops);
+        t = Clock::now();
+        std::string error;
+        const auto records = from_json(json, error);
+        const double parse_s = seconds_since(t);
+        ops.clear();
+        for (const auto& r : *records)
+            restored.restore(r.endpoint, r.name, r.mapping, now, ops);
+        std::printf("restore: %.2f s (%.2f s parsing, %.2f s into the cache), %zu element operations\n",
+                    seconds_since(t), parse_s, seconds_since(t) - parse_s, ops.size());
+    }
+    return 0;
+}
