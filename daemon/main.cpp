@@ -9,6 +9,7 @@
 #include <getopt.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <optional>
@@ -27,6 +28,7 @@ void usage(std::FILE* to)
                  "      --queue-mode MODE      native or compat NFQUEUE statement (default: probe the kernel)\n"
                  "      --element-refresh HOW  re-add or delete-add to renew set elements (default: probe)\n"
                  "      --log-dns              log every DNS query and answer; SIGUSR1 logs the cache\n"
+                 "      --conntrack-buffer N   initial receive buffer of conntrack events, bytes (tests)\n"
                  "  -h, --help                 show this help and exit\n"
                  "      --version              show the version and exit\n",
                  fqdnd::config::default_config_file().c_str());
@@ -58,7 +60,8 @@ int remove_rules(const std::filesystem::path& path, bool given)
 
 int main(int argc, char** argv)
 {
-    enum { opt_check_config = 0x100, opt_version, opt_remove_rules, opt_queue_mode, opt_element_refresh, opt_log_dns };
+    enum { opt_check_config = 0x100, opt_version, opt_remove_rules, opt_queue_mode, opt_element_refresh, opt_log_dns,
+           opt_conntrack_buffer };
     static const option options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"check-config", no_argument, nullptr, opt_check_config},
@@ -66,6 +69,7 @@ int main(int argc, char** argv)
         {"queue-mode", required_argument, nullptr, opt_queue_mode},
         {"element-refresh", required_argument, nullptr, opt_element_refresh},
         {"log-dns", no_argument, nullptr, opt_log_dns},
+        {"conntrack-buffer", required_argument, nullptr, opt_conntrack_buffer},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, opt_version},
         {nullptr, 0, nullptr, 0},
@@ -109,6 +113,16 @@ int main(int argc, char** argv)
         case opt_log_dns:
             opts.log_dns = true;
             break;
+        case opt_conntrack_buffer: {
+            char* end = nullptr;
+            const long v = std::strtol(optarg, &end, 10);
+            if (!end || *end || v < 1024 || v > (1L << 30)) {
+                std::fprintf(stderr, "fqdnd: --conntrack-buffer takes a size in bytes (1024 to 1 GiB)\n");
+                return 2;
+            }
+            opts.conntrack_buffer = static_cast<int>(v);
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
