@@ -1,85 +1,133 @@
 // fqdnctl: the command-line client of fqdnd. Verbs are looked up in one
-// table, as resolvectl does; each verb parses its own options.
+// table, as resolvectl does; every verb takes --help.
 #include "build-config.hpp"
 #include "config/check.hpp"
+#include "verbs.hpp"
 
 #include <getopt.h>
 
 #include <cstdio>
 #include <cstring>
 #include <iostream>
-#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
+
+struct Options {
+    std::string pattern, endpoint, source;
+    bool json = false;
+    bool force = false;
+    std::vector<std::string> args;
+};
 
 struct Verb {
     std::string_view noun; // "" for one-word verbs
     std::string_view name;
-    std::string_view args;
+    std::string_view usage;
     std::string_view help;
-    int (*run)(int argc, char** argv);
+    std::string_view flags; // the short options it takes, of "opesf"
+    size_t max_args;
+    int (*run)(const Options&);
 };
 
-int verb_check_config(int argc, char** argv);
+int run_check_config(const Options& o)
+{
+    const bool given = !o.args.empty();
+    return fqdnd::config::check_config(given ? std::filesystem::path(o.args[0]) : fqdnd::config::default_config_file(),
+                                       given, std::cout, std::cerr);
+}
 
 constexpr Verb verbs[] = {
+    {"", "status", "[-o json]", "what fqdnd enforces: table, NFQUEUE mode, policies, cache sizes", "o", 0,
+     [](const Options& o) { return fqdnctl::status(o.json); }},
+    {"cache", "list", "[-p PATTERN] [-e ENDPOINT] [-s lookup|connection] [-o json]",
+     "names and addresses fqdnd learned, like cilium fqdn cache list", "opes", 0,
+     [](const Options& o) { return fqdnctl::cache_list(o.pattern, o.endpoint, o.source, o.json); }},
+    {"cache", "clean", "[-p PATTERN] [-f]", "forget names (all, or those matching PATTERN) and close their addresses",
+     "pf", 0, [](const Options& o) { return fqdnctl::cache_clean(o.pattern, o.force); }},
+    {"", "selectors", "[-o json]", "each FQDN selector with its sets, names and addresses", "o", 0,
+     [](const Options& o) { return fqdnctl::selectors(o.json); }},
+    {"policy", "list", "[-o json]", "the policies in force", "o", 0,
+     [](const Options& o) { return fqdnctl::policy_list(o.json); }},
+    {"", "reload", "", "reload settings and policies; errors are printed as file:line:column", "", 0,
+     [](const Options&) { return fqdnctl::reload(); }},
     {"", "check-config", "[PATH]",
-     "validate fqdnd.toml and the policy directory without a daemon (default " FQDND_SYSCONFDIR "/fqdnd.toml)",
-     verb_check_config},
+     "validate fqdnd.toml and its policy directory without a daemon (default " FQDND_SYSCONFDIR "/fqdnd.toml)", "", 1,
+     run_check_config},
 };
+
+std::string verb_name(const Verb& v)
+{
+    return v.noun.empty() ? std::string(v.name) : std::string(v.noun) + " " + std::string(v.name);
+}
 
 void usage(std::FILE* to)
 {
-    std::fprintf(to, "Usage: fqdnctl [--help] [--version] VERB [ARG]...\n\nVerbs:\n");
+    std::fprintf(to, "Usage: fqdnctl [--help] [--version] VERB [OPTION]... [ARG]\n\nVerbs:\n");
     for (const Verb& v : verbs) {
-        std::string line(v.noun);
-        if (!line.empty())
-            line += ' ';
-        line += v.name;
-        line += ' ';
-        line += v.args;
-        std::fprintf(to, "  %-24s %.*s\n", line.c_str(), static_cast<int>(v.help.size()), v.help.data());
+        const std::string line = verb_name(v) + " " + std::string(v.usage);
+        std::fprintf(to, "  %-62s\n      %.*s\n", line.c_str(), static_cast<int>(v.help.size()), v.help.data());
     }
+    std::fprintf(to, "\nExit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
 void verb_usage(const Verb& v, std::FILE* to)
 {
-    std::fprintf(to, "Usage: fqdnctl %.*s%s%.*s %.*s\n\n%.*s\n", static_cast<int>(v.noun.size()), v.noun.data(),
-                 v.noun.empty() ? "" : " ", static_cast<int>(v.name.size()), v.name.data(),
-                 static_cast<int>(v.args.size()), v.args.data(), static_cast<int>(v.help.size()), v.help.data());
+    std::fprintf(to, "Usage: fqdnctl %s %.*s\n\n%.*s\n", verb_name(v).c_str(), static_cast<int>(v.usage.size()),
+                 v.usage.data(), static_cast<int>(v.help.size()), v.help.data());
 }
 
-// Parses only --help for verbs without options of their own; returns -1 to
-// go on, or the exit code.
-int simple_options(const Verb& v, int argc, char** argv)
+int run(const Verb& v, int argc, char** argv)
 {
-    static const option options[] = {{"help", no_argument, nullptr, 'h'}, {nullptr, 0, nullptr, 0}};
+    static const option long_options[] = {
+        {"output", required_argument, nullptr, 'o'},  {"matchpattern", required_argument, nullptr, 'p'},
+        {"endpoint", required_argument, nullptr, 'e'}, {"source", required_argument, nullptr, 's'},
+        {"force", no_argument, nullptr, 'f'},          {"help", no_argument, nullptr, 'h'},
+        {nullptr, 0, nullptr, 0},
+    };
+    Options o;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "h", options, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "+o:p:e:s:fh", long_options, nullptr)) != -1) {
         if (c == 'h') {
             verb_usage(v, stdout);
             return 0;
         }
+        if (c == '?' || v.flags.find(static_cast<char>(c)) == std::string_view::npos) {
+            if (c != '?')
+                std::fprintf(stderr, "fqdnctl: %s takes no -%c\n", verb_name(v).c_str(), c);
+            verb_usage(v, stderr);
+            return 2;
+        }
+        switch (c) {
+        case 'o':
+            if (std::strcmp(optarg, "json") != 0) {
+                std::fprintf(stderr, "fqdnctl: -o takes json\n");
+                return 2;
+            }
+            o.json = true;
+            break;
+        case 'p': o.pattern = optarg; break;
+        case 'e': o.endpoint = optarg; break;
+        case 's':
+            if (std::strcmp(optarg, "lookup") != 0 && std::strcmp(optarg, "connection") != 0) {
+                std::fprintf(stderr, "fqdnctl: -s takes lookup or connection\n");
+                return 2;
+            }
+            o.source = optarg;
+            break;
+        case 'f': o.force = true; break;
+        }
+    }
+    for (int i = optind; i < argc; ++i)
+        o.args.emplace_back(argv[i]);
+    if (o.args.size() > v.max_args) {
         verb_usage(v, stderr);
         return 2;
     }
-    return -1;
-}
-
-int verb_check_config(int argc, char** argv)
-{
-    if (int r = simple_options(verbs[0], argc, argv); r >= 0)
-        return r;
-    if (argc - optind > 1) {
-        verb_usage(verbs[0], stderr);
-        return 2;
-    }
-    const bool given = optind < argc;
-    const std::filesystem::path path = given ? std::filesystem::path(argv[optind])
-                                             : fqdnd::config::default_config_file();
-    return fqdnd::config::check_config(path, given, std::cout, std::cerr);
+    return v.run(o);
 }
 
 } // namespace
@@ -101,9 +149,9 @@ int main(int argc, char** argv)
     }
     for (const Verb& v : verbs) {
         if (v.noun.empty() && first == v.name)
-            return v.run(argc - 1, argv + 1);
+            return run(v, argc - 1, argv + 1);
         if (!v.noun.empty() && first == v.noun && argc >= 3 && v.name == argv[2])
-            return v.run(argc - 2, argv + 2);
+            return run(v, argc - 2, argv + 2);
     }
     std::fprintf(stderr, "fqdnctl: unknown verb \"%s\"\n\n", argv[1]);
     usage(stderr);

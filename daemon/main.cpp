@@ -29,6 +29,7 @@ void usage(std::FILE* to)
                  "      --element-refresh HOW  re-add or delete-add to renew set elements (default: probe)\n"
                  "      --log-dns              log every DNS query and answer; SIGUSR1 logs the cache\n"
                  "      --conntrack-buffer N   initial receive buffer of conntrack events, bytes (tests)\n"
+                 "      --read-group GROUP     group that may read over the bus besides root (default fqdnd)\n"
                  "  -h, --help                 show this help and exit\n"
                  "      --version              show the version and exit\n",
                  fqdnd::config::default_config_file().c_str());
@@ -61,7 +62,7 @@ int remove_rules(const std::filesystem::path& path, bool given)
 int main(int argc, char** argv)
 {
     enum { opt_check_config = 0x100, opt_version, opt_remove_rules, opt_queue_mode, opt_element_refresh, opt_log_dns,
-           opt_conntrack_buffer };
+           opt_conntrack_buffer, opt_read_group };
     static const option options[] = {
         {"config", required_argument, nullptr, 'c'},
         {"check-config", no_argument, nullptr, opt_check_config},
@@ -70,6 +71,7 @@ int main(int argc, char** argv)
         {"element-refresh", required_argument, nullptr, opt_element_refresh},
         {"log-dns", no_argument, nullptr, opt_log_dns},
         {"conntrack-buffer", required_argument, nullptr, opt_conntrack_buffer},
+        {"read-group", required_argument, nullptr, opt_read_group},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, opt_version},
         {nullptr, 0, nullptr, 0},
@@ -123,6 +125,9 @@ int main(int argc, char** argv)
             opts.conntrack_buffer = static_cast<int>(v);
             break;
         }
+        case opt_read_group:
+            opts.read_group = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <csignal>
 #include <cstring>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -160,6 +161,9 @@ int Manager::start()
         return r;
     if (int r = open_queues(); r < 0)
         return r;
+    // The bus is how administrators look in; fqdnd enforces without it.
+    bus_ = std::make_unique<ManagerBus>(*this);
+    bus_->start(event_.get());
 
     // Signals through the loop: blocked here, delivered by signalfd.
     sigset_t mask;
@@ -208,12 +212,15 @@ int Manager::apply_ruleset(const config::Config& config, const char* why)
     return 0;
 }
 
-int Manager::reload()
+int Manager::reload(std::vector<std::string>* errors)
 {
     config::LoadResult loaded = config::load_config(options_.config_file, options_.config_given);
     if (!loaded.config) {
-        for (const auto& d : loaded.errors)
+        for (const auto& d : loaded.errors) {
             log::error(d.to_string());
+            if (errors)
+                errors->push_back(d.to_string());
+        }
         log::error("reload refused: " + std::to_string(loaded.errors.size())
                    + (loaded.errors.size() == 1 ? " error" : " errors") + "; the running configuration stays");
         return -EINVAL;
@@ -575,6 +582,51 @@ void Manager::expire()
     if (!ops.empty() || cache_.addresses() != before || cache_.connection_addresses() != connections)
         mark_dirty();
     arm_expiry();
+}
+
+Manager::Status Manager::status() const
+{
+    return Status{config_->settings.table,
+                  std::string(nft::to_string(queue_mode_)),
+                  static_cast<uint32_t>(config_->policies.size()),
+                  cache_.names(),
+                  cache_.addresses(),
+                  cache_.connection_addresses(),
+                  cache_.live_flows(),
+                  config_->fqdn_selectors().size()};
+}
+
+std::vector<Manager::SelectorView> Manager::selectors() const
+{
+    std::vector<SelectorView> out;
+    const auto entries = cache_.entries();
+    for (const FqdnSelector& s : config_->fqdn_selectors()) {
+        SelectorView v{s.to_string(), ruleset::set_name(s, Family::ipv4), ruleset::set_name(s, Family::ipv6), {}, {}};
+        const FqdnMatcher m(std::span(&s, 1));
+        std::set<std::string> names, addresses;
+        for (const auto& e : entries)
+            if (!m.match(e.name).empty()) {
+                names.insert(e.name);
+                for (const auto& mp : e.mappings)
+                    addresses.insert(mp.address.to_string());
+            }
+        v.names.assign(names.begin(), names.end());
+        v.addresses.assign(addresses.begin(), addresses.end());
+        out.push_back(std::move(v));
+    }
+    return out;
+}
+
+size_t Manager::clean_cache(const FqdnMatcher* pattern)
+{
+    std::vector<cache::ElementOp> ops;
+    const size_t removed = cache_.clean(pattern, now(), ops);
+    std::string problem;
+    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
+        log::warning("cache clean: " + problem);
+    mark_dirty();
+    arm_expiry();
+    return removed;
 }
 
 std::filesystem::path Manager::state_file() const

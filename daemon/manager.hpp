@@ -1,5 +1,6 @@
 #pragma once
 
+#include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
@@ -36,6 +37,7 @@ struct Options {
     std::optional<nft::Refresh> element_refresh; // probed when unset
     bool log_dns = false;                          // every DNS event to the log
     int conntrack_buffer = 1 << 20;                // initial receive buffer of conntrack events
+    std::string read_group = "fqdnd";              // may read over the bus (besides root)
 };
 
 // Owns the event loop and every part of the running daemon.
@@ -48,8 +50,28 @@ public:
     int start();
     int run();
 
-    // Reloads settings and policies; on any error the running ones stay.
-    int reload();
+    // Reloads settings and policies; on any error the running ones stay and
+    // `errors` (when given) gets each as file:line:column: what.
+    int reload(std::vector<std::string>* errors = nullptr);
+
+    // What the bus shows.
+    struct Status {
+        std::string table, queue_mode;
+        uint32_t policies;
+        uint64_t names, addresses, connection_addresses, live_flows, selectors;
+    };
+    Status status() const;
+    std::vector<cache::Cache::Entry> cache_entries() const { return cache_.entries(); }
+    const std::vector<config::Policy>& policies() const { return config_->policies; }
+    const std::string& read_group() const { return options_.read_group; }
+    struct SelectorView {
+        std::string selector, set4, set6;
+        std::vector<std::string> names, addresses; // from the cache
+    };
+    std::vector<SelectorView> selectors() const;
+    // Forgets what the cache knows of names matching `pattern` (all when
+    // null) and takes their addresses out of the sets.
+    size_t clean_cache(const FqdnMatcher* pattern);
 
 private:
     int apply_ruleset(const config::Config& config, const char* why);
@@ -110,6 +132,7 @@ private:
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
         save_timer_;
     bool dirty_ = false;
+    std::unique_ptr<ManagerBus> bus_;
     uint64_t state_write_errors_ = 0;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;

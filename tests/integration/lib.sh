@@ -239,3 +239,38 @@ dns_status() {
     local n=$1 name=$2; shift 2
     in_ns "$n" dig +time=2 +tries=1 @203.0.113.53 "$name" "$@" | sed -n 's/.*status: \([A-Z]*\).*/\1/p'
 }
+
+# private_bus: a dbus-daemon of the test's own (there is no system bus
+# here), permissive at the bus level so that fqdnd's own checks of the
+# caller are what is tested; exports DBUS_SYSTEM_BUS_ADDRESS.
+private_bus() {
+    cat > "$WORK/bus.conf" <<XML
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$WORK/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="org.fqdnd1"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+</busconfig>
+XML
+    chmod 755 "$WORK" # other users' fqdnctl must reach the socket
+    dbus-daemon --config-file="$WORK/bus.conf" --nofork --nopidfile 2>/dev/null &
+    _pids+=($!)
+    BUS_PID=$!
+    export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$WORK/bus"
+    local i
+    for i in $(seq 1 50); do [ -S "$WORK/bus" ] && return 0; sleep 0.1; done
+    echo "dbus-daemon did not start"; return 1
+}

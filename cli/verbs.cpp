@@ -1,0 +1,229 @@
+// The verbs that ask the daemon, over org.fqdnd1.
+#include "verbs.hpp"
+
+#include "cache/format.hpp"
+#include "cache/persist.hpp"
+#include "client.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace fqdnctl {
+
+namespace {
+
+using Row = std::vector<std::string>;
+
+void print_table(const std::vector<Row>& rows)
+{
+    if (rows.empty())
+        return;
+    std::vector<size_t> width(rows[0].size(), 0);
+    for (const Row& r : rows)
+        for (size_t i = 0; i < r.size(); ++i)
+            width[i] = std::max(width[i], r[i].size());
+    for (const Row& r : rows) {
+        std::string line;
+        for (size_t i = 0; i < r.size(); ++i) {
+            line += r[i];
+            if (i + 1 < r.size())
+                line += std::string(width[i] - r[i].size() + 3, ' ');
+        }
+        std::cout << line << '\n';
+    }
+}
+
+std::vector<std::string> read_strings(sd_bus_message* m)
+{
+    std::vector<std::string> out;
+    sd_bus_message_enter_container(m, 'a', "s");
+    const char* s = nullptr;
+    while (sd_bus_message_read(m, "s", &s) > 0)
+        out.emplace_back(s);
+    sd_bus_message_exit_container(m);
+    return out;
+}
+
+} // namespace
+
+int status(bool json)
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("Status", "");
+    if (!reply)
+        return 1;
+    const char *version, *table, *mode;
+    uint32_t policies;
+    uint64_t names, addresses, connections, flows, selectors;
+    if (sd_bus_message_read(reply.get(), "sssuttttt", &version, &table, &mode, &policies, &names, &addresses,
+                            &connections, &flows, &selectors) < 0)
+        return 1;
+    if (json) {
+        std::cout << nlohmann::json{{"version", version}, {"table", table}, {"queue-mode", mode},
+                                    {"policies", policies}, {"fqdn-selectors", selectors}, {"names", names},
+                                    {"addresses", addresses}, {"connection-addresses", connections},
+                                    {"live-flows", flows}}
+                         .dump(2)
+                  << '\n';
+        return 0;
+    }
+    std::printf("       Version: %s\n         Table: inet %s\n       NFQUEUE: %s\n      Policies: %u\n"
+                "FQDN selectors: %lu\n         Names: %lu\n     Addresses: %lu (%lu connection-sourced)\n"
+                "    Live flows: %lu\n",
+                version, table, std::string(mode) == "native" ? "native nft queue" : "xtables NFQUEUE target (nft compat)",
+                policies, static_cast<unsigned long>(selectors), static_cast<unsigned long>(names),
+                static_cast<unsigned long>(addresses), static_cast<unsigned long>(connections),
+                static_cast<unsigned long>(flows));
+    return 0;
+}
+
+int cache_list(const std::string& pattern, const std::string& endpoint, const std::string& source, bool json)
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("ListCache", "sss", pattern.c_str(), endpoint.c_str(), source.c_str());
+    if (!reply)
+        return 1;
+    // Back into cache entries, so that the table and the JSON are the very
+    // ones fqdnd prints and pre-cache reads.
+    std::vector<fqdnd::cache::Cache::Entry> entries;
+    sd_bus_message_enter_container(reply.get(), 'a', "(sssuttas)");
+    while (sd_bus_message_enter_container(reply.get(), 'r', "sssuttas") > 0) {
+        const char *ep, *src, *name;
+        uint32_t ttl;
+        uint64_t lookup, expires;
+        sd_bus_message_read(reply.get(), "sssutt", &ep, &src, &name, &ttl, &lookup, &expires);
+        for (const auto& ip : read_strings(reply.get())) {
+            fqdnd::cache::Mapping m;
+            m.address = fqdnd::Address::parse(ip).value_or(fqdnd::Address{});
+            m.lookup = fqdnd::cache::Time(std::chrono::milliseconds(lookup));
+            m.expires = fqdnd::cache::Time(std::chrono::milliseconds(expires));
+            m.ttl = ttl;
+            m.source = std::string(src) == "connection" ? fqdnd::cache::Source::connection : fqdnd::cache::Source::lookup;
+            if (entries.empty() || entries.back().endpoint != ep || entries.back().name != name)
+                entries.push_back({ep, name, {}});
+            entries.back().mappings.push_back(m);
+        }
+        sd_bus_message_exit_container(reply.get());
+    }
+    sd_bus_message_exit_container(reply.get());
+    std::cout << (json ? fqdnd::cache::to_json(entries) : fqdnd::cache::format_table(entries));
+    return 0;
+}
+
+int cache_clean(const std::string& pattern, bool force)
+{
+    if (!force) {
+        if (!isatty(STDIN_FILENO)) {
+            std::fprintf(stderr, "fqdnctl: cache clean removes allowed addresses; confirm with -f\n");
+            return 1;
+        }
+        std::printf("Remove %s from the cache and the sets? [y/N] ",
+                    pattern.empty() ? "every name" : ("the names matching " + pattern).c_str());
+        std::fflush(stdout);
+        std::string answer;
+        std::getline(std::cin, answer);
+        if (answer != "y" && answer != "Y" && answer != "yes")
+            return 1;
+    }
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("CleanCache", "s", pattern.c_str());
+    if (!reply)
+        return 1;
+    uint32_t removed = 0;
+    sd_bus_message_read(reply.get(), "u", &removed);
+    std::printf("removed %u addresses\n", removed);
+    return 0;
+}
+
+int selectors(bool json)
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("ListSelectors", "");
+    if (!reply)
+        return 1;
+    nlohmann::json out = nlohmann::json::array();
+    std::vector<Row> rows{{"Selector", "Sets", "Names", "IPs"}};
+    sd_bus_message_enter_container(reply.get(), 'a', "(sssasas)");
+    while (sd_bus_message_enter_container(reply.get(), 'r', "sssasas") > 0) {
+        const char *sel, *set4, *set6;
+        sd_bus_message_read(reply.get(), "sss", &sel, &set4, &set6);
+        const auto names = read_strings(reply.get());
+        const auto ips = read_strings(reply.get());
+        sd_bus_message_exit_container(reply.get());
+        out.push_back({{"selector", sel}, {"sets", {set4, set6}}, {"names", names}, {"ips", ips}});
+        auto join = [](const std::vector<std::string>& v) {
+            std::string s;
+            for (const auto& x : v)
+                s += (s.empty() ? "" : ",") + x;
+            return s.empty() ? std::string("-") : s;
+        };
+        rows.push_back({sel, std::string(set4) + "," + set6, join(names), join(ips)});
+    }
+    sd_bus_message_exit_container(reply.get());
+    if (json)
+        std::cout << out.dump(2) << '\n';
+    else
+        print_table(rows);
+    return 0;
+}
+
+int policy_list(bool json)
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("ListPolicies", "");
+    if (!reply)
+        return 1;
+    nlohmann::json out = nlohmann::json::array();
+    std::vector<Row> rows{{"Name", "Mode", "Rules", "File"}};
+    sd_bus_message_enter_container(reply.get(), 'a', "(sbsu)");
+    const char *name, *where;
+    int audit;
+    uint32_t rules;
+    while (sd_bus_message_read(reply.get(), "(sbsu)", &name, &audit, &where, &rules) > 0) {
+        out.push_back({{"name", name}, {"audit", audit != 0}, {"rules", rules}, {"file", where}});
+        rows.push_back({name, audit ? "audit" : "enforce", std::to_string(rules), where});
+    }
+    if (json)
+        std::cout << out.dump(2) << '\n';
+    else
+        print_table(rows);
+    return 0;
+}
+
+int reload()
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("Reload", "");
+    if (!reply)
+        return 1;
+    const auto errors = read_strings(reply.get());
+    for (const auto& e : errors)
+        std::fprintf(stderr, "%s\n", e.c_str());
+    if (!errors.empty()) {
+        std::fprintf(stderr, "fqdnctl: reload refused: %zu %s; the running configuration stays\n", errors.size(),
+                     errors.size() == 1 ? "error" : "errors");
+        return 1;
+    }
+    std::printf("reloaded\n");
+    return 0;
+}
+
+} // namespace fqdnctl

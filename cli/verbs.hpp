@@ -1,0 +1,15 @@
+#pragma once
+
+#include <string>
+
+// Each verb returns fqdnctl's exit code: 0 ok, 1 failure.
+namespace fqdnctl {
+
+int status(bool json);
+int cache_list(const std::string& pattern, const std::string& endpoint, const std::string& source, bool json);
+int cache_clean(const std::string& pattern, bool force);
+int selectors(bool json);
+int policy_list(bool json);
+int reload();
+
+} // namespace fqdnctl

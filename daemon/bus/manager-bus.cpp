@@ -1,0 +1,243 @@
+#include "bus/manager-bus.hpp"
+
+#include "bus/names.hpp"
+#include "build-config.hpp"
+#include "cache/format.hpp"
+#include "fqdn/matcher.hpp"
+#include "fqdn/name.hpp"
+#include "log.hpp"
+#include "manager.hpp"
+
+#include <grp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+namespace fqdnd {
+
+namespace {
+
+Manager& manager_of(void* userdata)
+{
+    return *static_cast<Manager*>(userdata);
+}
+
+// The caller's right: reading needs root or the fqdnd group; changing
+// needs root. Checked on every call, whatever the bus policy said.
+int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std::string& read_group)
+{
+    sd_bus_creds* raw = nullptr;
+    // The bus driver tells the uid; the groups come from /proc (AUGMENT),
+    // as dbus-daemon before 1.15 does not pass them on.
+    int r = sd_bus_query_sender_creds(
+        m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT, &raw);
+    if (r < 0)
+        return sd_bus_error_set_errnof(error, -r, "cannot tell who is calling: %s", std::strerror(-r));
+    std::unique_ptr<sd_bus_creds, decltype(&sd_bus_creds_unref)> creds(raw, sd_bus_creds_unref);
+    uid_t uid = 0;
+    if (sd_bus_creds_get_euid(creds.get(), &uid) < 0)
+        return sd_bus_error_set(error, "org.fqdnd1.Error.AccessDenied", "cannot tell who is calling");
+    if (uid == 0)
+        return 0;
+    if (change)
+        return sd_bus_error_set(error, "org.fqdnd1.Error.AccessDenied", "only root may change fqdnd's state");
+    const group* g = getgrnam(read_group.c_str());
+    if (g) {
+        gid_t egid = 0;
+        if (sd_bus_creds_get_egid(creds.get(), &egid) >= 0 && egid == g->gr_gid)
+            return 0;
+        const gid_t* gids = nullptr;
+        const int n = sd_bus_creds_get_supplementary_gids(creds.get(), &gids);
+        for (int i = 0; i < n; ++i)
+            if (gids[i] == g->gr_gid)
+                return 0;
+    }
+    return sd_bus_error_set(error, "org.fqdnd1.Error.AccessDenied",
+                            ("reading fqdnd's state is for root and the " + read_group + " group").c_str());
+}
+
+uint64_t ms(cache::Time t)
+{
+    return static_cast<uint64_t>(t.time_since_epoch().count());
+}
+
+int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    const Manager::Status s = manager_of(userdata).status();
+    return sd_bus_reply_method_return(m, "sssuttttt", FQDND_VERSION, s.table.c_str(), s.queue_mode.c_str(),
+                                      s.policies, s.names, s.addresses, s.connection_addresses, s.live_flows,
+                                      s.selectors);
+}
+
+int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    const char *pattern = nullptr, *endpoint = nullptr, *source = nullptr;
+    if (int r = sd_bus_message_read(m, "sss", &pattern, &endpoint, &source); r < 0)
+        return r;
+    std::optional<FqdnMatcher> matcher;
+    if (*pattern) {
+        std::string why;
+        auto sel = FqdnSelector::parse_pattern(pattern, &why);
+        if (!sel)
+            return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
+        matcher.emplace(std::vector<FqdnSelector>{*sel});
+    }
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    sd_bus_message_open_container(reply, 'a', "(sssuttas)");
+    for (const auto& e : manager_of(userdata).cache_entries()) {
+        if (*endpoint && e.endpoint != endpoint)
+            continue;
+        if (matcher && matcher->match(e.name).empty())
+            continue;
+        for (const auto& mp : e.mappings) {
+            const std::string src(cache::to_string(mp.source));
+            if (*source && src != source)
+                continue;
+            const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(mp.expires - mp.lookup).count();
+            sd_bus_message_open_container(reply, 'r', "sssuttas");
+            sd_bus_message_append(reply, "sssutt", e.endpoint.c_str(), src.c_str(), e.name.c_str(),
+                                  static_cast<uint32_t>(std::max<int64_t>(ttl, 0)), ms(mp.lookup), ms(mp.expires));
+            sd_bus_message_append(reply, "as", 1, mp.address.to_string().c_str());
+            sd_bus_message_close_container(reply);
+        }
+    }
+    sd_bus_message_close_container(reply);
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
+int method_clean_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, true, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    const char* pattern = nullptr;
+    if (int r = sd_bus_message_read(m, "s", &pattern); r < 0)
+        return r;
+    std::optional<FqdnMatcher> matcher;
+    if (*pattern) {
+        std::string why;
+        auto sel = FqdnSelector::parse_pattern(pattern, &why);
+        if (!sel)
+            return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
+        matcher.emplace(std::vector<FqdnSelector>{*sel});
+    }
+    const size_t removed = manager_of(userdata).clean_cache(matcher ? &*matcher : nullptr);
+    return sd_bus_reply_method_return(m, "u", static_cast<uint32_t>(removed));
+}
+
+int method_list_selectors(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    sd_bus_message_open_container(reply, 'a', "(sssasas)");
+    for (const auto& s : manager_of(userdata).selectors()) {
+        sd_bus_message_open_container(reply, 'r', "sssasas");
+        sd_bus_message_append(reply, "sss", s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
+        sd_bus_message_open_container(reply, 'a', "s");
+        for (const auto& n : s.names)
+            sd_bus_message_append(reply, "s", n.c_str());
+        sd_bus_message_close_container(reply);
+        sd_bus_message_open_container(reply, 'a', "s");
+        for (const auto& a : s.addresses)
+            sd_bus_message_append(reply, "s", a.c_str());
+        sd_bus_message_close_container(reply);
+        sd_bus_message_close_container(reply);
+    }
+    sd_bus_message_close_container(reply);
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
+int method_list_policies(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    sd_bus_message_open_container(reply, 'a', "(sbsu)");
+    for (const auto& p : manager_of(userdata).policies())
+        sd_bus_message_append(reply, "(sbsu)", p.name.c_str(), p.audit, p.where.to_string().c_str(),
+                              static_cast<uint32_t>(p.egress.size()));
+    sd_bus_message_close_container(reply);
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
+int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, true, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    std::vector<std::string> errors;
+    manager_of(userdata).reload(&errors);
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    sd_bus_message_open_container(reply, 'a', "s");
+    for (const auto& e : errors)
+        sd_bus_message_append(reply, "s", e.c_str());
+    sd_bus_message_close_container(reply);
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
+const sd_bus_vtable manager_vtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttt",
+                             SD_BUS_PARAM(version) SD_BUS_PARAM(table) SD_BUS_PARAM(queue_mode)
+                                 SD_BUS_PARAM(policies) SD_BUS_PARAM(names) SD_BUS_PARAM(addresses)
+                                     SD_BUS_PARAM(connection_addresses) SD_BUS_PARAM(live_flows)
+                                         SD_BUS_PARAM(selectors),
+                             method_status, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListCache", "sss", SD_BUS_PARAM(pattern) SD_BUS_PARAM(endpoint) SD_BUS_PARAM(source),
+                             "a(sssuttas)", SD_BUS_PARAM(entries), method_list_cache, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("CleanCache", "s", SD_BUS_PARAM(pattern), "u", SD_BUS_PARAM(removed),
+                             method_clean_cache, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListSelectors", "", , "a(sssasas)", SD_BUS_PARAM(selectors), method_list_selectors,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ListPolicies", "", , "a(sbsu)", SD_BUS_PARAM(policies), method_list_policies,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Reload", "", , "as", SD_BUS_PARAM(errors), method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_VTABLE_END,
+};
+
+} // namespace
+
+int ManagerBus::start(sd_event* event)
+{
+    sd_bus* raw = nullptr;
+    // sd_bus_open_system honours DBUS_SYSTEM_BUS_ADDRESS.
+    if (int r = sd_bus_open_system(&raw); r < 0) {
+        log::warning(std::string("no system bus, fqdnctl cannot reach fqdnd: ") + std::strerror(-r));
+        return r;
+    }
+    bus_.reset(raw);
+    sd_bus_slot* slot = nullptr;
+    if (int r = sd_bus_add_object_vtable(bus_.get(), &slot, bus::object_path, bus::manager_interface, manager_vtable,
+                                         &manager_);
+        r < 0) {
+        log::warning(std::string("cannot serve ") + bus::object_path + ": " + std::strerror(-r));
+        return r;
+    }
+    slot_.reset(slot);
+    if (int r = sd_bus_request_name(bus_.get(), bus::service, 0); r < 0) {
+        log::warning(std::string("cannot take the bus name ") + bus::service + ": " + std::strerror(-r));
+        return r;
+    }
+    if (int r = sd_bus_attach_event(bus_.get(), event, SD_EVENT_PRIORITY_NORMAL); r < 0)
+        return r;
+    return 0;
+}
+
+} // namespace fqdnd

@@ -1,0 +1,69 @@
+#!/bin/bash
+# fqdnctl against a running fqdnd on a private bus, with real traffic: every
+# verb, JSON that parses, and who may read and who may change.
+. "$(dirname "$0")/lib.sh"
+
+seed_topology
+printf '203.0.113.2 echo.k8s.intra\n203.0.113.3 other.k8s.intra\n' > "$WORK/hosts"
+dns_server "$WORK/hosts" || exit 1
+private_bus || exit 1
+mkdir -p "$WORK/node1/policy.d"
+printf '[daemon]\nstate-directory = "%s/node1/state"\n' "$WORK" > "$WORK/node1/fqdnd.toml"
+cat > "$WORK/node1/policy.d/echo.toml" <<'TOML'
+[[policy]]
+name = "echo"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-fqdns = [{ match-pattern = "*.k8s.intra" }]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*" }]
+TOML
+# nogroup stands for the fqdnd group here: the test adds no group to the host.
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" --read-group nogroup || exit 1
+for i in $(seq 1 30); do "$FQDNCTL" status >/dev/null 2>&1 && break; sleep 0.1; done
+resolve p1a echo.k8s.intra >/dev/null
+resolve p1b other.k8s.intra >/dev/null
+
+check "status" bash -c "'$FQDNCTL' status | grep -q 'Policies: 1'"
+check "status -o json parses" bash -c "'$FQDNCTL' status -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"names\"] == 2'"
+check "cache list shows what was resolved, like cilium fqdn cache list" \
+    bash -c "'$FQDNCTL' cache list | grep -qE '^192.0.2.2 +lookup +echo.k8s.intra\. +3600 +[0-9-]+T[0-9:.]+Z +203.0.113.2$'"
+check "cache list -o json parses, in the pre-cache format" bash -c "'$FQDNCTL' cache list -o json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert {e[\"fqdn\"] for e in d} == {\"echo.k8s.intra.\", \"other.k8s.intra.\"}, d
+assert set(d[0]) == {\"endpoint\", \"fqdn\", \"ips\", \"lookup-time\", \"expiration-time\", \"ttl\", \"source\"}'"
+check "cache list -e filters by endpoint" bash -c "'$FQDNCTL' cache list -e 192.0.2.3 | grep -q other.k8s.intra && ! '$FQDNCTL' cache list -e 192.0.2.3 | grep -q echo.k8s.intra"
+check "cache list -p filters by pattern" bash -c "'$FQDNCTL' cache list -p 'echo.*.intra' | grep -q echo.k8s.intra && ! '$FQDNCTL' cache list -p 'echo.*.intra' | grep -q other"
+check "cache list -s connection shows none yet" bash -c "[ \$('$FQDNCTL' cache list -s connection | wc -l) = 1 ]"
+check "selectors shows the selector, its names and addresses" \
+    bash -c "'$FQDNCTL' selectors | grep 'match-pattern: \*.k8s.intra.' | grep -q '203.0.113.2,203.0.113.3'"
+check "selectors -o json parses" bash -c "'$FQDNCTL' selectors -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[0][\"names\"]'"
+check "policy list" bash -c "'$FQDNCTL' policy list | grep -qE '^echo +enforce +2 '"
+check "policy list -o json parses" bash -c "'$FQDNCTL' policy list -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[0][\"name\"] == \"echo\"'"
+
+as_user() { local u=$1 g=$2; shift 2; setpriv --reuid="$u" --regid="$g" --clear-groups "$@"; }
+check "a reader (the read group) may read" as_user nobody nogroup "$FQDNCTL" cache list
+check_not "a caller outside the group is refused reads" as_user daemon daemon "$FQDNCTL" cache list
+check "and told why" bash -c "setpriv --reuid=daemon --regid=daemon --clear-groups '$FQDNCTL' status 2>&1 | grep -q 'access denied'"
+check_not "a non-root reader is refused changes" as_user nobody nogroup "$FQDNCTL" reload
+check_not "and cache clean" as_user nobody nogroup "$FQDNCTL" cache clean -f
+
+printf '[[policy]]\nname = "bad"\n[policy.selector]\nsources = ["192.0.2.0/33"]\n' > "$WORK/node1/policy.d/bad.toml"
+check_not "reload with an error fails" "$FQDNCTL" reload
+check "and says file:line:column" bash -c "'$FQDNCTL' reload 2>&1 | grep -q 'bad.toml:4:12: sources: \"192.0.2.0/33\" has a bad prefix length'"
+rm "$WORK/node1/policy.d/bad.toml"
+check "reload" "$FQDNCTL" reload
+
+check_not "cache clean without -f and without a terminal refuses" "$FQDNCTL" cache clean -p 'echo.k8s.intra'
+check "cache clean -p -f" bash -c "'$FQDNCTL' cache clean -p 'echo.k8s.intra' -f | grep -q 'removed 1'"
+check_not "the cleaned name is gone" bash -c "'$FQDNCTL' cache list | grep -q echo.k8s.intra"
+check_not "and its address is closed" connects p1a 203.0.113.2 80
+check "the other name stays" connects p1b 203.0.113.3 80
+
+check "usage errors exit 2" bash -c "'$FQDNCTL' cache list -x; [ \$? = 2 ]"
+check "fqdnd gone: a clear message" bash -c "kill $FQDND_PID_node1; sleep 0.5; '$FQDNCTL' status 2>&1 | grep -q 'fqdnd is not running'"
+
+finish
