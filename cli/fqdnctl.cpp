@@ -51,6 +51,15 @@ constexpr Verb verbs[] = {
      [](const Options& o) { return fqdnctl::selectors(o.json); }},
     {"policy", "list", "[-o json]", "the policies in force", "o", 0,
      [](const Options& o) { return fqdnctl::policy_list(o.json); }},
+    {"", "explain", "ADDRESS|NAME [-o json]",
+     "why an address or a name is allowed or not: sets, names, endpoints, sources, until when, policies", "o", 1,
+     [](const Options& o) {
+         if (o.args.size() != 1) {
+             std::fprintf(stderr, "fqdnctl: explain takes an address or a name\n");
+             return 2;
+         }
+         return fqdnctl::explain(o.args[0], o.json);
+     }},
     {"", "reload", "", "reload settings and policies; errors are printed as file:line:column", "", 0,
      [](const Options&) { return fqdnctl::reload(); }},
     {"", "check-config", "[PATH]",
@@ -90,7 +99,7 @@ int run(const Verb& v, int argc, char** argv)
     Options o;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+o:p:e:s:fh", long_options, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:p:e:s:fh", long_options, nullptr)) != -1) {
         if (c == 'h') {
             verb_usage(v, stdout);
             return 0;

@@ -226,4 +226,78 @@ int reload()
     return 0;
 }
 
+int explain(const std::string& what, bool json)
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    auto reply = c.call("Explain", "s", what.c_str());
+    if (!reply)
+        return 1;
+    int is_address = 0, allowed = 0;
+    const char* subject = nullptr;
+    sd_bus_message_read(reply.get(), "bsb", &is_address, &subject, &allowed);
+    nlohmann::json holders = nlohmann::json::array();
+    std::vector<Row> rows{{"Name", "Endpoint", "Source", "Until", "Selector", "Set", "Policies"}};
+    sd_bus_message_enter_container(reply.get(), 'a', "(ssssstas)");
+    while (sd_bus_message_enter_container(reply.get(), 'r', "ssssstas") > 0) {
+        const char *name, *endpoint, *source, *selector, *set;
+        uint64_t until;
+        sd_bus_message_read(reply.get(), "ssssst", &name, &endpoint, &source, &selector, &set, &until);
+        const auto policies = read_strings(reply.get());
+        sd_bus_message_exit_container(reply.get());
+        const std::string when = fqdnd::cache::rfc3339(fqdnd::cache::Time(std::chrono::milliseconds(until)));
+        std::string pol;
+        for (const auto& p : policies)
+            pol += (pol.empty() ? "" : ",") + p;
+        holders.push_back({{"name", name}, {"endpoint", endpoint}, {"source", source}, {"until", when},
+                           {"selector", selector}, {"set", set}, {"policies", policies}});
+        rows.push_back({name, endpoint, source, when, selector, set, pol.empty() ? "-" : pol});
+    }
+    sd_bus_message_exit_container(reply.get());
+    const auto cidrs = read_strings(reply.get());
+    const auto uses = read_strings(reply.get());
+    const auto dns = read_strings(reply.get());
+    if (json) {
+        nlohmann::json out{{"subject", subject}, {"kind", is_address ? "address" : "name"}, {"holders", holders}};
+        if (is_address) {
+            out["allowed"] = allowed != 0;
+            out["cidr-rules"] = cidrs;
+        } else {
+            out["selectors"] = uses;
+            out["dns-rules"] = dns;
+        }
+        std::cout << out.dump(2) << '\n';
+        return 0;
+    }
+    if (is_address) {
+        std::printf("%s is %s to the endpoints of the policies below.\n", subject,
+                    allowed ? "ALLOWED" : "NOT ALLOWED (no set holds it and no to-cidrs covers it)");
+        if (rows.size() > 1) {
+            std::printf("\nIn the sets of these FQDN selectors, learned from DNS:\n");
+            print_table(rows);
+        }
+        if (!cidrs.empty()) {
+            std::printf("\nCovered by to-cidrs:\n");
+            for (const auto& c : cidrs)
+                std::printf("  %s\n", c.c_str());
+        }
+        return 0;
+    }
+    std::printf("%s\n", subject);
+    std::printf("\nAsking about it is allowed by:%s\n", dns.empty() ? " no DNS rule (queries are refused)" : "");
+    for (const auto& d : dns)
+        std::printf("  %s\n", d.c_str());
+    std::printf("\nIts addresses are opened by:%s\n", uses.empty() ? " no FQDN selector (its addresses stay closed)" : "");
+    for (const auto& u : uses)
+        std::printf("  %s\n", u.c_str());
+    if (rows.size() > 1) {
+        std::printf("\nWhat fqdnd knows of it now:\n");
+        print_table(rows);
+    } else {
+        std::printf("\nNo endpoint resolved it yet (or its addresses expired).\n");
+    }
+    return 0;
+}
+
 } // namespace fqdnctl

@@ -11,5 +11,6 @@ int cache_clean(const std::string& pattern, bool force);
 int selectors(bool json);
 int policy_list(bool json);
 int reload();
+int explain(const std::string& what, bool json);
 
 } // namespace fqdnctl

@@ -6,6 +6,7 @@
 
 #include "cache/format.hpp"
 #include "cache/persist.hpp"
+#include "fqdn/name.hpp"
 #include "config/loader.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
@@ -615,6 +616,68 @@ std::vector<Manager::SelectorView> Manager::selectors() const
         out.push_back(std::move(v));
     }
     return out;
+}
+
+std::optional<Manager::Explanation> Manager::explain(const std::string& what) const
+{
+    Explanation x;
+    const auto address = Address::parse(what);
+    std::optional<std::string> name;
+    if (address) {
+        x.is_address = true;
+        x.subject = address->to_string();
+    } else {
+        name = normalize_name(what);
+        if (!name)
+            return std::nullopt;
+        x.subject = *name;
+    }
+    const auto selectors = config_->fqdn_selectors();
+    auto policies_using = [&](const FqdnSelector& s) {
+        std::vector<std::string> out;
+        for (const auto& p : config_->policies)
+            for (const auto& r : p.egress)
+                if (std::find(r.to_fqdns.begin(), r.to_fqdns.end(), s) != r.to_fqdns.end()) {
+                    out.push_back(p.name + (p.audit ? " (audit)" : ""));
+                    break;
+                }
+        return out;
+    };
+    for (const auto& e : cache_.entries()) {
+        if (name && e.name != *name)
+            continue;
+        for (const auto& m : e.mappings) {
+            if (address && m.address != *address)
+                continue;
+            for (const auto& s : selectors) {
+                if (FqdnMatcher(std::span(&s, 1)).match(e.name).empty())
+                    continue;
+                x.holders.push_back(Explanation::Holder{e.name + (name ? " " + m.address.to_string() : ""), e.endpoint,
+                                                        std::string(cache::to_string(m.source)), s.to_string(),
+                                                        ruleset::set_name(s, m.address.family), m.expires,
+                                                        policies_using(s)});
+                x.allowed = true;
+            }
+        }
+    }
+    for (const auto& p : config_->policies)
+        for (const auto& r : p.egress) {
+            if (address)
+                for (const auto& c : r.to_cidrs)
+                    if (c.contains(*address)) {
+                        x.cidr_rules.push_back(p.name + ": to-cidrs " + c.to_string());
+                        x.allowed = true;
+                    }
+            if (name) {
+                for (const auto& s : r.to_fqdns)
+                    if (!FqdnMatcher(std::span(&s, 1)).match(*name).empty())
+                        x.selector_uses.push_back(s.to_string() + " (policy " + p.name + ")");
+                if (r.is_dns() && !FqdnMatcher(r.dns).match(*name).empty())
+                    x.dns_rules.push_back(p.name + ": may be asked of " + r.to_dns_servers.front().to_string()
+                                          + (r.to_dns_servers.size() > 1 ? " and others" : ""));
+            }
+        }
+    return x;
 }
 
 size_t Manager::clean_cache(const FqdnMatcher* pattern)

@@ -69,6 +69,23 @@ public:
         std::vector<std::string> names, addresses; // from the cache
     };
     std::vector<SelectorView> selectors() const;
+    // Why an address or a name is allowed, or not.
+    struct Explanation {
+        bool is_address = false;
+        std::string subject; // the address, or the name made fully qualified
+        bool allowed = false; // an address: some set holds it or a to-cidrs covers it
+        struct Holder {
+            std::string name, endpoint, source, selector, set;
+            cache::Time expires;
+            std::vector<std::string> policies; // that use the selector
+        };
+        std::vector<Holder> holders;
+        std::vector<std::string> cidr_rules;    // "policy: cidr" covering the address
+        std::vector<std::string> selector_uses; // a name: "selector (policy)" that match it
+        std::vector<std::string> dns_rules;     // a name: "policy: dns pattern" that allow asking it
+    };
+    std::optional<Explanation> explain(const std::string& what) const;
+
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
     size_t clean_cache(const FqdnMatcher* pattern);

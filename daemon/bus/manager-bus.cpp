@@ -192,6 +192,43 @@ int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error)
     return sd_bus_send(nullptr, reply, nullptr);
 }
 
+int method_explain(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    const char* what = nullptr;
+    if (int r = sd_bus_message_read(m, "s", &what); r < 0)
+        return r;
+    const auto x = manager_of(userdata).explain(what);
+    if (!x)
+        return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "\"%s\" is neither an address nor a name",
+                                 what);
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    sd_bus_message_append(reply, "bsb", x->is_address, x->subject.c_str(), x->allowed);
+    sd_bus_message_open_container(reply, 'a', "(ssssstas)");
+    for (const auto& h : x->holders) {
+        sd_bus_message_open_container(reply, 'r', "ssssstas");
+        sd_bus_message_append(reply, "ssssst", h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
+                              h.selector.c_str(), h.set.c_str(), ms(h.expires));
+        sd_bus_message_open_container(reply, 'a', "s");
+        for (const auto& p : h.policies)
+            sd_bus_message_append(reply, "s", p.c_str());
+        sd_bus_message_close_container(reply);
+        sd_bus_message_close_container(reply);
+    }
+    sd_bus_message_close_container(reply);
+    for (const auto* list : {&x->cidr_rules, &x->selector_uses, &x->dns_rules}) {
+        sd_bus_message_open_container(reply, 'a', "s");
+        for (const auto& s : *list)
+            sd_bus_message_append(reply, "s", s.c_str());
+        sd_bus_message_close_container(reply);
+    }
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
 const sd_bus_vtable manager_vtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttt",
@@ -209,6 +246,11 @@ const sd_bus_vtable manager_vtable[] = {
     SD_BUS_METHOD_WITH_NAMES("ListPolicies", "", , "a(sbsu)", SD_BUS_PARAM(policies), method_list_policies,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Reload", "", , "as", SD_BUS_PARAM(errors), method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Explain", "s", SD_BUS_PARAM(what), "bsba(ssssstas)asasas",
+                             SD_BUS_PARAM(is_address) SD_BUS_PARAM(subject) SD_BUS_PARAM(allowed)
+                                 SD_BUS_PARAM(holders) SD_BUS_PARAM(cidr_rules) SD_BUS_PARAM(selectors)
+                                     SD_BUS_PARAM(dns_rules),
+                             method_explain, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END,
 };
 

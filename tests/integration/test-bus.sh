@@ -44,6 +44,13 @@ check "selectors -o json parses" bash -c "'$FQDNCTL' selectors -o json | python3
 check "policy list" bash -c "'$FQDNCTL' policy list | grep -qE '^echo +enforce +2 '"
 check "policy list -o json parses" bash -c "'$FQDNCTL' policy list -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[0][\"name\"] == \"echo\"'"
 
+check "explain ADDRESS: which selector's set holds it, from which name and endpoint, for which policy" \
+    bash -c "'$FQDNCTL' explain 203.0.113.2 | tee /dev/stderr | grep -q ALLOWED && '$FQDNCTL' explain 203.0.113.2 | grep -E 'echo.k8s.intra\. +192.0.2.2 +lookup .*match-pattern: \*.k8s.intra\. +fqdn4_[0-9a-f]+ +echo'"
+check "explain of an address nothing allows says so" bash -c "'$FQDNCTL' explain 203.0.113.99 | grep -q 'NOT ALLOWED'"
+check "explain NAME: DNS rules, selectors, what is known" \
+    bash -c "'$FQDNCTL' explain echo.k8s.intra | grep -q 'match-pattern: \*.k8s.intra. (policy echo)' && '$FQDNCTL' explain echo.k8s.intra | grep -q '203.0.113.2'"
+check "explain -o json parses" bash -c "'$FQDNCTL' explain 203.0.113.2 -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"allowed\"] and d[\"holders\"][0][\"policies\"] == [\"echo\"]'"
+
 as_user() { local u=$1 g=$2; shift 2; setpriv --reuid="$u" --regid="$g" --clear-groups "$@"; }
 check "a reader (the read group) may read" as_user nobody nogroup "$FQDNCTL" cache list
 check_not "a caller outside the group is refused reads" as_user daemon daemon "$FQDNCTL" cache list
