@@ -76,8 +76,8 @@ void usage(std::FILE* to)
 {
     std::fprintf(to, "Usage: fqdnctl [--help] [--version] VERB [OPTION]... [ARG]\n\nVerbs:\n");
     for (const Verb& v : verbs) {
-        const std::string line = verb_name(v) + " " + std::string(v.usage);
-        std::fprintf(to, "  %-62s\n      %.*s\n", line.c_str(), static_cast<int>(v.help.size()), v.help.data());
+        const std::string line = verb_name(v) + (v.usage.empty() ? "" : " ") + std::string(v.usage);
+        std::fprintf(to, "  %s\n      %.*s\n", line.c_str(), static_cast<int>(v.help.size()), v.help.data());
     }
     std::fprintf(to, "\nExit status: 0 success, 1 failure, 2 usage error.\n");
 }

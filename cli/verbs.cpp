@@ -271,8 +271,10 @@ int explain(const std::string& what, bool json)
         return 0;
     }
     if (is_address) {
-        std::printf("%s is %s to the endpoints of the policies below.\n", subject,
-                    allowed ? "ALLOWED" : "NOT ALLOWED (no set holds it and no to-cidrs covers it)");
+        if (allowed)
+            std::printf("%s is ALLOWED, to the endpoints of the policies below.\n", subject);
+        else
+            std::printf("%s is NOT ALLOWED: no FQDN set holds it and no to-cidrs covers it.\n", subject);
         if (rows.size() > 1) {
             std::printf("\nIn the sets of these FQDN selectors, learned from DNS:\n");
             print_table(rows);

@@ -240,16 +240,18 @@ dns_status() {
     in_ns "$n" dig +time=2 +tries=1 @203.0.113.53 "$name" "$@" | sed -n 's/.*status: \([A-Z]*\).*/\1/p'
 }
 
-# private_bus: a dbus-daemon of the test's own (there is no system bus
-# here), permissive at the bus level so that fqdnd's own checks of the
-# caller are what is tested; exports DBUS_SYSTEM_BUS_ADDRESS.
+# private_bus [NAME]: a dbus-daemon of the test's own (there is no system
+# bus here), permissive at the bus level so that fqdnd's own checks of the
+# caller are what is tested; exports DBUS_SYSTEM_BUS_ADDRESS (and sets
+# BUS_NAME to it, for a bus per node).
 private_bus() {
+    local socket="$WORK/bus${1:+-$1}"
     cat > "$WORK/bus.conf" <<XML
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path=$WORK/bus</listen>
+  <listen>unix:path=$socket</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="*"/>
@@ -269,8 +271,9 @@ XML
     dbus-daemon --config-file="$WORK/bus.conf" --nofork --nopidfile 2>/dev/null &
     _pids+=($!)
     BUS_PID=$!
-    export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$WORK/bus"
+    export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$socket"
+    [ -n "${1:-}" ] && eval "BUS_$1=unix:path=$socket"
     local i
-    for i in $(seq 1 50); do [ -S "$WORK/bus" ] && return 0; sleep 0.1; done
+    for i in $(seq 1 50); do [ -S "$socket" ] && return 0; sleep 0.1; done
     echo "dbus-daemon did not start"; return 1
 }
