@@ -60,6 +60,8 @@ constexpr Verb verbs[] = {
          }
          return fqdnctl::explain(o.args[0], o.json);
      }},
+    {"", "metrics", "", "counters and gauges in the Prometheus text format", "", 0,
+     [](const Options&) { return fqdnctl::metrics(); }},
     {"", "reload", "", "reload settings and policies; errors are printed as file:line:column", "", 0,
      [](const Options&) { return fqdnctl::reload(); }},
     {"", "check-config", "[PATH]",

@@ -12,5 +12,6 @@ int selectors(bool json);
 int policy_list(bool json);
 int reload();
 int explain(const std::string& what, bool json);
+int metrics();
 
 } // namespace fqdnctl

@@ -222,6 +222,7 @@ int Manager::reload(std::vector<std::string>* errors)
             if (errors)
                 errors->push_back(d.to_string());
         }
+        ++reload_failures_;
         log::error("reload refused: " + std::to_string(loaded.errors.size())
                    + (loaded.errors.size() == 1 ? " error" : " errors") + "; the running configuration stays");
         return -EINVAL;
@@ -233,6 +234,7 @@ int Manager::reload(std::vector<std::string>* errors)
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
     if (int r = apply_ruleset(*loaded.config, "reload"); r < 0) {
+        ++reload_failures_;
         sd_notify(0, "READY=1");
         return r;
     }
@@ -250,6 +252,7 @@ int Manager::reload(std::vector<std::string>* errors)
         if (table_->remove(old_table, &problem) < 0)
             log::warning("cannot remove the previous table inet " + old_table + ": " + problem);
     }
+    ++reloads_;
     log::info("reloaded: " + config::summary(*config_));
     sd_notifyf(0, "READY=1\nSTATUS=Enforcing %zu policies in table inet %s", config_->policies.size(),
                config_->settings.table.c_str());
@@ -334,6 +337,7 @@ void Manager::restore()
                  + " by someone else; putting it back");
     if (apply_ruleset(*config_, "restore") < 0)
         return;
+    ++restores_;
     std::vector<cache::ElementOp> ops;
     cache_.resync(now(), ops);
     std::string problem;
@@ -678,6 +682,49 @@ std::optional<Manager::Explanation> Manager::explain(const std::string& what) co
             }
         }
     return x;
+}
+
+std::vector<metrics::Sample> Manager::metric_samples() const
+{
+    const dns::Stats& st = engine_->stats();
+    std::vector<metrics::Sample> out{
+        {"fqdnd_active_names", "", static_cast<double>(cache_.names())},
+        {"fqdnd_active_addresses", "", static_cast<double>(cache_.addresses())},
+        {"fqdnd_connection_addresses", "", static_cast<double>(cache_.connection_addresses())},
+        {"fqdnd_live_flows", "", static_cast<double>(cache_.live_flows())},
+        {"fqdnd_gc_deletions_total", "", static_cast<double>(cache_.gc_deletions())},
+        {"fqdnd_dns_queries_total", "verdict=\"allowed\"", static_cast<double>(st.queries_allowed)},
+        {"fqdnd_dns_queries_total", "verdict=\"refused\"", static_cast<double>(st.queries_refused)},
+        {"fqdnd_dns_queries_total", "verdict=\"malformed\"", static_cast<double>(st.queries_malformed)},
+        {"fqdnd_dns_answers_total", "result=\"learned\"", static_cast<double>(st.answers_learned)},
+        {"fqdnd_dns_answers_total", "result=\"inspected\"",
+         static_cast<double>(st.answers_inspected - st.answers_learned)},
+        {"fqdnd_dns_answers_total", "result=\"unmatched\"", static_cast<double>(st.answers_unmatched)},
+        {"fqdnd_dns_answers_total", "result=\"malformed\"", static_cast<double>(st.answers_malformed)},
+        {"fqdnd_datapath_update_timeouts_total", "", static_cast<double>(datapath_timeouts_)},
+        {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
+        {"fqdnd_nfqueue_packets_total", "", static_cast<double>(queues_.stats().packets)},
+        {"fqdnd_nfqueue_enobufs_total", "", static_cast<double>(queues_.stats().enobufs)},
+        {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
+        {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
+        {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
+        {"fqdnd_ruleset_restores_total", "", static_cast<double>(restores_)},
+    };
+    // Hold times: bucket i counted holds under 2^i microseconds.
+    uint64_t cumulative = 0;
+    double sum = 0;
+    for (size_t i = 0; i < hold_us_.size(); ++i) {
+        cumulative += hold_us_[i];
+        const double le = static_cast<double>(uint64_t{1} << i) / 1e6;
+        sum += static_cast<double>(hold_us_[i]) * le * 0.75; // midpoint of [le/2, le)
+        if (i >= 4 && i <= 20)
+            out.push_back({"fqdnd_answer_hold_seconds_bucket", "le=\"" + std::to_string(le) + "\"",
+                           static_cast<double>(cumulative)});
+    }
+    out.push_back({"fqdnd_answer_hold_seconds_bucket", "le=\"+Inf\"", static_cast<double>(cumulative)});
+    out.push_back({"fqdnd_answer_hold_seconds_sum", "", sum});
+    out.push_back({"fqdnd_answer_hold_seconds_count", "", static_cast<double>(cumulative)});
+    return out;
 }
 
 size_t Manager::clean_cache(const FqdnMatcher* pattern)

@@ -6,6 +6,7 @@
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
 #include "nfq/queue.hpp"
+#include "metrics.hpp"
 #include "unique_fd.hpp"
 #include "nft/encode.hpp"
 #include "nft/netlink.hpp"
@@ -85,6 +86,7 @@ public:
         std::vector<std::string> dns_rules;     // a name: "policy: dns pattern" that allow asking it
     };
     std::optional<Explanation> explain(const std::string& what) const;
+    std::vector<metrics::Sample> metric_samples() const;
 
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
@@ -149,6 +151,7 @@ private:
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
         save_timer_;
     bool dirty_ = false;
+    uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     std::unique_ptr<ManagerBus> bus_;
     uint64_t state_write_errors_ = 0;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;

@@ -229,6 +229,21 @@ int method_explain(sd_bus_message* m, void* userdata, sd_bus_error* error)
     return sd_bus_send(nullptr, reply, nullptr);
 }
 
+int method_metrics(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    sd_bus_message_open_container(reply, 'a', "(ssd)");
+    for (const auto& s : manager_of(userdata).metric_samples())
+        sd_bus_message_append(reply, "(ssd)", s.name.c_str(), s.labels.c_str(), s.value);
+    sd_bus_message_close_container(reply);
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
 const sd_bus_vtable manager_vtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttt",
@@ -246,6 +261,8 @@ const sd_bus_vtable manager_vtable[] = {
     SD_BUS_METHOD_WITH_NAMES("ListPolicies", "", , "a(sbsu)", SD_BUS_PARAM(policies), method_list_policies,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Reload", "", , "as", SD_BUS_PARAM(errors), method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("Metrics", "", , "a(ssd)", SD_BUS_PARAM(samples), method_metrics,
+                             SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Explain", "s", SD_BUS_PARAM(what), "bsba(ssssstas)asasas",
                              SD_BUS_PARAM(is_address) SD_BUS_PARAM(subject) SD_BUS_PARAM(allowed)
                                  SD_BUS_PARAM(holders) SD_BUS_PARAM(cidr_rules) SD_BUS_PARAM(selectors)

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+// Every metric of fqdnd, declared once: the daemon fills values by name,
+// `fqdnctl metrics` prints them in the Prometheus text format with this help.
+namespace fqdnd::metrics {
+
+struct Info {
+    std::string_view name;
+    std::string_view type; // counter, gauge, histogram
+    std::string_view help;
+};
+
+inline constexpr Info table[] = {
+    {"fqdnd_active_names", "gauge", "Names in the cache (per endpoint)."},
+    {"fqdnd_active_addresses", "gauge", "Addresses in the cache (per endpoint and name)."},
+    {"fqdnd_connection_addresses", "gauge", "Addresses kept only by live connections (source connection)."},
+    {"fqdnd_live_flows", "gauge", "Live flows to addresses that FQDN rules allowed, from conntrack."},
+    {"fqdnd_gc_deletions_total", "counter", "Addresses removed from the cache: expired, idle or over a limit."},
+    {"fqdnd_dns_queries_total", "counter", "DNS queries seen, by verdict (allowed, refused, malformed)."},
+    {"fqdnd_dns_answers_total", "counter",
+     "DNS answers seen, by result (learned, inspected without addresses, unmatched, malformed)."},
+    {"fqdnd_answer_hold_seconds", "histogram",
+     "How long answers that changed the sets were held until the kernel acknowledged the update."},
+    {"fqdnd_datapath_update_timeouts_total", "counter",
+     "Set updates not acknowledged within response-max-delay (the answer was released anyway)."},
+    {"fqdnd_datapath_update_errors_total", "counter", "Set updates the kernel refused."},
+    {"fqdnd_nfqueue_packets_total", "counter", "Packets fqdnd received from NFQUEUE."},
+    {"fqdnd_nfqueue_enobufs_total", "counter", "Times NFQUEUE packets were lost to a full socket buffer (ENOBUFS)."},
+    {"fqdnd_conntrack_overruns_total", "counter", "Times conntrack events were lost (ENOBUFS); each forces a resync."},
+    {"fqdnd_ruleset_reloads_total", "counter", "Reloads of the configuration that were applied."},
+    {"fqdnd_ruleset_reload_failures_total", "counter", "Reloads refused (configuration errors) or failed (kernel)."},
+    {"fqdnd_ruleset_restores_total", "counter", "Times the table was put back after someone else changed it."},
+};
+
+struct Sample {
+    std::string name;   // one of the table's, with _bucket/_sum/_count for histograms
+    std::string labels; // "verdict=\"allowed\"" or ""
+    double value;
+};
+
+} // namespace fqdnd::metrics
