@@ -17,7 +17,7 @@ constexpr SettingKey keys[] = {
      "First NFQUEUE number that DNS traffic is queued to.",
      &S::queue, 0, 65535},
     {"daemon", "queues", T::integer, "1",
-     "Number of queues (and worker threads), numbered from queue on; DNS flows are fanned out over them.",
+     "Number of queues, numbered from queue on; DNS flows are fanned out over them (one thread serves all).",
      &S::queues, 1, 64},
     {"daemon", "fail-open", T::boolean, "true",
      "DNS still flows while fqdnd is not running (the kernel bypasses the queue); allowed addresses stay in the sets.",
