@@ -58,6 +58,18 @@ int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std:
                             ("reading fqdnd's state is for root and the " + read_group + " group").c_str());
 }
 
+// Builds a method's reply with `fill` and sends it.
+template <typename Fill>
+int reply_with(sd_bus_message* m, Fill fill)
+{
+    sd_bus_message* reply = nullptr;
+    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
+        return r;
+    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    fill(reply);
+    return sd_bus_send(nullptr, reply, nullptr);
+}
+
 uint64_t ms(cache::Time t)
 {
     return static_cast<uint64_t>(t.time_since_epoch().count());
@@ -88,30 +100,27 @@ int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
             return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
         matcher.emplace(std::vector<FqdnSelector>{*sel});
     }
-    sd_bus_message* reply = nullptr;
-    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
-        return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
-    sd_bus_message_open_container(reply, 'a', "(sssuttas)");
-    for (const auto& e : manager_of(userdata).cache_entries()) {
-        if (*endpoint && e.endpoint != endpoint)
-            continue;
-        if (matcher && matcher->match(e.name).empty())
-            continue;
-        for (const auto& mp : e.mappings) {
-            const std::string src(cache::to_string(mp.source));
-            if (*source && src != source)
+    return reply_with(m, [&](sd_bus_message* reply) {
+        sd_bus_message_open_container(reply, 'a', "(sssuttas)");
+        for (const auto& e : manager_of(userdata).cache_entries()) {
+            if (*endpoint && e.endpoint != endpoint)
                 continue;
-            const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(mp.expires - mp.lookup).count();
-            sd_bus_message_open_container(reply, 'r', "sssuttas");
-            sd_bus_message_append(reply, "sssutt", e.endpoint.c_str(), src.c_str(), e.name.c_str(),
-                                  static_cast<uint32_t>(std::max<int64_t>(ttl, 0)), ms(mp.lookup), ms(mp.expires));
-            sd_bus_message_append(reply, "as", 1, mp.address.to_string().c_str());
-            sd_bus_message_close_container(reply);
+            if (matcher && matcher->match(e.name).empty())
+                continue;
+            for (const auto& mp : e.mappings) {
+                const std::string src(cache::to_string(mp.source));
+                if (*source && src != source)
+                    continue;
+                const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(mp.expires - mp.lookup).count();
+                sd_bus_message_open_container(reply, 'r', "sssuttas");
+                sd_bus_message_append(reply, "sssutt", e.endpoint.c_str(), src.c_str(), e.name.c_str(),
+                                      static_cast<uint32_t>(std::max<int64_t>(ttl, 0)), ms(mp.lookup), ms(mp.expires));
+                sd_bus_message_append(reply, "as", 1, mp.address.to_string().c_str());
+                sd_bus_message_close_container(reply);
+            }
         }
-    }
-    sd_bus_message_close_container(reply);
-    return sd_bus_send(nullptr, reply, nullptr);
+        sd_bus_message_close_container(reply);
+    });
 }
 
 int method_clean_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
@@ -137,42 +146,36 @@ int method_list_selectors(sd_bus_message* m, void* userdata, sd_bus_error* error
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    sd_bus_message* reply = nullptr;
-    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
-        return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
-    sd_bus_message_open_container(reply, 'a', "(sssasas)");
-    for (const auto& s : manager_of(userdata).selectors()) {
-        sd_bus_message_open_container(reply, 'r', "sssasas");
-        sd_bus_message_append(reply, "sss", s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
-        sd_bus_message_open_container(reply, 'a', "s");
-        for (const auto& n : s.names)
-            sd_bus_message_append(reply, "s", n.c_str());
+    return reply_with(m, [&](sd_bus_message* reply) {
+        sd_bus_message_open_container(reply, 'a', "(sssasas)");
+        for (const auto& s : manager_of(userdata).selectors()) {
+            sd_bus_message_open_container(reply, 'r', "sssasas");
+            sd_bus_message_append(reply, "sss", s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
+            sd_bus_message_open_container(reply, 'a', "s");
+            for (const auto& n : s.names)
+                sd_bus_message_append(reply, "s", n.c_str());
+            sd_bus_message_close_container(reply);
+            sd_bus_message_open_container(reply, 'a', "s");
+            for (const auto& a : s.addresses)
+                sd_bus_message_append(reply, "s", a.c_str());
+            sd_bus_message_close_container(reply);
+            sd_bus_message_close_container(reply);
+        }
         sd_bus_message_close_container(reply);
-        sd_bus_message_open_container(reply, 'a', "s");
-        for (const auto& a : s.addresses)
-            sd_bus_message_append(reply, "s", a.c_str());
-        sd_bus_message_close_container(reply);
-        sd_bus_message_close_container(reply);
-    }
-    sd_bus_message_close_container(reply);
-    return sd_bus_send(nullptr, reply, nullptr);
+    });
 }
 
 int method_list_policies(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    sd_bus_message* reply = nullptr;
-    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
-        return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
-    sd_bus_message_open_container(reply, 'a', "(sbsu)");
-    for (const auto& p : manager_of(userdata).policies())
-        sd_bus_message_append(reply, "(sbsu)", p.name.c_str(), p.audit, p.where.to_string().c_str(),
-                              static_cast<uint32_t>(p.egress.size()));
-    sd_bus_message_close_container(reply);
-    return sd_bus_send(nullptr, reply, nullptr);
+    return reply_with(m, [&](sd_bus_message* reply) {
+        sd_bus_message_open_container(reply, 'a', "(sbsu)");
+        for (const auto& p : manager_of(userdata).policies())
+            sd_bus_message_append(reply, "(sbsu)", p.name.c_str(), p.audit, p.where.to_string().c_str(),
+                                  static_cast<uint32_t>(p.egress.size()));
+        sd_bus_message_close_container(reply);
+    });
 }
 
 int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error)
@@ -181,15 +184,12 @@ int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error)
         return r;
     std::vector<std::string> errors;
     manager_of(userdata).reload(&errors);
-    sd_bus_message* reply = nullptr;
-    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
-        return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
-    sd_bus_message_open_container(reply, 'a', "s");
-    for (const auto& e : errors)
-        sd_bus_message_append(reply, "s", e.c_str());
-    sd_bus_message_close_container(reply);
-    return sd_bus_send(nullptr, reply, nullptr);
+    return reply_with(m, [&](sd_bus_message* reply) {
+        sd_bus_message_open_container(reply, 'a', "s");
+        for (const auto& e : errors)
+            sd_bus_message_append(reply, "s", e.c_str());
+        sd_bus_message_close_container(reply);
+    });
 }
 
 int method_explain(sd_bus_message* m, void* userdata, sd_bus_error* error)
@@ -203,45 +203,39 @@ int method_explain(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (!x)
         return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "\"%s\" is neither an address nor a name",
                                  what);
-    sd_bus_message* reply = nullptr;
-    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
-        return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
-    sd_bus_message_append(reply, "bsb", x->is_address, x->subject.c_str(), x->allowed);
-    sd_bus_message_open_container(reply, 'a', "(ssssstas)");
-    for (const auto& h : x->holders) {
-        sd_bus_message_open_container(reply, 'r', "ssssstas");
-        sd_bus_message_append(reply, "ssssst", h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
-                              h.selector.c_str(), h.set.c_str(), ms(h.expires));
-        sd_bus_message_open_container(reply, 'a', "s");
-        for (const auto& p : h.policies)
-            sd_bus_message_append(reply, "s", p.c_str());
+    return reply_with(m, [&](sd_bus_message* reply) {
+        sd_bus_message_append(reply, "bsb", x->is_address, x->subject.c_str(), x->allowed);
+        sd_bus_message_open_container(reply, 'a', "(ssssstas)");
+        for (const auto& h : x->holders) {
+            sd_bus_message_open_container(reply, 'r', "ssssstas");
+            sd_bus_message_append(reply, "ssssst", h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
+                                  h.selector.c_str(), h.set.c_str(), ms(h.expires));
+            sd_bus_message_open_container(reply, 'a', "s");
+            for (const auto& p : h.policies)
+                sd_bus_message_append(reply, "s", p.c_str());
+            sd_bus_message_close_container(reply);
+            sd_bus_message_close_container(reply);
+        }
         sd_bus_message_close_container(reply);
-        sd_bus_message_close_container(reply);
-    }
-    sd_bus_message_close_container(reply);
-    for (const auto* list : {&x->cidr_rules, &x->selector_uses, &x->dns_rules}) {
-        sd_bus_message_open_container(reply, 'a', "s");
-        for (const auto& s : *list)
-            sd_bus_message_append(reply, "s", s.c_str());
-        sd_bus_message_close_container(reply);
-    }
-    return sd_bus_send(nullptr, reply, nullptr);
+        for (const auto* list : {&x->cidr_rules, &x->selector_uses, &x->dns_rules}) {
+            sd_bus_message_open_container(reply, 'a', "s");
+            for (const auto& s : *list)
+                sd_bus_message_append(reply, "s", s.c_str());
+            sd_bus_message_close_container(reply);
+        }
+    });
 }
 
 int method_metrics(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    sd_bus_message* reply = nullptr;
-    if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
-        return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
-    sd_bus_message_open_container(reply, 'a', "(ssd)");
-    for (const auto& s : manager_of(userdata).metric_samples())
-        sd_bus_message_append(reply, "(ssd)", s.name.c_str(), s.labels.c_str(), s.value);
-    sd_bus_message_close_container(reply);
-    return sd_bus_send(nullptr, reply, nullptr);
+    return reply_with(m, [&](sd_bus_message* reply) {
+        sd_bus_message_open_container(reply, 'a', "(ssd)");
+        for (const auto& s : manager_of(userdata).metric_samples())
+            sd_bus_message_append(reply, "(ssd)", s.name.c_str(), s.labels.c_str(), s.value);
+        sd_bus_message_close_container(reply);
+    });
 }
 
 const sd_bus_vtable manager_vtable[] = {

@@ -33,19 +33,7 @@ background dns dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts=
     --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root --cache-size=0 --pid-file=
 sleep 1
 
-mkdir -p "$WORK/policy.d"
-printf '[daemon]\nstate-directory = "%s/state"\n' "$WORK" > "$WORK/fqdnd.toml"
-cat > "$WORK/policy.d/p.toml" <<'TOML'
-[[policy]]
-name = "bench"
-[policy.selector]
-sources = ["192.0.2.0/29"]
-[[policy.egress]]
-to-fqdns = [{ match-pattern = "*.k8s.intra" }]
-[[policy.egress]]
-to-dns-servers = ["203.0.113.53"]
-dns = [{ match-pattern = "*" }]
-TOML
+echo_config router 192.0.2.0/29
 
 perf() { # perf NAME QUERYFILE [EXTRA]: one dnsperf run
     local out
@@ -61,7 +49,7 @@ perf() { # perf NAME QUERYFILE [EXTRA]: one dnsperf run
 
 echo "dnsperf, $seconds s per run, 4 clients, 200 queries in flight"
 perf "1. no fqdnd" "$WORK/one-name" "" base
-start_fqdnd router "$WORK/fqdnd.toml" >/dev/null || exit 1
+start_fqdnd router "$WORK/router/fqdnd.toml" >/dev/null || exit 1
 perf "2. fqdnd, every answer inspected (renewals)" "$WORK/one-name" "" inspect
 kill -USR1 "$FQDND_PID"; sleep 0.5
 grep 'stats:' "$WORK/fqdnd-router.log" | tail -1 | sed 's/^/     /'

@@ -277,3 +277,24 @@ XML
     for i in $(seq 1 50); do [ -S "$socket" ] && return 0; sleep 0.1; done
     echo "dbus-daemon did not start"; return 1
 }
+
+# echo_config NODE SOURCES [FQDN_SETTINGS]: $WORK/NODE/fqdnd.toml (with the
+# given [fqdn] lines) and the seed's policy "echo" for SOURCES: *.k8s.intra
+# opened, DNS to 203.0.113.53 for any name.
+echo_config() {
+    local node=$1 sources=$2 fqdn=${3:-}
+    mkdir -p "$WORK/$node/policy.d"
+    printf '[daemon]\nstate-directory = "%s/%s/state"\n' "$WORK" "$node" > "$WORK/$node/fqdnd.toml"
+    [ -n "$fqdn" ] && printf '[fqdn]\n%s\n' "$fqdn" >> "$WORK/$node/fqdnd.toml"
+    cat > "$WORK/$node/policy.d/echo.toml" <<TOML
+[[policy]]
+name = "echo"
+[policy.selector]
+sources = ["$sources"]
+[[policy.egress]]
+to-fqdns = [{ match-pattern = "*.k8s.intra" }]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*" }]
+TOML
+}

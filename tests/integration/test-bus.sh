@@ -7,19 +7,7 @@ seed_topology
 printf '203.0.113.2 echo.k8s.intra\n203.0.113.3 other.k8s.intra\n' > "$WORK/hosts"
 dns_server "$WORK/hosts" || exit 1
 private_bus || exit 1
-mkdir -p "$WORK/node1/policy.d"
-printf '[daemon]\nstate-directory = "%s/node1/state"\n' "$WORK" > "$WORK/node1/fqdnd.toml"
-cat > "$WORK/node1/policy.d/echo.toml" <<'TOML'
-[[policy]]
-name = "echo"
-[policy.selector]
-sources = ["192.0.2.0/29"]
-[[policy.egress]]
-to-fqdns = [{ match-pattern = "*.k8s.intra" }]
-[[policy.egress]]
-to-dns-servers = ["203.0.113.53"]
-dns = [{ match-pattern = "*" }]
-TOML
+echo_config node1 192.0.2.0/29
 # nogroup stands for the fqdnd group here: the test adds no group to the host.
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" --read-group nogroup || exit 1
 for i in $(seq 1 30); do "$FQDNCTL" status >/dev/null 2>&1 && break; sleep 0.1; done

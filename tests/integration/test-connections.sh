@@ -15,25 +15,8 @@ cat > "$WORK/hosts" <<'HOSTS'
 203.0.113.3 idle.k8s.intra
 HOSTS
 DNS_TTL=1 dns_server "$WORK/hosts" || exit 1
-mkdir -p "$WORK/node1/policy.d"
-cat > "$WORK/node1/fqdnd.toml" <<TOML
-[daemon]
-state-directory = "$WORK/node1/state"
-[fqdn]
-min-ttl = 1
-idle-connection-grace-period = "1s"
-TOML
-cat > "$WORK/node1/policy.d/echo.toml" <<'TOML'
-[[policy]]
-name = "echo"
-[policy.selector]
-sources = ["192.0.2.0/29"]
-[[policy.egress]]
-to-fqdns = [{ match-pattern = "*.k8s.intra" }]
-[[policy.egress]]
-to-dns-servers = ["203.0.113.53"]
-dns = [{ match-pattern = "*" }]
-TOML
+echo_config node1 192.0.2.0/29 'min-ttl = 1
+idle-connection-grace-period = "1s"'
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
 
 cache_of() { # the cache lines of node1's fqdnd for NAME, now

@@ -7,19 +7,7 @@
 seed_topology
 printf '203.0.113.2 echo.k8s.intra\n' > "$WORK/hosts"
 dns_server "$WORK/hosts" || exit 1
-mkdir -p "$WORK/node1/policy.d"
-printf '[daemon]\nstate-directory = "%s/node1/state"\n' "$WORK" > "$WORK/node1/fqdnd.toml"
-cat > "$WORK/node1/policy.d/echo.toml" <<'TOML'
-[[policy]]
-name = "echo"
-[policy.selector]
-sources = ["192.0.2.0/29"]
-[[policy.egress]]
-to-fqdns = [{ match-pattern = "*.k8s.intra" }]
-[[policy.egress]]
-to-dns-servers = ["203.0.113.53"]
-dns = [{ match-pattern = "*" }]
-TOML
+echo_config node1 192.0.2.0/29
 # The smallest buffer the kernel allows: a few events fill it.
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" --conntrack-buffer 1024 || exit 1
 check "echo.k8s.intra resolves" test "$(resolve p1a echo.k8s.intra)" = 203.0.113.2

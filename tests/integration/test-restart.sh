@@ -11,19 +11,7 @@ cat > "$WORK/hosts" <<'HOSTS'
 203.0.113.3 other.k8s.intra
 HOSTS
 dns_server "$WORK/hosts" || exit 1
-mkdir -p "$WORK/node1/policy.d"
-printf '[daemon]\nstate-directory = "%s/node1/state"\n' "$WORK" > "$WORK/node1/fqdnd.toml"
-cat > "$WORK/node1/policy.d/echo.toml" <<'TOML'
-[[policy]]
-name = "echo"
-[policy.selector]
-sources = ["192.0.2.0/29"]
-[[policy.egress]]
-to-fqdns = [{ match-pattern = "*.k8s.intra" }]
-[[policy.egress]]
-to-dns-servers = ["203.0.113.53"]
-dns = [{ match-pattern = "*" }]
-TOML
+echo_config node1 192.0.2.0/29
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
 
 cache_rows() { # the cache as node1's fqdnd prints it, without the header
