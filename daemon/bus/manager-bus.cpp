@@ -267,29 +267,82 @@ const sd_bus_vtable manager_vtable[] = {
 
 } // namespace
 
-int ManagerBus::start(sd_event* event)
+void ManagerBus::start(sd_event* event)
 {
+    event_ = event;
+    if (connect() < 0)
+        retry_later();
+}
+
+int ManagerBus::connect()
+{
+    slot_.reset();
+    disconnect_slot_.reset();
+    bus_.reset();
     sd_bus* raw = nullptr;
     // sd_bus_open_system honours DBUS_SYSTEM_BUS_ADDRESS.
-    if (int r = sd_bus_open_system(&raw); r < 0) {
-        log::warning(std::string("no system bus, fqdnctl cannot reach fqdnd: ") + std::strerror(-r));
+    int r = sd_bus_open_system(&raw);
+    if (r < 0) {
+        if (!warned_)
+            log::warning(std::string("no system bus, fqdnctl cannot reach fqdnd (will retry): ") + std::strerror(-r));
+        warned_ = true;
         return r;
     }
     bus_.reset(raw);
     sd_bus_slot* slot = nullptr;
-    if (int r = sd_bus_add_object_vtable(bus_.get(), &slot, bus::object_path, bus::manager_interface, manager_vtable,
-                                         &manager_);
-        r < 0) {
+    if ((r = sd_bus_add_object_vtable(bus_.get(), &slot, bus::object_path, bus::manager_interface, manager_vtable,
+                                      &manager_))
+        < 0) {
         log::warning(std::string("cannot serve ") + bus::object_path + ": " + std::strerror(-r));
         return r;
     }
     slot_.reset(slot);
-    if (int r = sd_bus_request_name(bus_.get(), bus::service, 0); r < 0) {
+    // sd-bus tells of a lost connection with this local signal.
+    if ((r = sd_bus_match_signal(bus_.get(), &slot, "org.freedesktop.DBus.Local", nullptr, "org.freedesktop.DBus.Local",
+                                 "Disconnected", on_disconnected, this))
+        < 0)
+        return r;
+    disconnect_slot_.reset(slot);
+    if ((r = sd_bus_request_name(bus_.get(), bus::service, 0)) < 0) {
         log::warning(std::string("cannot take the bus name ") + bus::service + ": " + std::strerror(-r));
         return r;
     }
-    if (int r = sd_bus_attach_event(bus_.get(), event, SD_EVENT_PRIORITY_NORMAL); r < 0)
+    if ((r = sd_bus_attach_event(bus_.get(), event_, SD_EVENT_PRIORITY_NORMAL)) < 0)
         return r;
+    if (warned_)
+        log::info(std::string("serving ") + bus::service + " on the system bus again");
+    warned_ = false;
+    return 0;
+}
+
+void ManagerBus::retry_later()
+{
+    if (retry_)
+        return;
+    uint64_t now = 0;
+    sd_event_now(event_, CLOCK_MONOTONIC, &now);
+    sd_event_source* s = nullptr;
+    if (sd_event_add_time(event_, &s, CLOCK_MONOTONIC, now + 2'000'000, 100'000, on_retry, this) >= 0)
+        retry_.reset(s);
+}
+
+int ManagerBus::on_retry(sd_event_source*, uint64_t, void* self)
+{
+    auto* b = static_cast<ManagerBus*>(self);
+    b->retry_.reset(); // a one-shot: gone once it fired
+    if (b->connect() < 0)
+        b->retry_later();
+    return 0;
+}
+
+int ManagerBus::on_disconnected(sd_bus_message*, void* self, sd_bus_error*)
+{
+    // The bus went away (dbus restarted): enforcement goes on; reconnect
+    // from the loop, not from inside the dying connection's callback.
+    auto* b = static_cast<ManagerBus*>(self);
+    log::warning("lost the system bus; reconnecting");
+    b->warned_ = true;
+    b->retry_later();
     return 0;
 }
 

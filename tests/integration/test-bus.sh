@@ -77,6 +77,16 @@ check_not "the cleaned name is gone" bash -c "'$FQDNCTL' cache list | grep -q ec
 check_not "and its address is closed" connects p1a 203.0.113.2 80
 check "the other name stays" connects p1b 203.0.113.3 80
 
+# The bus restarts: fqdnd enforces on and comes back on the new bus.
+kill "$BUS_PID"; wait "$BUS_PID" 2>/dev/null; rm -f "$WORK/bus"
+check_not "bus gone: fqdnctl cannot reach fqdnd" "$FQDNCTL" status
+check_not "bus gone: enforcement goes on" connects p1a 203.0.113.99 80
+private_bus || exit 1
+back=""
+for i in $(seq 1 50); do "$FQDNCTL" status >/dev/null 2>&1 && { back=$i; break; }; sleep 0.2; done
+check "the bus is back: fqdnd serves on it again (within 10 s)" test -n "$back"
+check "and answers as before" bash -c "'$FQDNCTL' cache list | grep -q other.k8s.intra"
+
 check "usage errors exit 2" bash -c "'$FQDNCTL' cache list -x; [ \$? = 2 ]"
 check "fqdnd gone: a clear message" bash -c "kill $FQDND_PID_node1; sleep 0.5; '$FQDNCTL' status 2>&1 | grep -q 'fqdnd is not running'"
 
