@@ -241,21 +241,7 @@ int metrics()
     double value;
     while (sd_bus_message_read(reply.get(), "(ssd)", &name, &labels, &value) > 0)
         samples.push_back({name, labels, value});
-    // The Prometheus text format: HELP and TYPE from the one table, then the samples.
-    for (const auto& info : fqdnd::metrics::table) {
-        std::printf("# HELP %.*s %.*s\n# TYPE %.*s %.*s\n", static_cast<int>(info.name.size()), info.name.data(),
-                    static_cast<int>(info.help.size()), info.help.data(), static_cast<int>(info.name.size()),
-                    info.name.data(), static_cast<int>(info.type.size()), info.type.data());
-        for (const auto& s : samples) {
-            if (s.name.compare(0, info.name.size(), info.name) != 0)
-                continue;
-            const std::string_view rest = std::string_view(s.name).substr(info.name.size());
-            if (!rest.empty() && rest != "_bucket" && rest != "_sum" && rest != "_count")
-                continue;
-            std::printf("%s%s%s%s %.17g\n", s.name.c_str(), s.labels.empty() ? "" : "{", s.labels.c_str(),
-                        s.labels.empty() ? "" : "}", s.value);
-        }
-    }
+    std::cout << fqdnd::metrics::format_prometheus(samples);
     return 0;
 }
 

@@ -162,6 +162,11 @@ int Manager::start()
         return r;
     if (int r = open_queues(); r < 0)
         return r;
+    // The metrics for node_exporter's textfile collector, when asked for.
+    sd_event_source* metrics_src = nullptr;
+    if (sd_event_add_time_relative(event_.get(), &metrics_src, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer, this)
+        >= 0)
+        metrics_timer_.reset(metrics_src);
     // The bus is how administrators look in; fqdnd enforces without it.
     bus_ = std::make_unique<ManagerBus>(*this);
     bus_->start(event_.get());
@@ -786,6 +791,20 @@ void Manager::mark_dirty()
     }
     sd_event_source_set_time(save_timer_.get(), usec + delay);
     sd_event_source_set_enabled(save_timer_.get(), SD_EVENT_ONESHOT);
+}
+
+int Manager::on_metrics_timer(sd_event_source* s, uint64_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    const std::string& file = m->config_->settings.metrics_file;
+    if (!file.empty()) {
+        if (int r = cache::write_atomically(file, metrics::format_prometheus(m->metric_samples())); r < 0)
+            log::warning("cannot write the metrics file " + file + ": " + errno_text(r));
+    }
+    // Every 15 s, whether or not a file is set now: a reload may set one.
+    sd_event_source_set_time_relative(s, 15'000'000);
+    sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+    return 0;
 }
 
 int Manager::on_save_timer(sd_event_source*, uint64_t, void* self)

@@ -126,6 +126,7 @@ private:
     static int on_conntrack(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_resync_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_save_timer(sd_event_source*, uint64_t usec, void* self);
+    static int on_metrics_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
     std::optional<config::Config> config_;
@@ -149,7 +150,7 @@ private:
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
-        save_timer_;
+        save_timer_, metrics_timer_;
     bool dirty_ = false;
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     std::unique_ptr<ManagerBus> bus_;

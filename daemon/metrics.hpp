@@ -42,4 +42,7 @@ struct Sample {
     double value;
 };
 
+// The Prometheus text format: HELP and TYPE from the table, then the samples.
+std::string format_prometheus(const std::vector<Sample>& samples);
+
 } // namespace fqdnd::metrics

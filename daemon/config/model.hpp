@@ -31,6 +31,7 @@ struct Settings {
     bool fail_open = false;
     std::string policy_directory; // absolute once loaded
     std::string state_directory;
+    std::string metrics_file; // "" for none
     Duration min_ttl{};
     int64_t max_ip_per_hostname = 0;
     Duration idle_connection_grace_period{};

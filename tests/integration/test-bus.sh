@@ -8,6 +8,7 @@ printf '203.0.113.2 echo.k8s.intra\n203.0.113.3 other.k8s.intra\n' > "$WORK/host
 dns_server "$WORK/hosts" || exit 1
 private_bus || exit 1
 echo_config node1 192.0.2.0/29
+sed -i "/^state-directory/a metrics-file = \"$WORK/metrics.prom\"" "$WORK/node1/fqdnd.toml"
 # nogroup stands for the fqdnd group here: the test adds no group to the host.
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" --read-group nogroup || exit 1
 for i in $(seq 1 30); do "$FQDNCTL" status >/dev/null 2>&1 && break; sleep 0.1; done
@@ -57,6 +58,9 @@ assert samples[\"fqdnd_dns_queries_total{verdict=\\\"allowed\\\"}\"] >= 2, sampl
 assert samples[\"fqdnd_active_names\"] == 2
 assert samples[\"fqdnd_answer_hold_seconds_count\"] >= 2
 '"
+
+check "metrics-file: the Prometheus text is written for node_exporter" \
+    bash -c "for i in \$(seq 1 30); do grep -q '^fqdnd_active_names ' '$WORK/metrics.prom' 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
 
 as_user() { local u=$1 g=$2; shift 2; setpriv --reuid="$u" --regid="$g" --clear-groups "$@"; }
 check "a reader (the read group) may read" as_user nobody nogroup "$FQDNCTL" cache list
