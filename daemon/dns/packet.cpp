@@ -1,5 +1,6 @@
 #include "dns/packet.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace fqdnd::dns {
@@ -175,7 +176,8 @@ std::vector<uint8_t> build_udp(const Address& from, uint16_t sport, const Addres
     put16(&l4[0], sport);
     put16(&l4[2], dport);
     put16(&l4[4], static_cast<uint16_t>(l4.size()));
-    std::memcpy(&l4[8], payload.data(), payload.size());
+    // std::copy: an empty payload has no data pointer to hand to memcpy.
+    std::copy(payload.begin(), payload.end(), l4.begin() + 8);
     return build_ip(from, to, 17, std::move(l4), 6);
 }
 
@@ -190,7 +192,7 @@ std::vector<uint8_t> build_tcp(const Address& from, uint16_t sport, const Addres
     l4[12] = 5 << 4;
     l4[13] = flags;
     put16(&l4[14], 65535);
-    std::memcpy(&l4[20], payload.data(), payload.size());
+    std::copy(payload.begin(), payload.end(), l4.begin() + 20);
     return build_ip(from, to, 6, std::move(l4), 16);
 }
 
