@@ -23,21 +23,7 @@ using Row = std::vector<std::string>;
 
 void print_table(const std::vector<Row>& rows)
 {
-    if (rows.empty())
-        return;
-    std::vector<size_t> width(rows[0].size(), 0);
-    for (const Row& r : rows)
-        for (size_t i = 0; i < r.size(); ++i)
-            width[i] = std::max(width[i], r[i].size());
-    for (const Row& r : rows) {
-        std::string line;
-        for (size_t i = 0; i < r.size(); ++i) {
-            line += r[i];
-            if (i + 1 < r.size())
-                line += std::string(width[i] - r[i].size() + 3, ' ');
-        }
-        std::cout << line << '\n';
-    }
+    std::cout << fqdnd::cache::format_columns(rows);
 }
 
 std::vector<std::string> read_strings(sd_bus_message* m)

@@ -75,6 +75,19 @@ uint64_t ms(cache::Time t)
     return static_cast<uint64_t>(t.time_since_epoch().count());
 }
 
+// A caller's -p PATTERN as a matcher (none for ""), or InvalidArgument.
+int pattern_filter(const char* pattern, std::optional<FqdnMatcher>& matcher, sd_bus_error* error)
+{
+    if (!*pattern)
+        return 0;
+    std::string why;
+    auto sel = FqdnSelector::parse_pattern(pattern, &why);
+    if (!sel)
+        return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
+    matcher.emplace(std::vector<FqdnSelector>{*sel});
+    return 0;
+}
+
 int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
@@ -93,13 +106,8 @@ int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = sd_bus_message_read(m, "sss", &pattern, &endpoint, &source); r < 0)
         return r;
     std::optional<FqdnMatcher> matcher;
-    if (*pattern) {
-        std::string why;
-        auto sel = FqdnSelector::parse_pattern(pattern, &why);
-        if (!sel)
-            return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
-        matcher.emplace(std::vector<FqdnSelector>{*sel});
-    }
+    if (int r = pattern_filter(pattern, matcher, error); r < 0)
+        return r;
     return reply_with(m, [&](sd_bus_message* reply) {
         sd_bus_message_open_container(reply, 'a', "(sssuttas)");
         for (const auto& e : manager_of(userdata).cache_entries()) {
@@ -131,13 +139,8 @@ int method_clean_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = sd_bus_message_read(m, "s", &pattern); r < 0)
         return r;
     std::optional<FqdnMatcher> matcher;
-    if (*pattern) {
-        std::string why;
-        auto sel = FqdnSelector::parse_pattern(pattern, &why);
-        if (!sel)
-            return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
-        matcher.emplace(std::vector<FqdnSelector>{*sel});
-    }
+    if (int r = pattern_filter(pattern, matcher, error); r < 0)
+        return r;
     const size_t removed = manager_of(userdata).clean_cache(matcher ? &*matcher : nullptr);
     return sd_bus_reply_method_return(m, "u", static_cast<uint32_t>(removed));
 }

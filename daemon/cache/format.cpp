@@ -45,19 +45,25 @@ std::string format_table(const std::vector<Cache::Entry>& entries)
             rows.push_back({e.endpoint, std::string(to_string(std::get<0>(k))), e.name,
                             std::to_string(std::get<2>(k)), rfc3339(std::get<1>(k)), ips});
     }
+    return format_columns(rows);
+}
+
+std::string format_columns(const std::vector<std::vector<std::string>>& rows)
+{
+    if (rows.empty())
+        return "";
     std::vector<size_t> width(rows[0].size(), 0);
-    for (const Row& r : rows)
-        for (size_t i = 0; i < r.size(); ++i)
+    for (const auto& r : rows)
+        for (size_t i = 0; i < r.size() && i < width.size(); ++i)
             width[i] = std::max(width[i], r[i].size());
     std::string out;
-    for (const Row& r : rows) {
-        std::string line;
+    for (const auto& r : rows) {
         for (size_t i = 0; i < r.size(); ++i) {
-            line += r[i];
+            out += r[i];
             if (i + 1 < r.size())
-                line += std::string(width[i] - r[i].size() + 3, ' ');
+                out += std::string(width[i] - r[i].size() + 3, ' ');
         }
-        out += line + "\n";
+        out += "\n";
     }
     return out;
 }
