@@ -39,6 +39,8 @@ public:
         return MessagePtr(reply);
     }
 
+    sd_bus* bus() const noexcept { return bus_.get(); }
+
 private:
     static void report(const char* method, const sd_bus_error* error, int r);
     std::unique_ptr<sd_bus, BusUnref> bus_;

@@ -16,7 +16,7 @@
 namespace {
 
 struct Options {
-    std::string pattern, endpoint, source;
+    std::string pattern, endpoint, source, type;
     bool json = false;
     bool force = false;
     std::vector<std::string> args;
@@ -27,7 +27,7 @@ struct Verb {
     std::string_view name;
     std::string_view usage;
     std::string_view help;
-    std::string_view flags; // the short options it takes, of "opesf"
+    std::string_view flags; // the short options it takes, of "opesft"
     size_t max_args;
     int (*run)(const Options&);
 };
@@ -60,6 +60,10 @@ constexpr Verb verbs[] = {
          }
          return fqdnctl::explain(o.args[0], o.json);
      }},
+    {"", "monitor", "[--type dns|drop] [-o json]",
+     "live DNS events (queries allowed and refused, answers with the selectors that learned them) and drops, "
+     "like hubble observe; -o json prints one object per line",
+     "ot", 0, [](const Options& o) { return fqdnctl::monitor(o.type, o.json); }},
     {"", "metrics", "", "counters and gauges in the Prometheus text format", "", 0,
      [](const Options&) { return fqdnctl::metrics(); }},
     {"", "reload", "", "reload settings and policies; errors are printed as file:line:column", "", 0,
@@ -96,12 +100,13 @@ int run(const Verb& v, int argc, char** argv)
         {"output", required_argument, nullptr, 'o'},  {"matchpattern", required_argument, nullptr, 'p'},
         {"endpoint", required_argument, nullptr, 'e'}, {"source", required_argument, nullptr, 's'},
         {"force", no_argument, nullptr, 'f'},          {"help", no_argument, nullptr, 'h'},
+        {"type", required_argument, nullptr, 't'},
         {nullptr, 0, nullptr, 0},
     };
     Options o;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "o:p:e:s:fh", long_options, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:p:e:s:ft:h", long_options, nullptr)) != -1) {
         if (c == 'h') {
             verb_usage(v, stdout);
             return 0;
@@ -130,6 +135,13 @@ int run(const Verb& v, int argc, char** argv)
             o.source = optarg;
             break;
         case 'f': o.force = true; break;
+        case 't':
+            if (std::strcmp(optarg, "dns") != 0 && std::strcmp(optarg, "drop") != 0) {
+                std::fprintf(stderr, "fqdnctl: --type takes dns or drop\n");
+                return 2;
+            }
+            o.type = optarg;
+            break;
         }
     }
     for (int i = optind; i < argc; ++i)

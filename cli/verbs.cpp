@@ -9,6 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -303,6 +306,199 @@ int explain(const std::string& what, bool json)
         print_table(rows);
     } else {
         std::printf("\nNo endpoint resolved it yet (or its addresses expired).\n");
+    }
+    return 0;
+}
+
+} // namespace fqdnctl
+
+namespace fqdnctl {
+
+namespace {
+
+volatile sig_atomic_t interrupted = 0;
+
+struct MonitorState {
+    std::string type;
+    bool json = false;
+    bool daemon_gone = false;
+};
+
+std::string when(uint64_t ms)
+{
+    return fqdnd::cache::rfc3339(fqdnd::cache::Time(std::chrono::milliseconds(ms)));
+}
+
+std::string joined(const std::vector<std::string>& items, const char* separator)
+{
+    std::string out;
+    for (const auto& x : items)
+        out += (out.empty() ? "" : separator) + x;
+    return out;
+}
+
+std::string type_name(uint16_t type)
+{
+    switch (type) {
+    case 1: return "A";
+    case 5: return "CNAME";
+    case 28: return "AAAA";
+    case 65: return "HTTPS";
+    case 33: return "SRV";
+    case 16: return "TXT";
+    case 12: return "PTR";
+    case 15: return "MX";
+    default: return "TYPE" + std::to_string(type);
+    }
+}
+
+std::string rcode_name(uint8_t rcode)
+{
+    static const char* const names[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"};
+    return rcode < 6 ? names[rcode] : "RCODE" + std::to_string(rcode);
+}
+
+int on_dns_event(sd_bus_message* m, void* userdata, sd_bus_error*)
+{
+    auto& st = *static_cast<MonitorState*>(userdata);
+    if (!st.type.empty() && st.type != "dns")
+        return 0;
+    uint64_t time = 0, hold = 0;
+    const char *kind, *endpoint, *server, *name;
+    uint16_t type = 0;
+    uint8_t rcode = 0;
+    uint32_t ttl = 0;
+    if (sd_bus_message_read(m, "tssssqy", &time, &kind, &endpoint, &server, &name, &type, &rcode) < 0)
+        return 0;
+    const auto chain = read_strings(m);
+    const auto addresses = read_strings(m);
+    sd_bus_message_read(m, "u", &ttl);
+    const auto selectors = read_strings(m);
+    sd_bus_message_read(m, "t", &hold);
+    const std::string k = kind;
+    if (st.json) {
+        nlohmann::json j{{"time", when(time)}, {"event", "dns"},   {"kind", k},
+                         {"endpoint", endpoint}, {"server", server}, {"name", name}, {"type", type_name(type)}};
+        if (k == "answer") {
+            j["rcode"] = rcode_name(rcode);
+            j["chain"] = chain;
+            j["ips"] = addresses;
+            j["ttl"] = ttl;
+            j["selectors"] = selectors;
+            j["hold-usec"] = hold;
+        }
+        std::cout << j.dump() << std::endl;
+        return 0;
+    }
+    std::string line = when(time) + " dns  " + endpoint;
+    if (k == "answer") {
+        line += " <- " + std::string(server) + " answer " + name + " " + type_name(type) + " " + rcode_name(rcode);
+        if (chain.size() > 1)
+            line += " via " + joined(std::vector(chain.begin() + 1, chain.end()), " -> ");
+        if (!addresses.empty())
+            line += " = " + joined(addresses, ", ") + " ttl " + std::to_string(ttl);
+        if (!selectors.empty())
+            line += "; learned by " + joined(selectors, ", ") + " (held " + std::to_string(hold) + " us)";
+    } else {
+        line += " -> " + std::string(server) + " query " + name + " " + type_name(type)
+            + (k == "query-allowed" ? " allowed" : " REFUSED");
+    }
+    std::cout << line << std::endl;
+    return 0;
+}
+
+int on_drop(sd_bus_message* m, void* userdata, sd_bus_error*)
+{
+    auto& st = *static_cast<MonitorState*>(userdata);
+    if (!st.type.empty() && st.type != "drop")
+        return 0;
+    uint64_t time = 0;
+    const char *kind, *policy, *endpoint, *source, *destination, *protocol, *interface;
+    uint16_t port = 0;
+    if (sd_bus_message_read(m, "tssssssqs", &time, &kind, &policy, &endpoint, &source, &destination, &protocol, &port,
+                            &interface)
+        < 0)
+        return 0;
+    const auto names = read_strings(m);
+    const std::string k = kind;
+    if (st.json) {
+        nlohmann::json j{{"time", when(time)},     {"event", "drop"},          {"kind", k},
+                         {"policy", policy},       {"endpoint", endpoint},     {"source", source},
+                         {"destination", destination}, {"protocol", protocol}, {"port", port},
+                         {"interface", interface}, {"names", names}};
+        std::cout << j.dump() << std::endl;
+        return 0;
+    }
+    const std::string v6 = std::string(destination).find(':') != std::string::npos ? "[" : "";
+    std::string line = when(time) + " drop " + endpoint + " -> " + v6 + destination + (v6.empty() ? "" : "]")
+        + (port ? ":" + std::to_string(port) : "") + " " + protocol;
+    if (!names.empty())
+        line += " (" + joined(names, ", ") + ")";
+    line += " policy " + std::string(policy) + ": "
+        + (k == "audit" ? "would drop (audit)" : k == "dns-server" ? "DNS to a server no rule lists" : "not allowed");
+    if (*interface)
+        line += " [in " + std::string(interface) + "]";
+    std::cout << line << std::endl;
+    return 0;
+}
+
+int on_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error*)
+{
+    const char *name, *old_owner, *new_owner;
+    if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && std::string(name) == "org.fqdnd1"
+        && *old_owner)
+        static_cast<MonitorState*>(userdata)->daemon_gone = true;
+    return 0;
+}
+
+} // namespace
+
+int monitor(const std::string& type, bool json)
+{
+    Client c;
+    if (c.connect())
+        return 1;
+    MonitorState st{type, json, false};
+    sd_bus* bus = c.bus();
+    if (sd_bus_match_signal(bus, nullptr, "org.fqdnd1", "/org/fqdnd1", "org.fqdnd1.Manager", "DnsEvent", on_dns_event,
+                            &st)
+            < 0
+        || sd_bus_match_signal(bus, nullptr, "org.fqdnd1", "/org/fqdnd1", "org.fqdnd1.Manager", "Drop", on_drop, &st)
+            < 0
+        || sd_bus_add_match(bus, nullptr,
+                            "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+                            "member='NameOwnerChanged',arg0='org.fqdnd1'",
+                            on_owner_changed, &st)
+            < 0) {
+        std::fprintf(stderr, "fqdnctl: cannot listen for fqdnd's events\n");
+        return 1;
+    }
+    if (!c.call("Subscribe", ""))
+        return 1;
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { interrupted = 1; };
+    sigaction(SIGINT, &sa, nullptr); // no SA_RESTART: the wait below returns
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGPIPE, &sa, nullptr);
+    if (!json)
+        std::fprintf(stderr, "Listening for DNS events and drops%s%s; Ctrl-C ends.\n", type.empty() ? "" : " (",
+                     type.empty() ? "" : (type + " only)").c_str());
+    while (!interrupted && !st.daemon_gone) {
+        const int r = sd_bus_process(bus, nullptr);
+        if (r < 0) {
+            std::fprintf(stderr, "fqdnctl: lost the bus: %s\n", std::strerror(-r));
+            return 1;
+        }
+        if (r > 0)
+            continue;
+        if (int w = sd_bus_wait(bus, UINT64_MAX); w < 0 && w != -EINTR) {
+            std::fprintf(stderr, "fqdnctl: lost the bus: %s\n", std::strerror(-w));
+            return 1;
+        }
+    }
+    if (st.daemon_gone) {
+        std::fprintf(stderr, "fqdnctl: fqdnd went away\n");
+        return 1;
     }
     return 0;
 }

@@ -13,5 +13,8 @@ int policy_list(bool json);
 int reload();
 int explain(const std::string& what, bool json);
 int metrics();
+// Runs until interrupted (exit 0) or fqdnd goes away (exit 1). `type`:
+// "" for every event, "dns" or "drop".
+int monitor(const std::string& type, bool json);
 
 } // namespace fqdnctl

@@ -6,6 +6,8 @@
 
 #include "cache/format.hpp"
 #include "cache/persist.hpp"
+#include "dns/packet.hpp"
+#include "fqdn/matcher.hpp"
 #include "fqdn/name.hpp"
 #include "config/loader.hpp"
 #include "log.hpp"
@@ -162,6 +164,7 @@ int Manager::start()
         return r;
     if (int r = open_queues(); r < 0)
         return r;
+    open_nflog();
     // The metrics for node_exporter's textfile collector, when asked for.
     sd_event_source* metrics_src = nullptr;
     if (sd_event_add_time_relative(event_.get(), &metrics_src, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer, this)
@@ -257,6 +260,7 @@ int Manager::reload(std::vector<std::string>* errors)
         if (table_->remove(old_table, &problem) < 0)
             log::warning("cannot remove the previous table inet " + old_table + ": " + problem);
     }
+    open_nflog();
     ++reloads_;
     log::info("reloaded: " + config::summary(*config_));
     sd_notifyf(0, "READY=1\nSTATUS=Enforcing %zu policies in table inet %s", config_->policies.size(),
@@ -413,13 +417,17 @@ void Manager::on_packet(const nfq::Packet& p)
     if (p.indev)
         meta.indev = interface_name(p.indev);
     meta.now = now();
+    const bool watched = options_.log_dns || (bus_ && bus_->monitoring());
+    engine_->record_events(watched);
     dns::Outcome out = engine_->handle(p.payload, meta);
+    int64_t hold_us = 0;
     // An answer is released only once its addresses are in the sets (or
     // response-max-delay passed: then it goes anyway, and is counted).
     if (!out.ops.empty()) {
         const auto start = std::chrono::steady_clock::now();
         write_elements(out.ops);
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+        hold_us = us;
         size_t bucket = 0;
         while (bucket + 1 < hold_us_.size() && (int64_t{1} << bucket) <= us)
             ++bucket;
@@ -430,8 +438,8 @@ void Manager::on_packet(const nfq::Packet& p)
     for (const auto& reply : out.replies)
         send_reply(reply);
     queues_.verdict(p, out.accept);
-    if (options_.log_dns)
-        log_events();
+    if (watched)
+        report_events(static_cast<uint64_t>(hold_us));
 }
 
 std::string Manager::interface_name(uint32_t index)
@@ -710,6 +718,8 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
         {"fqdnd_nfqueue_packets_total", "", static_cast<double>(queues_.stats().packets)},
         {"fqdnd_nfqueue_enobufs_total", "", static_cast<double>(queues_.stats().enobufs)},
+        {"fqdnd_drop_log_packets_total", "", static_cast<double>(nflog_.packets())},
+        {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
         {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
         {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
         {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
@@ -826,26 +836,135 @@ void Manager::save_state()
     }
 }
 
-void Manager::log_events()
+void Manager::report_events(uint64_t hold_us)
 {
+    const bool monitoring = bus_ && bus_->monitoring();
     for (const dns::Event& e : engine_->take_events()) {
-        std::string line = e.endpoint + " ";
-        switch (e.kind) {
-        case dns::Event::Kind::query_allowed: line += "query allowed: "; break;
-        case dns::Event::Kind::query_refused: line += "query REFUSED: "; break;
-        case dns::Event::Kind::answer: line += "answer: "; break;
+        const char* kind = e.kind == dns::Event::Kind::query_allowed ? "query-allowed"
+            : e.kind == dns::Event::Kind::query_refused             ? "query-refused"
+                                                                     : "answer";
+        if (options_.log_dns) {
+            std::string line = e.endpoint + " " + kind + ": " + e.question.name + " type "
+                + std::to_string(e.question.type) + " server " + e.server.to_string();
+            if (e.kind == dns::Event::Kind::answer) {
+                for (size_t i = 1; i < e.names.size(); ++i)
+                    line += " -> " + e.names[i];
+                line += " =";
+                for (const auto& a : e.addresses)
+                    line += " " + a.to_string();
+                line += " ttl " + std::to_string(e.ttl) + " rcode " + std::to_string(e.rcode);
+            }
+            log::info(line);
         }
-        line += e.question.name + " type " + std::to_string(e.question.type);
+        if (!monitoring)
+            continue;
+        MonitorDns m;
+        m.time_ms = static_cast<uint64_t>(now().time_since_epoch().count());
+        m.kind = kind;
+        m.endpoint = e.endpoint;
+        m.server = e.server.to_string();
+        m.name = e.question.name;
+        m.type = e.question.type;
+        m.rcode = e.rcode;
         if (e.kind == dns::Event::Kind::answer) {
-            for (size_t i = 1; i < e.names.size(); ++i)
-                line += " -> " + e.names[i];
-            line += " =";
+            m.chain = e.names;
             for (const auto& a : e.addresses)
-                line += " " + a.to_string();
-            line += " ttl " + std::to_string(e.ttl);
+                m.addresses.push_back(a.to_string());
+            m.ttl = e.ttl;
+            if (e.learned) {
+                // The selectors whose sets took the addresses: those that
+                // any name of the chain matches.
+                const auto selectors = config_->fqdn_selectors();
+                const FqdnMatcher matcher(selectors);
+                std::set<FqdnMatcher::SelectorId> ids;
+                for (const auto& n : e.names)
+                    for (auto id : matcher.match(n))
+                        ids.insert(id);
+                for (auto id : ids)
+                    m.selectors.push_back(selectors[id].to_string());
+                m.hold_us = hold_us;
+            }
         }
-        log::info(line);
+        bus_->emit(m);
     }
+}
+
+int Manager::on_nflog(sd_event_source*, int, uint32_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    m->nflog_.receive([m](const nflog::Logged& l) { m->on_logged(l); });
+    return 0;
+}
+
+void Manager::open_nflog()
+{
+    const auto& s = config_->settings;
+    const std::optional<uint16_t> want
+        = s.log_rate > 0 ? std::optional<uint16_t>(static_cast<uint16_t>(s.log_group)) : std::nullopt;
+    if (want == nflog_group_ && (nflog_.is_open() || !want))
+        return;
+    nflog_source_.reset();
+    nflog_.close();
+    nflog_group_ = want;
+    if (!want)
+        return;
+    if (int r = nflog_.open(*want); r < 0) {
+        // Enforcement does not depend on it: only `fqdnctl monitor` loses
+        // its drops.
+        log::warning("cannot read NFLOG group " + std::to_string(*want) + " (" + errno_text(r)
+                     + (r == -EBUSY ? ", another program reads it; set log-group" : "")
+                     + "): fqdnctl monitor will show no drops");
+        return;
+    }
+    sd_event_source* src = nullptr;
+    if (sd_event_add_io(event_.get(), &src, nflog_.fd(), EPOLLIN, on_nflog, this) >= 0)
+        nflog_source_.reset(src);
+}
+
+void Manager::on_logged(const nflog::Logged& l)
+{
+    if (!bus_ || !bus_->monitoring())
+        return;
+    std::string_view prefix = l.prefix;
+    if (prefix.substr(0, ruleset::log_prefix.size()) != ruleset::log_prefix)
+        return;
+    prefix.remove_prefix(ruleset::log_prefix.size());
+    const auto space = prefix.find(' ');
+    if (space == std::string_view::npos)
+        return;
+    const auto h = dns::decode_headers(l.payload);
+    if (!h)
+        return;
+    MonitorDrop d;
+    const cache::Time t = now();
+    d.time_ms = static_cast<uint64_t>(t.time_since_epoch().count());
+    d.kind = std::string(prefix.substr(0, space));
+    d.policy = std::string(prefix.substr(space + 1));
+    d.source = h->src.to_string();
+    d.destination = h->dst.to_string();
+    switch (h->protocol) {
+    case 6: d.protocol = "tcp"; break;
+    case 17: d.protocol = "udp"; break;
+    case 132: d.protocol = "sctp"; break;
+    case 1: d.protocol = "icmp"; break;
+    case 58: d.protocol = "icmpv6"; break;
+    default: d.protocol = std::to_string(h->protocol); break;
+    }
+    d.port = h->dport;
+    // A forwarded packet has come in on an interface; a local one has not.
+    if (l.indev) {
+        d.endpoint = d.source;
+        d.interface = interface_name(l.indev);
+    } else {
+        d.endpoint = l.uid ? "uid:" + std::to_string(*l.uid) : "local";
+    }
+    if (!(h->dst == last_drop_address_) || t - last_drop_time_ >= std::chrono::seconds(1)) {
+        last_drop_address_ = h->dst;
+        last_drop_names_ = cache_.names_of(h->dst);
+        last_drop_time_ = t;
+    }
+    d.names = last_drop_names_;
+    bus_->emit(d);
 }
 
 void Manager::dump_cache()

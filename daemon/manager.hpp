@@ -5,6 +5,7 @@
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
+#include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 #include "metrics.hpp"
 #include "unique_fd.hpp"
@@ -111,7 +112,13 @@ private:
     void mark_dirty();
     void save_state();
     std::filesystem::path state_file() const;
-    void log_events();
+    // The DNS events of one packet, to the log (--log-dns) and to monitors.
+    void report_events(uint64_t hold_us);
+    // The NFLOG group of the drop rules, read for monitors; reopened when a
+    // reload changes the group.
+    void open_nflog();
+    void on_logged(const nflog::Logged& l);
+    static int on_nflog(sd_event_source*, int fd, uint32_t revents, void* self);
     void dump_cache();
     static cache::Time now();
     void on_nft_event();
@@ -157,6 +164,14 @@ private:
     uint64_t state_write_errors_ = 0;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
+    nflog::Reader nflog_;
+    SdEventSourcePtr nflog_source_;
+    std::optional<uint16_t> nflog_group_;
+    // The names last shown for a dropped address, for a second: a flood to
+    // one address costs one walk over the cache.
+    Address last_drop_address_;
+    std::vector<std::string> last_drop_names_;
+    cache::Time last_drop_time_{};
 };
 
 } // namespace fqdnd

@@ -21,7 +21,7 @@ namespace {
 
 Manager& manager_of(void* userdata)
 {
-    return *static_cast<Manager*>(userdata);
+    return static_cast<ManagerBus*>(userdata)->manager();
 }
 
 // The caller's right: reading needs root or the fqdnd group; changing
@@ -241,8 +241,82 @@ int method_metrics(sd_bus_message* m, void* userdata, sd_bus_error* error)
     });
 }
 
+int method_subscribe(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
+        return r;
+    if (int r = static_cast<ManagerBus*>(userdata)->subscribe(m); r < 0)
+        return r;
+    return sd_bus_reply_method_return(m, "");
+}
+
+int method_unsubscribe(sd_bus_message* m, void* userdata, sd_bus_error*)
+{
+    static_cast<ManagerBus*>(userdata)->unsubscribe(m);
+    return sd_bus_reply_method_return(m, "");
+}
+
+// The properties, read from one status snapshot; each read is checked like
+// a method call.
+int get_property(sd_bus* bus, const char*, const char*, const char* property, sd_bus_message* reply, void* userdata,
+                 sd_bus_error* error)
+{
+    if (sd_bus_message* call = sd_bus_get_current_message(bus))
+        if (int r = check_access(call, false, error, manager_of(userdata).read_group()); r < 0)
+            return r;
+    const Manager::Status s = manager_of(userdata).status();
+    const std::string_view p = property;
+    if (p == "Version")
+        return sd_bus_message_append(reply, "s", FQDND_VERSION);
+    if (p == "Table")
+        return sd_bus_message_append(reply, "s", s.table.c_str());
+    if (p == "QueueMode")
+        return sd_bus_message_append(reply, "s", s.queue_mode.c_str());
+    if (p == "Policies")
+        return sd_bus_message_append(reply, "u", s.policies);
+    if (p == "Names")
+        return sd_bus_message_append(reply, "t", s.names);
+    if (p == "Addresses")
+        return sd_bus_message_append(reply, "t", s.addresses);
+    if (p == "ConnectionAddresses")
+        return sd_bus_message_append(reply, "t", s.connection_addresses);
+    if (p == "LiveFlows")
+        return sd_bus_message_append(reply, "t", s.live_flows);
+    return sd_bus_message_append(reply, "t", s.selectors);
+}
+
+void append_strings(sd_bus_message* m, const std::vector<std::string>& strings)
+{
+    sd_bus_message_open_container(m, 'a', "s");
+    for (const auto& x : strings)
+        sd_bus_message_append(m, "s", x.c_str());
+    sd_bus_message_close_container(m);
+}
+
 const sd_bus_vtable manager_vtable[] = {
     SD_BUS_VTABLE_START(0),
+    SD_BUS_PROPERTY("Version", "s", get_property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Table", "s", get_property, 0, 0),
+    SD_BUS_PROPERTY("QueueMode", "s", get_property, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Policies", "u", get_property, 0, 0),
+    SD_BUS_PROPERTY("Names", "t", get_property, 0, 0),
+    SD_BUS_PROPERTY("Addresses", "t", get_property, 0, 0),
+    SD_BUS_PROPERTY("ConnectionAddresses", "t", get_property, 0, 0),
+    SD_BUS_PROPERTY("LiveFlows", "t", get_property, 0, 0),
+    SD_BUS_PROPERTY("Selectors", "t", get_property, 0, 0),
+    SD_BUS_METHOD("Subscribe", "", "", method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD("Unsubscribe", "", "", method_unsubscribe, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_SIGNAL_WITH_NAMES("DnsEvent", "tssssqyasasuast",
+                             SD_BUS_PARAM(time) SD_BUS_PARAM(kind) SD_BUS_PARAM(endpoint) SD_BUS_PARAM(server)
+                                 SD_BUS_PARAM(name) SD_BUS_PARAM(type) SD_BUS_PARAM(rcode) SD_BUS_PARAM(chain)
+                                     SD_BUS_PARAM(addresses) SD_BUS_PARAM(ttl) SD_BUS_PARAM(selectors)
+                                         SD_BUS_PARAM(hold_usec),
+                             0),
+    SD_BUS_SIGNAL_WITH_NAMES("Drop", "tssssssqsas",
+                             SD_BUS_PARAM(time) SD_BUS_PARAM(kind) SD_BUS_PARAM(policy) SD_BUS_PARAM(endpoint)
+                                 SD_BUS_PARAM(source) SD_BUS_PARAM(destination) SD_BUS_PARAM(protocol)
+                                     SD_BUS_PARAM(port) SD_BUS_PARAM(interface) SD_BUS_PARAM(names),
+                             0),
     SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttt",
                              SD_BUS_PARAM(version) SD_BUS_PARAM(table) SD_BUS_PARAM(queue_mode)
                                  SD_BUS_PARAM(policies) SD_BUS_PARAM(names) SD_BUS_PARAM(addresses)
@@ -279,6 +353,7 @@ void ManagerBus::start(sd_event* event)
 
 int ManagerBus::connect()
 {
+    subscribers_.reset(); // they were on the old connection
     slot_.reset();
     disconnect_slot_.reset();
     bus_.reset();
@@ -294,7 +369,7 @@ int ManagerBus::connect()
     bus_.reset(raw);
     sd_bus_slot* slot = nullptr;
     if ((r = sd_bus_add_object_vtable(bus_.get(), &slot, bus::object_path, bus::manager_interface, manager_vtable,
-                                      &manager_))
+                                      this))
         < 0) {
         log::warning(std::string("cannot serve ") + bus::object_path + ": " + std::strerror(-r));
         return r;
@@ -347,6 +422,71 @@ int ManagerBus::on_disconnected(sd_bus_message*, void* self, sd_bus_error*)
     b->warned_ = true;
     b->retry_later();
     return 0;
+}
+
+int ManagerBus::subscribe(sd_bus_message* m)
+{
+    if (!subscribers_) {
+        sd_bus_track* t = nullptr;
+        if (int r = sd_bus_track_new(bus_.get(), &t, on_subscribers_gone, this); r < 0)
+            return r;
+        subscribers_.reset(t);
+    }
+    return sd_bus_track_add_sender(subscribers_.get(), m);
+}
+
+int ManagerBus::unsubscribe(sd_bus_message* m)
+{
+    if (!subscribers_)
+        return 0;
+    return sd_bus_track_remove_sender(subscribers_.get(), m);
+}
+
+int ManagerBus::on_subscribers_gone(sd_bus_track*, void* self)
+{
+    // The last monitor left: events are no longer gathered.
+    static_cast<ManagerBus*>(self)->subscribers_.reset();
+    return 0;
+}
+
+template <typename Fill>
+void ManagerBus::emit_signal(const char* member, Fill fill)
+{
+    if (!subscribers_ || !bus_)
+        return;
+    for (const char* name = sd_bus_track_first(subscribers_.get()); name; name = sd_bus_track_next(subscribers_.get())) {
+        sd_bus_message* raw = nullptr;
+        if (sd_bus_message_new_signal(bus_.get(), &raw, bus::object_path, bus::manager_interface, member) < 0)
+            return;
+        std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> m(raw, sd_bus_message_unref);
+        if (sd_bus_message_set_destination(m.get(), name) < 0)
+            continue;
+        fill(m.get());
+        sd_bus_send(bus_.get(), m.get(), nullptr);
+    }
+}
+
+void ManagerBus::emit(const MonitorDns& e)
+{
+    emit_signal("DnsEvent", [&](sd_bus_message* m) {
+        sd_bus_message_append(m, "tssssqy", e.time_ms, e.kind.c_str(), e.endpoint.c_str(), e.server.c_str(),
+                              e.name.c_str(), e.type, e.rcode);
+        append_strings(m, e.chain);
+        append_strings(m, e.addresses);
+        sd_bus_message_append(m, "u", e.ttl);
+        append_strings(m, e.selectors);
+        sd_bus_message_append(m, "t", e.hold_us);
+    });
+}
+
+void ManagerBus::emit(const MonitorDrop& d)
+{
+    emit_signal("Drop", [&](sd_bus_message* m) {
+        sd_bus_message_append(m, "tssssssqs", d.time_ms, d.kind.c_str(), d.policy.c_str(), d.endpoint.c_str(),
+                              d.source.c_str(), d.destination.c_str(), d.protocol.c_str(), d.port,
+                              d.interface.c_str());
+        append_strings(m, d.names);
+    });
 }
 
 } // namespace fqdnd

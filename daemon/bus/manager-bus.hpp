@@ -3,7 +3,10 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace fqdnd {
 
@@ -20,6 +23,29 @@ struct SdBusSlotUnref {
 // DBUS_SYSTEM_BUS_ADDRESS names). Reading is for root and the fqdnd group;
 // changing state for root alone: the bus policy says so, and every method
 // checks the caller's credentials again.
+// What `fqdnctl monitor` shows, as the signals DnsEvent and Drop carry it.
+struct MonitorDns {
+    uint64_t time_ms = 0;           // wall clock, ms since the epoch
+    std::string kind;               // query-allowed, query-refused, answer
+    std::string endpoint, server, name;
+    uint16_t type = 0;
+    uint8_t rcode = 0;
+    std::vector<std::string> chain;     // an answer's names, the question first
+    std::vector<std::string> addresses; // an answer's
+    uint32_t ttl = 0;
+    std::vector<std::string> selectors; // that learned the addresses
+    uint64_t hold_us = 0;               // how long the answer waited for the sets
+};
+
+struct MonitorDrop {
+    uint64_t time_ms = 0;
+    std::string kind;   // drop, dns-server (DNS to a server no rule lists), audit (would drop)
+    std::string policy, endpoint, source, destination, protocol;
+    uint16_t port = 0;  // 0 when the protocol has none
+    std::string interface; // the input interface of a forwarded packet
+    std::vector<std::string> names; // that the cache knows for the destination
+};
+
 class ManagerBus {
 public:
     explicit ManagerBus(Manager& m) : manager_(m) {}
@@ -29,7 +55,22 @@ public:
     // again every two seconds.
     void start(sd_event* event);
 
+    Manager& manager() noexcept { return manager_; }
+
+    // `fqdnctl monitor` calls Subscribe; the events go, as signals, to each
+    // subscriber alone (the names others looked up stay private) until it
+    // unsubscribes or leaves the bus.
+    bool monitoring() const noexcept { return subscribers_ != nullptr; }
+    int subscribe(sd_bus_message* m);
+    int unsubscribe(sd_bus_message* m);
+    void emit(const MonitorDns& e);
+    void emit(const MonitorDrop& d);
+
 private:
+    template <typename Fill>
+    void emit_signal(const char* member, Fill fill);
+    static int on_subscribers_gone(sd_bus_track*, void* self);
+
     int connect();
     void retry_later();
     static int on_disconnected(sd_bus_message*, void* self, sd_bus_error*);
@@ -44,6 +85,10 @@ private:
     };
     std::unique_ptr<sd_event_source, SourceUnref> retry_;
     bool warned_ = false;
+    struct TrackUnref {
+        void operator()(sd_bus_track* t) const noexcept { sd_bus_track_unref(t); }
+    };
+    std::unique_ptr<sd_bus_track, TrackUnref> subscribers_;
 };
 
 } // namespace fqdnd

@@ -4,6 +4,7 @@
 #include "ruleset/compile.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace fqdnd::cache {
 
@@ -462,6 +463,18 @@ std::vector<std::string> Cache::sets_holding(const Address& a) const
             out.push_back(set_of(k.selector, a.family));
     std::sort(out.begin(), out.end());
     return out;
+}
+
+std::vector<std::string> Cache::names_of(const Address& a, size_t max) const
+{
+    std::set<std::string> names;
+    for (const auto& [key, e] : entries_)
+        if (e.mappings.count(a)) {
+            names.insert(e.name);
+            if (names.size() >= max)
+                break;
+        }
+    return {names.begin(), names.end()};
 }
 
 } // namespace fqdnd::cache

@@ -115,6 +115,9 @@ public:
     size_t live_flows() const noexcept { return flows_total_; }
     // The sets that hold `a`.
     std::vector<std::string> sets_holding(const Address& a) const;
+    // Names (at most `max`, sorted) that any endpoint learned `a` for: a
+    // walk over every entry, for the rate-limited drop log only.
+    std::vector<std::string> names_of(const Address& a, size_t max = 8) const;
 
 private:
     struct NameEntry;

@@ -29,6 +29,8 @@ struct Settings {
     int64_t queue = 0;
     int64_t queues = 0;
     bool fail_open = false;
+    int64_t log_group = 0;
+    int64_t log_rate = 0;   // dropped packets logged per second; 0: none
     std::string policy_directory; // absolute once loaded
     std::string state_directory;
     std::string metrics_file; // "" for none

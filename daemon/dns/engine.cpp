@@ -165,7 +165,7 @@ bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& m
     }
     if (record_events_)
         events_.push_back(Event{allowed ? Event::Kind::query_allowed : Event::Kind::query_refused, endpoint,
-                                q.question, {}, {}, 0});
+                                q.question, {}, {}, 0, pkt.dst, 0, false});
     if (!allowed) {
         ++stats_.queries_refused;
         refuse(q, pkt, out);
@@ -228,9 +228,11 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
     const std::string endpoint = it->second.endpoint;
     queries_.erase(it);
     ++stats_.answers_inspected;
+    const bool learns = a->rcode == rcode_noerror && !a->addresses.empty();
     if (record_events_)
-        events_.push_back(Event{Event::Kind::answer, endpoint, a->question, a->names, a->addresses, a->ttl});
-    if (a->rcode != rcode_noerror || a->addresses.empty())
+        events_.push_back(Event{Event::Kind::answer, endpoint, a->question, a->names, a->addresses, a->ttl, pkt.src,
+                                a->rcode, learns});
+    if (!learns)
         return;
     ++stats_.answers_learned;
     cache_.learn(endpoint, a->names, a->addresses, a->ttl, meta.now, out.ops);

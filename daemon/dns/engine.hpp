@@ -58,6 +58,9 @@ struct Event {
     std::vector<std::string> names;
     std::vector<Address> addresses;
     uint32_t ttl = 0;
+    Address server;      // the DNS server asked, or answering
+    uint8_t rcode = 0;   // an answer's
+    bool learned = false; // an answer that put its addresses in the cache
 };
 
 class Engine {

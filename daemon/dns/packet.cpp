@@ -169,6 +169,54 @@ std::optional<PacketInfo> decode(std::span<const uint8_t> p) noexcept
     return std::nullopt;
 }
 
+std::optional<FlowHeaders> decode_headers(std::span<const uint8_t> p) noexcept
+{
+    if (p.empty())
+        return std::nullopt;
+    FlowHeaders h;
+    size_t off = 0;
+    bool first_fragment = true;
+    const unsigned version = p[0] >> 4;
+    if (version == 4) {
+        if (p.size() < 20)
+            return std::nullopt;
+        off = static_cast<size_t>(p[0] & 0x0f) * 4;
+        if (off < 20)
+            return std::nullopt;
+        h.src = Address::v4(&p[12]);
+        h.dst = Address::v4(&p[16]);
+        h.protocol = p[9];
+        first_fragment = (be16(&p[6]) & 0x1fff) == 0;
+    } else if (version == 6) {
+        if (p.size() < 40)
+            return std::nullopt;
+        h.src = Address::v6(&p[8]);
+        h.dst = Address::v6(&p[24]);
+        uint8_t next = p[6];
+        off = 40;
+        for (int hops = 0; hops < 8 && (next == 0 || next == 43 || next == 60 || next == 44); ++hops) {
+            if (off + 8 > p.size())
+                break; // cut short: the protocol is as far as we can see
+            if (next == 44) {
+                first_fragment = (be16(&p[off + 2]) & 0xfff8) == 0;
+                next = p[off];
+                off += 8;
+                continue;
+            }
+            const size_t len = (static_cast<size_t>(p[off + 1]) + 1) * 8;
+            next = p[off];
+            off += len;
+        }
+        h.protocol = next;
+    } else {
+        return std::nullopt;
+    }
+    const bool ports = h.protocol == 6 || h.protocol == 17 || h.protocol == 132;
+    if (ports && first_fragment && off + 4 <= p.size())
+        h.dport = be16(&p[off + 2]);
+    return h;
+}
+
 std::vector<uint8_t> build_udp(const Address& from, uint16_t sport, const Address& to, uint16_t dport,
                                std::span<const uint8_t> payload)
 {

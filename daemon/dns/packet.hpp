@@ -29,6 +29,16 @@ inline constexpr uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_rst = 0x04, tcp_psh
 // fragment, a truncated header or any other protocol.
 std::optional<PacketInfo> decode(std::span<const uint8_t> packet) noexcept;
 
+// The headers of a packet that may be cut short (NFLOG hands over its first
+// bytes): addresses, protocol, and the destination port of TCP, UDP and
+// SCTP (0 for other protocols or when the port was cut off).
+struct FlowHeaders {
+    Address src, dst;
+    uint8_t protocol = 0;
+    uint16_t dport = 0;
+};
+std::optional<FlowHeaders> decode_headers(std::span<const uint8_t> packet) noexcept;
+
 // An IP/UDP packet from `from` to `to` carrying `payload`, checksums filled.
 std::vector<uint8_t> build_udp(const Address& from, uint16_t sport, const Address& to, uint16_t dport,
                                std::span<const uint8_t> payload);

@@ -409,6 +409,18 @@ private:
     {
         nftnl_expr* e = add("log");
         nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, x.prefix.substr(0, 127).c_str());
+        if (x.group) {
+            // NFLOG: the headers are enough to tell who sent what where.
+            nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, *x.group);
+            nftnl_expr_set_u32(e, NFTNL_EXPR_LOG_SNAPLEN, 128);
+        }
+        return 0;
+    }
+    int put(const LimitRef& x, std::string*)
+    {
+        nftnl_expr* e = add("objref");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_OBJREF_IMM_TYPE, NFT_OBJECT_LIMIT);
+        nftnl_expr_set_str(e, NFTNL_EXPR_OBJREF_IMM_NAME, x.name.c_str());
         return 0;
     }
     int put(const Queue& x, std::string*)

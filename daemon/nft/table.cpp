@@ -6,6 +6,7 @@
 
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/object.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -45,6 +46,10 @@ using TablePtr = std::unique_ptr<nftnl_table, TableFree>;
 using ChainPtr = std::unique_ptr<nftnl_chain, ChainFree>;
 using RulePtr = std::unique_ptr<nftnl_rule, RuleFree>;
 using SetPtr = std::unique_ptr<nftnl_set, SetFree>;
+struct ObjFree {
+    void operator()(nftnl_obj* o) const noexcept { nftnl_obj_free(o); }
+};
+using ObjPtr = std::unique_ptr<nftnl_obj, ObjFree>;
 
 uint32_t hook_number(Hook h)
 {
@@ -118,6 +123,37 @@ void delete_set(Batch& b, const std::string& table, const std::string& set)
     SetPtr s = set_ref(table, set);
     nlmsghdr* nlh = b.add(NFT_MSG_DELSET, NFPROTO_INET, 0, "deleting set " + set);
     nftnl_set_nlmsg_build_payload(nlh, s.get());
+    b.commit(nlh);
+}
+
+ObjPtr limit_ref(const std::string& table, const std::string& name)
+{
+    ObjPtr o(nftnl_obj_alloc());
+    nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table.c_str());
+    nftnl_obj_set_str(o.get(), NFTNL_OBJ_NAME, name.c_str());
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_FAMILY, NFPROTO_INET);
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_LIMIT);
+    return o;
+}
+
+void add_limit(Batch& b, const std::string& table, const LimitObject& l)
+{
+    ObjPtr o = limit_ref(table, l.name);
+    nftnl_obj_set_u64(o.get(), NFTNL_OBJ_LIMIT_RATE, l.rate);
+    nftnl_obj_set_u64(o.get(), NFTNL_OBJ_LIMIT_UNIT, 1); // per second
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_LIMIT_BURST, l.burst);
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_LIMIT_TYPE, NFT_LIMIT_PKTS);
+    nftnl_obj_set_u32(o.get(), NFTNL_OBJ_LIMIT_FLAGS, 0);
+    nlmsghdr* nlh = b.add(NFT_MSG_NEWOBJ, NFPROTO_INET, NLM_F_CREATE, "limit " + l.name);
+    nftnl_obj_nlmsg_build_payload(nlh, o.get());
+    b.commit(nlh);
+}
+
+void delete_limit(Batch& b, const std::string& table, const std::string& name)
+{
+    ObjPtr o = limit_ref(table, name);
+    nlmsghdr* nlh = b.add(NFT_MSG_DELOBJ, NFPROTO_INET, 0, "deleting limit " + name);
+    nftnl_obj_nlmsg_build_payload(nlh, o.get());
     b.commit(nlh);
 }
 
@@ -223,6 +259,26 @@ int Table::list(const std::string& table, Existing& out)
         if (r < 0 && r != -ENOENT)
             return r;
     }
+    {
+        ObjPtr o(nftnl_obj_alloc());
+        nftnl_obj_set_str(o.get(), NFTNL_OBJ_TABLE, table.c_str());
+        nftnl_obj_set_u32(o.get(), NFTNL_OBJ_TYPE, NFT_OBJECT_LIMIT);
+        nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETOBJ, NFPROTO_INET, NLM_F_DUMP, nl_.next_seq());
+        nftnl_obj_nlmsg_build_payload(nlh, o.get());
+        int r = nl_.dump(nlh, [&](const nlmsghdr* m) {
+            ObjPtr got(nftnl_obj_alloc());
+            if (nftnl_obj_nlmsg_parse(m, got.get()) < 0)
+                return;
+            if (table != nftnl_obj_get_str(got.get(), NFTNL_OBJ_TABLE)
+                || nftnl_obj_get_u32(got.get(), NFTNL_OBJ_TYPE) != NFT_OBJECT_LIMIT)
+                return;
+            out.limits.push_back(LimitObject{nftnl_obj_get_str(got.get(), NFTNL_OBJ_NAME),
+                                             nftnl_obj_get_u64(got.get(), NFTNL_OBJ_LIMIT_RATE),
+                                             nftnl_obj_get_u32(got.get(), NFTNL_OBJ_LIMIT_BURST)});
+        });
+        if (r < 0 && r != -ENOENT)
+            return r;
+    }
     return 0;
 }
 
@@ -259,7 +315,19 @@ int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
         for (const auto& s : existing.sets)
             if (std::none_of(rs.sets.begin(), rs.sets.end(), [&](const AddressSet& w) { return w.name == s; }))
                 delete_set(b, rs.table, s);
+        // A limit whose rate changed is made again: no rule uses it once
+        // the rules are flushed, earlier in this batch.
+        for (const auto& l : existing.limits)
+            if (std::none_of(rs.limits.begin(), rs.limits.end(), [&](const LimitObject& w) {
+                    return w.name == l.name && w.rate == l.rate && w.burst == l.burst;
+                }))
+                delete_limit(b, rs.table, l.name);
     }
+    for (const LimitObject& l : rs.limits)
+        if (std::none_of(existing.limits.begin(), existing.limits.end(), [&](const LimitObject& e) {
+                return e.name == l.name && e.rate == l.rate && e.burst == l.burst;
+            }))
+            add_limit(b, rs.table, l);
     uint32_t set_id = 1;
     for (const AddressSet& s : rs.sets)
         if (std::find(existing.sets.begin(), existing.sets.end(), s.name) == existing.sets.end())

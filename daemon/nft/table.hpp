@@ -76,6 +76,7 @@ private:
         };
         std::vector<ChainInfo> chains;
         std::vector<std::string> sets; // named sets only
+        std::vector<ruleset::LimitObject> limits;
     };
     int list(const std::string& table, Existing& out);
 

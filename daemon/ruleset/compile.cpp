@@ -178,6 +178,19 @@ Ruleset compile(const config::Config& config)
                     dns_ports.insert(port.port);
     const L4Ports other_dns{{L4::udp, L4::tcp}, {dns_ports.begin(), dns_ports.end()}};
 
+    // Drops (and what audit policies would drop) go to an NFLOG group that
+    // fqdnd reads, through one limit shared by every rule: a flood costs
+    // the daemon at most log-rate packets a second.
+    const bool logging = s.log_rate > 0;
+    if (logging)
+        rs.limits.push_back(LimitObject{std::string(log_limit_name), static_cast<uint64_t>(s.log_rate),
+                                        static_cast<uint32_t>(s.log_rate)});
+    auto log_rule = [&](std::vector<Expr> match, const std::string& kind, const Policy& p) {
+        match.insert(match.end(), {LimitRef{std::string(log_limit_name)},
+                                   Log{std::string(log_prefix) + kind + " " + p.name, static_cast<uint16_t>(s.log_group)}});
+        return Rule{std::move(match), "policy " + p.name + ": log (" + kind + ")"};
+    };
+
     for (Hook hook : {Hook::forward, Hook::output, Hook::input}) {
         Chain chain{hook == Hook::forward ? "forward" : hook == Hook::output ? "output" : "input", hook, {}};
         // DNS flows first, so that answers and the later segments of TCP
@@ -205,17 +218,21 @@ Ruleset compile(const config::Config& config)
                     chain.rules.push_back(Rule{join(m, {Jump{dns_chain(p)}}), "policy " + p.name + ": DNS"});
         for (const Policy& p : config.policies)
             if (!p.audit)
-                for (const auto& m : selector_matches(p, hook))
+                for (const auto& m : selector_matches(p, hook)) {
+                    if (logging)
+                        chain.rules.push_back(log_rule(join(m, {other_dns}), "dns-server", p));
                     chain.rules.push_back(
                         Rule{join(m, {other_dns, Counter{}, Drop{}}), "policy " + p.name + ": DNS to a server no rule lists"});
+                }
         for (const Policy& p : config.policies)
             for (const auto& m : selector_matches(p, hook))
                 chain.rules.push_back(Rule{join(m, {Jump{policy_chain(p)}}), "policy " + p.name});
         for (const Policy& p : config.policies)
             for (const auto& m : selector_matches(p, hook)) {
+                if (logging)
+                    chain.rules.push_back(log_rule(m, p.audit ? "audit" : "drop", p));
                 if (p.audit)
-                    chain.rules.push_back(Rule{join(m, {Counter{}, Log{"fqdnd audit " + p.name + ": "}, Accept{}}),
-                                               "policy " + p.name + " (audit): would drop"});
+                    chain.rules.push_back(Rule{join(m, {Counter{}, Accept{}}), "policy " + p.name + " (audit): would drop"});
                 else
                     chain.rules.push_back(Rule{join(m, {Counter{}, Drop{}}), "policy " + p.name + ": not allowed"});
             }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -48,15 +49,16 @@ struct CtReply { bool reply; };                            // ct direction
 struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits
 struct MetaMarkHas { uint32_t bits; };                     // meta mark & bits == bits
 struct Counter {};
-struct Log { std::string prefix; };
+struct Log { std::string prefix; std::optional<uint16_t> group; }; // NFLOG group, or the kernel log
+struct LimitRef { std::string name; };                     // limit name "x": a limit object rules share
 struct Queue { uint16_t first; uint16_t count; bool bypass; };
 struct Accept {};
 struct Drop {};
 struct Jump { std::string chain; };
 
 using Expr = std::variant<NfProto, AddrInSet, AddrInList, L4Ports, L4Protos, InterfaceName, SocketUid, SocketGid,
-                          SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, MetaMarkHas, Counter, Log, Queue,
-                          Accept, Drop, Jump>;
+                          SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, MetaMarkHas, Counter, Log, LimitRef,
+                          Queue, Accept, Drop, Jump>;
 
 struct Rule {
     std::vector<Expr> exprs;
@@ -78,8 +80,21 @@ struct AddressSet {
     std::string comment; // the selector, e.g. "match-pattern: *.k8s.intra."
 };
 
+// A named limit object: a token bucket that every rule naming it shares,
+// so the total rate is bounded however many rules there are.
+struct LimitObject {
+    std::string name;
+    uint64_t rate;  // packets per second
+    uint32_t burst; // packets
+};
+
+// Logged drops carry a prefix "fqdnd <kind> <policy>", read back by fqdnd.
+inline constexpr std::string_view log_prefix = "fqdnd ";
+inline constexpr std::string_view log_limit_name = "drop_log";
+
 struct Ruleset {
     std::string table;
+    std::vector<LimitObject> limits;
     std::vector<AddressSet> sets;
     std::vector<Chain> chains;
 };

@@ -40,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         (void)fqdnd::dns::build_reject(*q, fqdnd::dns::rcode_refused);
     (void)fqdnd::dns::parse_answer(bytes, &why);
     (void)fqdnd::dns::decode(bytes);
+    (void)fqdnd::dns::decode_headers(bytes); // what the drop log reads
 
     fqdnd::dns::PacketMeta meta;
     meta.hook = fqdnd::dns::Hook::forward;

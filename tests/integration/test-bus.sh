@@ -4,11 +4,13 @@
 . "$(dirname "$0")/lib.sh"
 
 seed_topology
-printf '203.0.113.2 echo.k8s.intra\n203.0.113.3 other.k8s.intra\n' > "$WORK/hosts"
+printf '203.0.113.2 echo.k8s.intra\n203.0.113.3 other.k8s.intra\n203.0.113.4 ext.example\n' > "$WORK/hosts"
 dns_server "$WORK/hosts" || exit 1
 private_bus || exit 1
 echo_config node1 192.0.2.0/29
 sed -i "/^state-directory/a metrics-file = \"$WORK/metrics.prom\"" "$WORK/node1/fqdnd.toml"
+# DNS rules that refuse some names, for the monitor.
+sed -i 's/^dns = .*/dns = [{ match-pattern = "*.k8s.intra" }, { match-name = "ext.example" }]/' "$WORK/node1/policy.d/echo.toml"
 # nogroup stands for the fqdnd group here: the test adds no group to the host.
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" --read-group nogroup || exit 1
 for i in $(seq 1 30); do "$FQDNCTL" status >/dev/null 2>&1 && break; sleep 0.1; done
@@ -81,6 +83,69 @@ check_not "the cleaned name is gone" bash -c "'$FQDNCTL' cache list | grep -q ec
 check_not "and its address is closed" connects p1a 203.0.113.2 80
 check "the other name stays" connects p1b 203.0.113.3 80
 
+# monitor: DNS events and drops, as they happen, to subscribers only.
+"$FQDNCTL" monitor -o json > "$WORK/monitor.json" 2>"$WORK/monitor.err" &
+monitor_pid=$!
+_pids+=("$monitor_pid")
+"$FQDNCTL" monitor --type drop > "$WORK/monitor-drops.txt" 2>/dev/null &
+_pids+=($!)
+for i in $(seq 1 30); do
+    resolve p1a echo.k8s.intra >/dev/null
+    grep -q '"echo.k8s.intra."' "$WORK/monitor.json" 2>/dev/null && break
+    sleep 0.1
+done
+check "monitor shows an allowed query and its answer, with the selector that learned it" python3 -c "
+import json
+events = [json.loads(l) for l in open('$WORK/monitor.json')]
+answers = [e for e in events if e['event'] == 'dns' and e['kind'] == 'answer' and e['name'] == 'echo.k8s.intra.']
+assert answers, events
+a = answers[0]
+assert a['ips'] == ['203.0.113.2'] and a['endpoint'] == '192.0.2.2' and a['server'] == '203.0.113.53', a
+assert a['selectors'] == ['match-pattern: *.k8s.intra.'] and a['rcode'] == 'NOERROR', a
+assert any(e['kind'] == 'query-allowed' and e['name'] == 'echo.k8s.intra.' for e in events), events
+"
+check "a refused query is refused" test "$(dns_status p1a blocked.example)" = REFUSED
+resolve p1a ext.example >/dev/null
+check_not "a known name whose address no rule allows: dropped" connects p1a 203.0.113.4 8080
+sleep 0.5
+check "monitor shows the refused query" python3 -c "
+import json
+events = [json.loads(l) for l in open('$WORK/monitor.json')]
+assert any(e['event'] == 'dns' and e['kind'] == 'query-refused' and e['name'] == 'blocked.example.'
+           and e['endpoint'] == '192.0.2.2' for e in events), events
+"
+check "monitor shows the drop with its name, policy, port and protocol" python3 -c "
+import json
+events = [json.loads(l) for l in open('$WORK/monitor.json')]
+drops = [e for e in events if e['event'] == 'drop' and e['destination'] == '203.0.113.4']
+assert drops, events
+d = drops[0]
+assert d['names'] == ['ext.example.'] and d['policy'] == 'echo' and d['kind'] == 'drop', d
+assert d['port'] == 8080 and d['protocol'] == 'tcp' and d['endpoint'] == '192.0.2.2' and d['source'] == '192.0.2.2', d
+"
+check "monitor --type drop prints drops only, in words" bash -c "grep -q '192.0.2.2 -> 203.0.113.4:8080 tcp (ext.example.) policy echo: not allowed' '$WORK/monitor-drops.txt' && ! grep -q ' dns ' '$WORK/monitor-drops.txt'"
+metric() { "$FQDNCTL" metrics | awk -v n="$1" '$1 == n { print $2 }'; }
+before=$(metric fqdnd_drop_log_packets_total)
+start=$(date +%s.%N)
+in_ns p1a python3 -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.monotonic() + 1.0
+for i in range(20000):
+    s.sendto(b"x", ("203.0.113.5", 9))
+    if time.monotonic() > end:
+        break
+'
+sleep 0.3
+logged=$(( $(metric fqdnd_drop_log_packets_total) - before ))
+elapsed=$(python3 -c "import time; print(int(time.time() - $start) + 1)")
+echo "     flood: $logged drops logged in about $elapsed s (log-rate 50, burst 50)"
+check "a flood of drops reaches fqdnd at most at log-rate (limited in the kernel)" \
+    test "$logged" -gt 0 -a "$logged" -le $((50 + 50 * elapsed))
+check "a caller outside the group may not subscribe" bash -c "setpriv --reuid=daemon --regid=daemon --clear-groups timeout 2 '$FQDNCTL' monitor 2>&1 | grep -q 'access denied'"
+check "properties: Version and counts, read over the bus" bash -c "busctl --address=\"\$DBUS_SYSTEM_BUS_ADDRESS\" get-property org.fqdnd1 /org/fqdnd1 org.fqdnd1.Manager Names | grep -qE '^t [0-9]+$'"
+check "the bus policy lets the read group subscribe to the monitor" grep -q 'send_member="Subscribe"' "$TESTS_DIR/../../systemd/org.fqdnd1.conf"
+
 # The bus restarts: fqdnd enforces on and comes back on the new bus.
 kill "$BUS_PID"; wait "$BUS_PID" 2>/dev/null; rm -f "$WORK/bus"
 check_not "bus gone: fqdnctl cannot reach fqdnd" "$FQDNCTL" status
@@ -90,6 +155,7 @@ back=""
 for i in $(seq 1 50); do "$FQDNCTL" status >/dev/null 2>&1 && { back=$i; break; }; sleep 0.2; done
 check "the bus is back: fqdnd serves on it again (within 10 s)" test -n "$back"
 check "and answers as before" bash -c "'$FQDNCTL' cache list | grep -q other.k8s.intra"
+check "a monitor of the old bus has ended" bash -c "for i in \$(seq 1 20); do kill -0 $monitor_pid 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
 
 check "usage errors exit 2" bash -c "'$FQDNCTL' cache list -x; [ \$? = 2 ]"
 check "fqdnd gone: a clear message" bash -c "kill $FQDND_PID_node1; sleep 0.5; '$FQDNCTL' status 2>&1 | grep -q 'fqdnd is not running'"

@@ -70,9 +70,12 @@ audit_packets=$(in_ns router nft -j list chain inet fqdnd forward | python3 -c '
 import json, sys
 for o in json.load(sys.stdin)["nftables"]:
     r = o.get("rule")
-    if r and "(audit)" in r.get("comment", ""):
+    if r and r.get("comment", "").endswith("(audit): would drop"):
         print(sum(e["counter"]["packets"] for e in r["expr"] if "counter" in e))')
-check "an audited client's would-be drop is logged and counted" test "${audit_packets:-0}" -gt 0
+check "an audited client's would-be drop is counted" test "${audit_packets:-0}" -gt 0
+in_ns router nft list chain inet fqdnd forward > "$WORK/forward.txt" 2>&1
+check "and logged to fqdnd's NFLOG group through the shared limit" \
+    grep -q 'limit name "drop_log" log prefix "fqdnd audit audited" group 5300' "$WORK/forward.txt"
 
 in_ns router nft -j list table inet fqdnd | python3 "$TESTS_DIR/nft_normalize.py" > "$WORK/ruleset.json"
 if [ -n "${FQDND_UPDATE_EXPECTED:-}" ]; then cp "$WORK/ruleset.json" "$TESTS_DIR/expected/ruleset-echo.json"; fi

@@ -263,3 +263,43 @@ TEST_CASE("packets that are not IP/UDP/TCP, or truncated, are not trusted")
     CHECK(f.packet(std::vector<uint8_t>{0x45, 0, 0}).accept); // undecodable: let go, counted
     CHECK(f.engine.stats().packets_undecodable == 1);
 }
+
+TEST_CASE("the headers of a logged packet: addresses, protocol and port, even when cut short")
+{
+    using namespace fqdnd::dns;
+    const auto a = *Address::parse("192.0.2.2"), b = *Address::parse("203.0.113.4");
+    const uint8_t payload[] = {1, 2, 3};
+    const auto tcp = build_tcp(a, 40000, b, 8080, 1, 0, tcp_syn, payload);
+    auto h = decode_headers(tcp);
+    REQUIRE(h);
+    CHECK(h->src == a);
+    CHECK(h->dst == b);
+    CHECK(h->protocol == 6);
+    CHECK(h->dport == 8080);
+    // NFLOG copies the first bytes only: 24 still hold the port.
+    h = decode_headers(std::span(tcp).first(24));
+    REQUIRE(h);
+    CHECK(h->dport == 8080);
+    h = decode_headers(std::span(tcp).first(21));
+    REQUIRE(h);
+    CHECK(h->dport == 0);
+    CHECK_FALSE(decode_headers(std::span(tcp).first(19)));
+
+    const auto a6 = *Address::parse("2001:db8:1::2"), b6 = *Address::parse("2001:db8:4::2");
+    const auto udp6 = build_udp(a6, 5000, b6, 443, payload);
+    h = decode_headers(udp6);
+    REQUIRE(h);
+    CHECK(h->dst == b6);
+    CHECK(h->protocol == 17);
+    CHECK(h->dport == 443);
+
+    // A later fragment carries no port.
+    auto frag = tcp;
+    frag[6] = 0x00;
+    frag[7] = 0x10;
+    h = decode_headers(frag);
+    REQUIRE(h);
+    CHECK(h->dport == 0);
+    const uint8_t junk[] = {0x50, 0, 0, 0};
+    CHECK_FALSE(decode_headers(junk));
+}

@@ -10,9 +10,11 @@ using namespace fqdnd::ruleset;
 
 namespace {
 
-Ruleset compile_text(const std::string& policies)
+// Without drop logging unless `settings` say otherwise: the shape of the
+// chains is what most cases look at; logging has cases of its own.
+Ruleset compile_text(const std::string& policies, const std::string& settings = "[daemon]\nlog-rate = 0\n")
 {
-    auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"p.toml", policies}});
+    auto r = config::load_config_text(settings, "/etc/fqdnd/fqdnd.toml", {{"p.toml", policies}});
     for (const auto& e : r.errors)
         MESSAGE(e.to_string());
     REQUIRE(r.config);
@@ -149,24 +151,69 @@ audit = true
 interfaces = ["veth*"]
 [[policy.egress]]
 to-cidrs = ["198.51.100.0/24"]
-)");
+)", "");
     const Chain& fwd = chain(rs, "forward");
     CHECK(comments(fwd) == std::vector<std::string>{
         "DNS flows: answers are inspected by fqdnd",
         "established and related flows",
         "policy watch",
+        "policy watch: log (audit)",
         "policy watch (audit): would drop",
     });
+    const Rule& log = fwd.rules[fwd.rules.size() - 2];
+    REQUIRE(has<Log>(log));
+    CHECK(std::get<Log>(log.exprs.back()).prefix == "fqdnd audit watch");
+    CHECK_FALSE(has<Accept>(log));
     const Rule& last = fwd.rules.back();
-    CHECK(has<Log>(last));
     CHECK(has<Accept>(last));
     CHECK_FALSE(has<Drop>(last));
     CHECK(std::get<InterfaceName>(last.exprs[0]).name == "veth*");
 }
 
+TEST_CASE("drops are logged to the NFLOG group through one shared limit; log-rate 0 logs nothing")
+{
+    const char* policy = R"([[policy]]
+name = "echo"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*" }]
+)";
+    auto r = config::load_config_text("[daemon]\nlog-group = 7\nlog-rate = 20\n", "/etc/fqdnd/fqdnd.toml",
+                                      {{"p.toml", policy}});
+    REQUIRE(r.config);
+    const Ruleset rs = compile(*r.config);
+    REQUIRE(rs.limits.size() == 1);
+    CHECK(rs.limits[0].name == "drop_log");
+    CHECK(rs.limits[0].rate == 20);
+    const Chain& fwd = chain(rs, "forward");
+    std::vector<std::string> prefixes;
+    for (const Rule& rule : fwd.rules)
+        for (const Expr& e : rule.exprs)
+            if (const auto* log = std::get_if<Log>(&e)) {
+                CHECK(log->group == std::optional<uint16_t>(7));
+                // The limit comes before the log, after every match.
+                CHECK(std::holds_alternative<LimitRef>(rule.exprs[rule.exprs.size() - 2]));
+                CHECK_FALSE(has<Drop>(rule));
+                prefixes.push_back(log->prefix);
+            }
+    CHECK(prefixes == std::vector<std::string>{"fqdnd dns-server echo", "fqdnd drop echo"});
+
+    auto quiet = config::load_config_text("[daemon]\nlog-rate = 0\n", "/etc/fqdnd/fqdnd.toml", {{"p.toml", policy}});
+    REQUIRE(quiet.config);
+    const Ruleset none = compile(*quiet.config);
+    CHECK(none.limits.empty());
+    for (const Chain& c : none.chains)
+        for (const Rule& rule : c.rules) {
+            CHECK_FALSE(has<Log>(rule));
+            CHECK_FALSE(has<LimitRef>(rule));
+        }
+}
+
 TEST_CASE("local = true selects every local process; fail-open off drops DNS without fqdnd")
 {
-    auto r = config::load_config_text("[daemon]\nfail-open = false\nqueue = 7\nqueues = 2\n", "/etc/fqdnd/fqdnd.toml",
+    auto r = config::load_config_text("[daemon]\nfail-open = false\nqueue = 7\nqueues = 2\nlog-rate = 0\n", "/etc/fqdnd/fqdnd.toml",
                                       {{"p.toml", "[[policy]]\nname = \"l\"\n[policy.selector]\nlocal = true\n"
                                                   "[[policy.egress]]\nto-dns-servers = [\"127.0.0.53\"]\n"
                                                   "dns = [{ match-name = \"example.com\" }]\n"}});
