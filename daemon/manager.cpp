@@ -721,6 +721,7 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_drop_log_packets_total", "", static_cast<double>(nflog_.packets())},
         {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
         {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
+        {"fqdnd_state_write_errors_total", "", static_cast<double>(state_write_errors_)},
         {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
         {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
         {"fqdnd_ruleset_restores_total", "", static_cast<double>(restores_)},
@@ -998,7 +999,8 @@ void Manager::dump_cache()
               + std::to_string(queues_.stats().enobufs) + "; set updates timed out "
               + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)
               + "; answer hold: " + std::to_string(total) + " held, p50 < " + std::to_string(quantile(0.5))
-              + " us, p99 < " + std::to_string(quantile(0.99)) + " us");
+              + " us, p99 < " + std::to_string(quantile(0.99)) + " us; state write errors "
+              + std::to_string(state_write_errors_));
 }
 
 int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, void* self)

@@ -33,6 +33,7 @@ inline constexpr Info table[] = {
     {"fqdnd_drop_log_packets_total", "counter", "Dropped packets read from the NFLOG group (at most log-rate a second)."},
     {"fqdnd_drop_log_enobufs_total", "counter", "Times logged drops were lost to a full socket buffer (ENOBUFS)."},
     {"fqdnd_conntrack_overruns_total", "counter", "Times conntrack events were lost (ENOBUFS); each forces a resync."},
+    {"fqdnd_state_write_errors_total", "counter", "State file writes that failed (directory unwritable or full); enforcement goes on."},
     {"fqdnd_ruleset_reloads_total", "counter", "Reloads of the configuration that were applied."},
     {"fqdnd_ruleset_reload_failures_total", "counter", "Reloads refused (configuration errors) or failed (kernel)."},
     {"fqdnd_ruleset_restores_total", "counter", "Times the table was put back after someone else changed it."},
