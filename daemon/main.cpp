@@ -49,7 +49,12 @@ int remove_rules(const std::filesystem::path& path, bool given)
         return 1;
     }
     std::string problem;
-    if (fqdnd::nft::Table(nl).remove(table, &problem) < 0) {
+    fqdnd::nft::Table t(nl);
+    if (!t.exists(table)) {
+        fqdnd::log::info("no table inet " + table + " to remove");
+        return 0;
+    }
+    if (t.remove(table, &problem) < 0) {
         fqdnd::log::error("cannot remove table inet " + table + ": " + problem);
         return 1;
     }
