@@ -712,7 +712,9 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_dns_answers_total", "result=\"learned\"", static_cast<double>(st.answers_learned)},
         {"fqdnd_dns_answers_total", "result=\"inspected\"",
          static_cast<double>(st.answers_inspected - st.answers_learned)},
-        {"fqdnd_dns_answers_total", "result=\"unmatched\"", static_cast<double>(st.answers_unmatched)},
+        {"fqdnd_dns_answers_total", "result=\"unmatched\"",
+         static_cast<double>(st.answers_unmatched - st.answers_wrong_question)},
+        {"fqdnd_dns_answers_total", "result=\"wrong-question\"", static_cast<double>(st.answers_wrong_question)},
         {"fqdnd_dns_answers_total", "result=\"malformed\"", static_cast<double>(st.answers_malformed)},
         {"fqdnd_datapath_update_timeouts_total", "", static_cast<double>(datapath_timeouts_)},
         {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
@@ -726,6 +728,12 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
         {"fqdnd_ruleset_restores_total", "", static_cast<double>(restores_)},
     };
+    static constexpr const char* reasons[] = {"none", "unparsable", "not-a-query", "not-an-answer",
+                                              "question-count", "cname-chain", "too-long", "edns"};
+    static_assert(std::size(reasons) == static_cast<size_t>(dns::Malformed::count));
+    for (size_t i = 1; i < st.malformed.size(); ++i)
+        out.push_back({"fqdnd_dns_malformed_total", std::string("reason=\"") + reasons[i] + "\"",
+                       static_cast<double>(st.malformed[i])});
     // Hold times: bucket i counted holds under 2^i microseconds.
     uint64_t cumulative = 0;
     double sum = 0;

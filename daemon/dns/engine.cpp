@@ -128,6 +128,7 @@ Outcome Engine::handle(std::span<const uint8_t> packet, const PacketMeta& meta)
     }
     if (pkt->payload.size() < 3) {
         ++stats_.queries_malformed;
+        ++stats_.malformed[static_cast<size_t>(Malformed::unparsable)];
         out.accept = false;
         return out;
     }
@@ -140,6 +141,7 @@ Outcome Engine::handle(std::span<const uint8_t> packet, const PacketMeta& meta)
     const auto q = parse_query(pkt->payload, &why);
     if (!q) {
         ++stats_.queries_malformed;
+        ++stats_.malformed[static_cast<size_t>(why)];
         out.accept = false;
         return out;
     }
@@ -206,6 +208,7 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
 {
     if (wire.size() < 2) {
         ++stats_.answers_malformed;
+        ++stats_.malformed[static_cast<size_t>(Malformed::unparsable)];
         return;
     }
     const QueryKey key{pkt.dst, pkt.src, pkt.dport, pkt.sport, be16(wire.data()), pkt.transport};
@@ -218,10 +221,12 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
     const auto a = parse_answer(wire, &why);
     if (!a) {
         ++stats_.answers_malformed;
+        ++stats_.malformed[static_cast<size_t>(why)];
         return;
     }
     if (!(a->question == it->second.question)) {
         ++stats_.answers_unmatched;
+        ++stats_.answers_wrong_question;
         return;
     }
     // The first answer consumes the query: a second one changes nothing.
@@ -300,6 +305,7 @@ void Engine::handle_tcp(const PacketInfo& pkt, const PacketMeta& meta, Outcome& 
             const auto q = parse_query(msg, &why);
             if (!q) {
                 ++stats_.queries_malformed;
+                ++stats_.malformed[static_cast<size_t>(why)];
                 out.accept = false;
                 s.refused = true;
                 continue;

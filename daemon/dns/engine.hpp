@@ -6,6 +6,7 @@
 #include "dns/packet.hpp"
 #include "fqdn/matcher.hpp"
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -48,6 +49,9 @@ struct Stats {
     uint64_t answers_malformed = 0;
     uint64_t packets_undecodable = 0;
     uint64_t tcp_streams_broken = 0;  // a gap: the stream is passed uninspected
+    uint64_t answers_wrong_question = 0; // matched a query's id and ports, not its question
+    // Queries and answers refused as malformed, by reason (index: Malformed).
+    std::array<uint64_t, static_cast<size_t>(Malformed::count)> malformed{};
 };
 
 // A DNS event, for the log and `fqdnctl monitor`.

@@ -95,6 +95,8 @@ std::string_view to_string(Malformed m) noexcept
     case Malformed::question_count: return "not one question";
     case Malformed::cname_chain: return "bad CNAME chain";
     case Malformed::too_long: return "too long";
+    case Malformed::edns: return "bad EDNS";
+    case Malformed::count: break;
     }
     return "?";
 }
@@ -121,13 +123,26 @@ std::optional<Result> with_packet(std::span<const uint8_t> wire, Malformed* why,
     }
 }
 
+// ldns takes OPT records out of the additional section (the last one
+// wins) and lowers its count by as many: more than one is a FORMERR
+// (RFC 6891, 6.1.1), not a message to act on.
+bool edns_sound(std::span<const uint8_t> wire, const ldns_pkt* p) noexcept
+{
+    const unsigned arcount = static_cast<unsigned>(wire[10] << 8 | wire[11]);
+    return arcount - ldns_pkt_arcount(p) <= 1;
+}
+
 } // namespace
 
 std::optional<Query> parse_query(std::span<const uint8_t> wire, Malformed* why) noexcept
 {
-    return with_packet<Query>(wire, why, [](const ldns_pkt* p, Malformed* why) -> std::optional<Query> {
+    return with_packet<Query>(wire, why, [wire](const ldns_pkt* p, Malformed* why) -> std::optional<Query> {
         if (ldns_pkt_qr(p) || ldns_pkt_get_opcode(p) != LDNS_PACKET_QUERY) {
             *why = Malformed::not_a_query;
+            return std::nullopt;
+        }
+        if (!edns_sound(wire, p)) {
+            *why = Malformed::edns;
             return std::nullopt;
         }
         auto q = question_of(p, why);
@@ -139,9 +154,13 @@ std::optional<Query> parse_query(std::span<const uint8_t> wire, Malformed* why) 
 
 std::optional<Answer> parse_answer(std::span<const uint8_t> wire, Malformed* why) noexcept
 {
-    return with_packet<Answer>(wire, why, [](const ldns_pkt* p, Malformed* why) -> std::optional<Answer> {
+    return with_packet<Answer>(wire, why, [wire](const ldns_pkt* p, Malformed* why) -> std::optional<Answer> {
         if (!ldns_pkt_qr(p)) {
             *why = Malformed::not_an_answer;
+            return std::nullopt;
+        }
+        if (!edns_sound(wire, p)) {
+            *why = Malformed::edns;
             return std::nullopt;
         }
         auto q = question_of(p, why);
@@ -149,7 +168,10 @@ std::optional<Answer> parse_answer(std::span<const uint8_t> wire, Malformed* why
             return std::nullopt;
         Answer a;
         a.id = ldns_pkt_id(p);
-        a.rcode = static_cast<uint8_t>(ldns_pkt_get_rcode(p));
+        // The RCODE is 12 bits with EDNS: an extended one (BADVERS...) is
+        // no NOERROR, whatever the header's four bits say.
+        const unsigned rcode = static_cast<unsigned>(ldns_pkt_edns_extended_rcode(p)) << 4 | ldns_pkt_get_rcode(p);
+        a.rcode = static_cast<uint8_t>(std::min(rcode, 255u));
         a.question = *q;
         a.names.push_back(q->name);
         a.ttl = UINT32_MAX;

@@ -36,6 +36,8 @@ enum class Malformed : uint8_t {
     question_count,    // not exactly one question
     cname_chain,       // CNAMEs out of order, looping, or too long
     too_long,          // over 65535 bytes
+    edns,              // more than one OPT record (RFC 6891: FORMERR)
+    count,             // the number of reasons, not one
 };
 std::string_view to_string(Malformed m) noexcept;
 

@@ -18,6 +18,10 @@ inline void put16(std::vector<uint8_t>& v, uint16_t x)
 
 inline void put_name(std::vector<uint8_t>& v, const std::string& name)
 {
+    if (name == ".") {
+        v.push_back(0); // the root
+        return;
+    }
     size_t start = 0;
     while (start < name.size()) {
         size_t dot = name.find('.', start);
@@ -44,6 +48,12 @@ inline Rr a(const std::string& owner, const std::string& addr, uint32_t ttl = 30
               std::vector<uint8_t>(x.bytes.begin(), x.bytes.begin() + static_cast<long>(x.size()))};
 }
 
+// An EDNS OPT pseudo-record: `ext_rcode` is the upper 8 bits of the RCODE.
+inline Rr opt(uint8_t ext_rcode = 0)
+{
+    return Rr{".", 41, static_cast<uint32_t>(ext_rcode) << 24, {}};
+}
+
 inline Rr cname(const std::string& owner, const std::string& target, uint32_t ttl = 30)
 {
     Rr r{owner, 5, ttl, {}};
@@ -56,7 +66,7 @@ struct Message {
     bool answer = false;
     uint8_t rcode = 0;
     std::vector<std::pair<std::string, uint16_t>> questions;
-    std::vector<Rr> answers, additional;
+    std::vector<Rr> answers, authority, additional;
 
     std::vector<uint8_t> wire() const
     {
@@ -65,14 +75,14 @@ struct Message {
         put16(v, static_cast<uint16_t>((answer ? 0x8180 : 0x0100) | rcode));
         put16(v, static_cast<uint16_t>(questions.size()));
         put16(v, static_cast<uint16_t>(answers.size()));
-        put16(v, 0);
+        put16(v, static_cast<uint16_t>(authority.size()));
         put16(v, static_cast<uint16_t>(additional.size()));
         for (const auto& [name, type] : questions) {
             put_name(v, name);
             put16(v, type);
             put16(v, 1);
         }
-        for (const auto* section : {&answers, &additional})
+        for (const auto* section : {&answers, &authority, &additional})
             for (const Rr& r : *section) {
                 put_name(v, r.owner);
                 put16(v, r.type);

@@ -303,3 +303,88 @@ TEST_CASE("the headers of a logged packet: addresses, protocol and port, even wh
     const uint8_t junk[] = {0x50, 0, 0, 0};
     CHECK_FALSE(decode_headers(junk));
 }
+
+TEST_CASE("more hostile answers: each changes nothing and is counted by reason")
+{
+    using dns::Malformed;
+    Fixture f;
+    auto malformed = [&](Malformed m) { return f.engine.stats().malformed[static_cast<size_t>(m)]; };
+
+    // Addresses only in the authority section.
+    f.query("echo.k8s.intra", 1);
+    Message auth = Fixture::echo_answer(1);
+    auth.answers.clear();
+    auth.authority = {a("echo.k8s.intra", "203.0.113.66")};
+    CHECK(f.answer(auth).ops.empty());
+
+    // A broken chain: the CNAME's target has no address, another name has.
+    f.query("web.example", 2);
+    Message broken;
+    broken.id = 2;
+    broken.answer = true;
+    broken.questions = {{"web.example", 1}};
+    broken.answers = {cname("web.example", "cdn.k8s.intra"), a("other.k8s.intra", "203.0.113.67")};
+    CHECK(f.answer(broken).ops.empty());
+
+    // A compression pointer that points at itself, in the question.
+    f.query("echo.k8s.intra", 3);
+    std::vector<uint8_t> loop{0, 3, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1};
+    CHECK(f.packet(udp("203.0.113.53", 53, "192.0.2.2", 40000, loop)).ops.empty());
+    CHECK(malformed(Malformed::unparsable) == 1);
+
+    // Truncated in the middle of its answer record.
+    f.query("echo.k8s.intra", 4);
+    auto cut = Fixture::echo_answer(4).wire();
+    cut.resize(cut.size() - 3);
+    CHECK(f.packet(udp("203.0.113.53", 53, "192.0.2.2", 40000, cut)).ops.empty());
+    CHECK(malformed(Malformed::unparsable) == 2);
+
+    // EDNS: an extended RCODE (BADVERS) makes it no NOERROR answer.
+    f.query("echo.k8s.intra", 5);
+    Message badvers = Fixture::echo_answer(5);
+    badvers.additional = {opt(1)};
+    CHECK(f.answer(badvers).ops.empty());
+    // Two OPT records: FORMERR, not an answer to learn from.
+    f.query("echo.k8s.intra", 6);
+    Message two_opt = Fixture::echo_answer(6);
+    two_opt.additional = {opt(), opt()};
+    CHECK(f.answer(two_opt).ops.empty());
+    CHECK(malformed(Malformed::edns) == 1);
+    // An OPT record where it has no place (the answer section) is ignored
+    // like any other type, and the rest of the answer counts.
+    f.query("echo.k8s.intra", 7);
+    Message opt_in_answer = Fixture::echo_answer(7);
+    opt_in_answer.answers.insert(opt_in_answer.answers.begin(), opt());
+    opt_in_answer.additional = {opt()};
+    CHECK(f.answer(opt_in_answer).ops.size() == 1);
+
+    // A wrong question is counted apart.
+    f.query("echo.k8s.intra", 8);
+    Message wrong = Fixture::echo_answer(8);
+    wrong.questions = {{"evil.k8s.intra", 1}};
+    CHECK(f.answer(wrong).ops.empty());
+    CHECK(f.engine.stats().answers_wrong_question == 1);
+
+    // A query with two questions, over UDP.
+    Message two;
+    two.questions = {{"echo.k8s.intra", 1}, {"web.example", 1}};
+    CHECK_FALSE(f.packet(udp("192.0.2.2", 40000, "203.0.113.53", 53, two.wire())).accept);
+    CHECK(malformed(Malformed::question_count) == 1);
+
+    // Only the well-formed answer with the OPT record in the wrong section
+    // was learned; nothing else reached the cache.
+    CHECK(f.engine.stats().answers_learned == 1);
+    CHECK(f.cache.addresses() == 1);
+}
+
+TEST_CASE("an oversized answer opens at most max-ip-per-hostname addresses")
+{
+    Fixture f;
+    f.query("echo.k8s.intra", 1);
+    Message big = Fixture::echo_answer(1);
+    big.answers.clear();
+    for (int i = 0; i < 250; ++i)
+        big.answers.push_back(a("echo.k8s.intra", "198.51.100." + std::to_string(i)));
+    f.answer(big);
+    CHECK(f.cache.addresses() == 50);
+}
