@@ -19,11 +19,24 @@ NS_PREFIX="fq$(printf '%x' $RANDOM)"
 WORK=$(mktemp -d /tmp/fqdnd-it.XXXXXX)
 _namespaces=()
 _pids=()
+_fqdnd_pids=()
 _passed=0
 _failed=0
 
 cleanup() {
-    local pid
+    local pid i
+    # fqdnd first, with SIGTERM: it exits as in production (the queue
+    # drained, the state saved), and a sanitizer build checks for leaks.
+    for pid in "${_fqdnd_pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for i in $(seq 1 50); do
+        for pid in "${_fqdnd_pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && break
+        done
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
     for pid in "${_pids[@]}"; do
         kill -9 "$pid" 2>/dev/null
     done
@@ -111,6 +124,7 @@ start_fqdnd() {
     FQDND_PID=$!
     eval "FQDND_PID_$n=$FQDND_PID"
     _pids+=("$FQDND_PID")
+    _fqdnd_pids+=("$FQDND_PID")
     local i
     for i in $(seq 1 50); do
         if [ "$(grep -c 'ready:' "$log" 2>/dev/null)" -gt "${before:-0}" ]; then

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Opens TCP connections to each ADDR:PORT in turn for SECONDS (bounded
 also in count), each answered with "ok"; prints "attempts failures" and the
-failed targets. Usage: tcp_stream.py SECONDS ADDR:PORT..."""
+failed targets; SIGTERM ends it early with the same line.
+Usage: tcp_stream.py SECONDS ADDR:PORT..."""
+import signal
 import socket
 import sys
 import time
@@ -14,6 +16,14 @@ for t in sys.argv[2:]:
 attempts = failures = 0
 failed = set()
 end = time.monotonic() + seconds
+
+
+def stop(*_):
+    global end
+    end = 0
+
+
+signal.signal(signal.SIGTERM, stop)
 while time.monotonic() < end and attempts < 100000:
     for addr, port in targets:
         attempts += 1
