@@ -697,8 +697,29 @@ std::optional<Manager::Explanation> Manager::explain(const std::string& what) co
     return x;
 }
 
+Manager::KernelQueueStats Manager::kernel_queue_stats() const
+{
+    // The kernel's own counts of our queues, per network namespace: packets
+    // it dropped because a queue was full (fail-open off; with fail-open on
+    // it lets them through uninspected and counts nothing) or because it
+    // could not hand them to our socket.
+    KernelQueueStats k;
+    std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
+    const auto first = static_cast<uint64_t>(config_->settings.queue);
+    const auto last = first + static_cast<uint64_t>(config_->settings.queues);
+    uint64_t queue = 0, portid = 0, total = 0, mode = 0, range = 0, dropped = 0, user = 0;
+    std::string rest;
+    while (in >> queue >> portid >> total >> mode >> range >> dropped >> user && std::getline(in, rest))
+        if (queue >= first && queue < last) {
+            k.queue_dropped += dropped;
+            k.user_dropped += user;
+        }
+    return k;
+}
+
 std::vector<metrics::Sample> Manager::metric_samples() const
 {
+    const KernelQueueStats kq = kernel_queue_stats();
     const dns::Stats& st = engine_->stats();
     std::vector<metrics::Sample> out{
         {"fqdnd_active_names", "", static_cast<double>(cache_.names())},
@@ -720,6 +741,8 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
         {"fqdnd_nfqueue_packets_total", "", static_cast<double>(queues_.stats().packets)},
         {"fqdnd_nfqueue_enobufs_total", "", static_cast<double>(queues_.stats().enobufs)},
+        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"queue-full\"", static_cast<double>(kq.queue_dropped)},
+        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"socket\"", static_cast<double>(kq.user_dropped)},
         {"fqdnd_drop_log_packets_total", "", static_cast<double>(nflog_.packets())},
         {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
         {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
@@ -1004,7 +1027,8 @@ void Manager::dump_cache()
               + std::to_string(cache_.live_flows()) + ", GC deletions " + std::to_string(cache_.gc_deletions())
               + ", conntrack overruns " + std::to_string(conntrack_.overruns())
               + "; queue packets " + std::to_string(queues_.stats().packets) + ", ENOBUFS "
-              + std::to_string(queues_.stats().enobufs) + "; set updates timed out "
+              + std::to_string(queues_.stats().enobufs) + ", dropped by the kernel "
+              + std::to_string(kernel_queue_stats().queue_dropped) + "; set updates timed out "
               + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)
               + "; answer hold: " + std::to_string(total) + " held, p50 < " + std::to_string(quantile(0.5))
               + " us, p99 < " + std::to_string(quantile(0.99)) + " us; state write errors "

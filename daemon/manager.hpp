@@ -88,6 +88,10 @@ public:
     };
     std::optional<Explanation> explain(const std::string& what) const;
     std::vector<metrics::Sample> metric_samples() const;
+    struct KernelQueueStats {
+        uint64_t queue_dropped = 0, user_dropped = 0;
+    };
+    KernelQueueStats kernel_queue_stats() const;
 
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.

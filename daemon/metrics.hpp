@@ -32,6 +32,8 @@ inline constexpr Info table[] = {
     {"fqdnd_datapath_update_errors_total", "counter", "Set updates the kernel refused."},
     {"fqdnd_nfqueue_packets_total", "counter", "Packets fqdnd received from NFQUEUE."},
     {"fqdnd_nfqueue_enobufs_total", "counter", "Times NFQUEUE packets were lost to a full socket buffer (ENOBUFS)."},
+    {"fqdnd_nfqueue_kernel_dropped_total", "counter",
+     "DNS packets the kernel dropped before fqdnd saw them: a full queue with fail-open off, or a full socket (by reason)."},
     {"fqdnd_drop_log_packets_total", "counter", "Dropped packets read from the NFLOG group (at most log-rate a second)."},
     {"fqdnd_drop_log_enobufs_total", "counter", "Times logged drops were lost to a full socket buffer (ENOBUFS)."},
     {"fqdnd_conntrack_overruns_total", "counter", "Times conntrack events were lost (ENOBUFS); each forces a resync."},
