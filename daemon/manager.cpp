@@ -274,6 +274,10 @@ int Manager::open_monitor()
         log::error("cannot watch nftables events: " + errno_text(r));
         return r;
     }
+    // Room for the events of our own reloads; a lost event only costs a
+    // check of the table (restore()).
+    const int size = 4 << 20;
+    setsockopt(monitor_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
     sd_event_source* src = nullptr;
     if (int r = sd_event_add_io(event_.get(), &src, monitor_.fd(), EPOLLIN, on_monitor, this); r < 0)
         return r;
@@ -341,6 +345,10 @@ void Manager::restore()
     // Someone else changed our table (or flushed the whole ruleset): put
     // the ruleset back as configured. Sets that survived keep their
     // elements; the cache refills any that were deleted.
+    // After lost events (our own large batches can overflow the monitor),
+    // the table may well be as we left it: then there is nothing to do.
+    if (table_->matches(ruleset::compile(*config_)))
+        return;
     const bool present = table_->exists(config_->settings.table);
     log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")
                  + " by someone else; putting it back");

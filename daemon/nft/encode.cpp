@@ -14,6 +14,7 @@
 #include <linux/netfilter/xt_NFQUEUE.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -270,6 +271,22 @@ private:
     int put(const AddrInList& x, std::string*)
     {
         address(x.source, x.family);
+        const uint32_t len0 = x.family == Family::ipv4 ? 4 : 16;
+        if (x.cidrs.size() == 1) {
+            // One prefix is a mask and a compare (nft prints "ip saddr
+            // 192.0.2.0/29"), not an anonymous set: the kernel finds sets
+            // by a walk of the table's list, so thousands of them make
+            // every change slower.
+            const Cidr& c = x.cidrs[0];
+            if (!c.is_host()) {
+                std::array<uint8_t, 16> mask{}, zero{};
+                for (unsigned bit = 0; bit < c.prefix; ++bit)
+                    mask[bit / 8] |= static_cast<uint8_t>(0x80u >> (bit % 8));
+                bitwise(len0, mask.data(), zero.data());
+            }
+            cmp(NFT_CMP_EQ, c.address.bytes.data(), len0);
+            return 0;
+        }
         const uint32_t id = next_set_id_++;
         const uint32_t type = x.family == Family::ipv4 ? type_ipaddr : type_ip6addr;
         const uint32_t len = x.family == Family::ipv4 ? 4 : 16;

@@ -1,5 +1,7 @@
 #include "nft/netlink.hpp"
 
+#include <algorithm>
+
 #include <libnftnl/common.h>
 #include <linux/netfilter/nfnetlink.h>
 
@@ -101,6 +103,14 @@ int Batch::send(std::vector<Error>* errors) noexcept
     // The kernel takes a batch only whole: the socket's send buffer must hold it.
     int sndbuf = static_cast<int>(std::max<size_t>(total * 2, 1 << 20));
     setsockopt(nl_.fd(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+    // And the receive buffer every ack at once: the kernel sends them all
+    // before we read one, and an ack lost to ENOBUFS leaves the batch's fate
+    // unknown (it may well have been applied). About 1 KiB each, truesize.
+    const int rcvbuf = static_cast<int>(std::min<size_t>(what_.size() * 1024 + (1 << 20), size_t{256} << 20));
+    int current = 0;
+    socklen_t len = sizeof(current);
+    if (getsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUF, &current, &len) < 0 || current < rcvbuf)
+        setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
     if (mnl_socket_sendto(nl_.get(), buf_.data(), total) < 0)
         return -errno;
 

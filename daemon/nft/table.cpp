@@ -288,6 +288,48 @@ bool Table::exists(const std::string& table)
     return list(table, e) == 0 && e.table;
 }
 
+bool Table::matches(const Ruleset& rs)
+{
+    Existing e;
+    if (list(rs.table, e) < 0 || !e.table || e.chains.size() != rs.chains.size() || e.sets.size() != rs.sets.size()
+        || e.limits.size() != rs.limits.size())
+        return false;
+    for (const Chain& c : rs.chains) {
+        auto have = std::find_if(e.chains.begin(), e.chains.end(), [&](const auto& x) { return x.name == c.name; });
+        if (have == e.chains.end() || have->base != c.hook.has_value()
+            || (have->base && (have->hook != hook_number(*c.hook) || have->priority != chain_priority)))
+            return false;
+    }
+    for (const AddressSet& s : rs.sets)
+        if (std::find(e.sets.begin(), e.sets.end(), s.name) == e.sets.end())
+            return false;
+    for (const LimitObject& l : rs.limits)
+        if (std::none_of(e.limits.begin(), e.limits.end(),
+                         [&](const LimitObject& x) { return x.name == l.name && x.rate == l.rate && x.burst == l.burst; }))
+            return false;
+    // Rules, counted per chain in one dump of the table's rules.
+    std::map<std::string, size_t> rules;
+    std::array<char, 1024> buf{};
+    RulePtr r(nftnl_rule_alloc());
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, rs.table.c_str());
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETRULE, NFPROTO_INET, NLM_F_DUMP, nl_.next_seq());
+    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    const int res = nl_.dump(nlh, [&](const nlmsghdr* m) {
+        RulePtr got(nftnl_rule_alloc());
+        if (nftnl_rule_nlmsg_parse(m, got.get()) < 0 || rs.table != nftnl_rule_get_str(got.get(), NFTNL_RULE_TABLE))
+            return;
+        ++rules[nftnl_rule_get_str(got.get(), NFTNL_RULE_CHAIN)];
+    });
+    if (res < 0)
+        return false;
+    for (const Chain& c : rs.chains) {
+        auto it = rules.find(c.name);
+        if ((it == rules.end() ? 0 : it->second) != c.rules.size())
+            return false;
+    }
+    return true;
+}
+
 int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
 {
     Existing existing;

@@ -46,6 +46,12 @@ public:
 
     bool exists(const std::string& table);
 
+    // Whether the kernel's table is the one `rs` describes, as far as a
+    // listing tells cheaply: the same chains (hooks, priorities), named
+    // sets and limits, and as many rules in each chain. Used when change
+    // events were lost, to tell our own large batches from someone else's.
+    bool matches(const ruleset::Ruleset& rs);
+
     // Adds (or renews) elements of one set in one batch.
     int add_elements(const std::string& table, const std::string& set, Family family,
                      const std::vector<Element>& elements, Refresh refresh, std::string* problem);
