@@ -627,7 +627,7 @@ std::vector<Manager::SelectorView> Manager::selectors() const
     std::vector<SelectorView> out;
     const auto entries = cache_.entries();
     for (const FqdnSelector& s : config_->fqdn_selectors()) {
-        SelectorView v{s.to_string(), ruleset::set_name(s, Family::ipv4), ruleset::set_name(s, Family::ipv6), {}, {}};
+        SelectorView v{s.to_string(), ruleset::set_key(s, Family::ipv4), ruleset::set_key(s, Family::ipv6), {}, {}};
         const FqdnMatcher m(std::span(&s, 1));
         std::set<std::string> names, addresses;
         for (const auto& e : entries)
@@ -679,7 +679,7 @@ std::optional<Manager::Explanation> Manager::explain(const std::string& what) co
                     continue;
                 x.holders.push_back(Explanation::Holder{e.name + (name ? " " + m.address.to_string() : ""), e.endpoint,
                                                         std::string(cache::to_string(m.source)), s.to_string(),
-                                                        ruleset::set_name(s, m.address.family), m.expires,
+                                                        ruleset::set_key(s, m.address.family), m.expires,
                                                         policies_using(s)});
                 x.allowed = true;
             }
@@ -912,16 +912,8 @@ void Manager::report_events(uint64_t hold_us)
                 m.addresses.push_back(a.to_string());
             m.ttl = e.ttl;
             if (e.learned) {
-                // The selectors whose sets took the addresses: those that
-                // any name of the chain matches.
-                const auto selectors = config_->fqdn_selectors();
-                const FqdnMatcher matcher(selectors);
-                std::set<FqdnMatcher::SelectorId> ids;
-                for (const auto& n : e.names)
-                    for (auto id : matcher.match(n))
-                        ids.insert(id);
-                for (auto id : ids)
-                    m.selectors.push_back(selectors[id].to_string());
+                // The selectors whose sets took the addresses.
+                m.selectors = cache_.selectors_matching(e.names);
                 m.hold_us = hold_us;
             }
         }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_set>
 
 namespace fqdnd::cache {
 
@@ -49,11 +50,6 @@ size_t Cache::PairHash::operator()(const std::pair<Address, Address>& p) const n
     return hash_bytes(hash_bytes(1469598103934665603ULL, p.first), p.second);
 }
 
-std::string Cache::set_of(FqdnMatcher::SelectorId id, Family f) const
-{
-    return set_names_[id * 2 + (f == Family::ipv6 ? 1 : 0)];
-}
-
 Cache::NameEntry& Cache::entry(const std::string& endpoint, const std::string& name)
 {
     auto [it, inserted] = entries_.try_emplace(key_of(endpoint, name));
@@ -72,7 +68,7 @@ void Cache::renew(const NameEntry& e, const Mapping& m, Time until, Time now, st
     for (auto id : e.selectors) {
         Holding& h = holdings_[HoldKey{id, m.address}];
         if (until > h.kernel_expiry) {
-            ops.push_back(ElementOp{ElementOp::Kind::add, set_of(id, m.address.family), m.address.family, m.address,
+            ops.push_back(ElementOp{ElementOp::Kind::add, tags_[id], m.address.family, m.address,
                                     remaining(until, now), h.kernel_expiry > now});
             h.kernel_expiry = until;
         }
@@ -98,7 +94,7 @@ void Cache::release(const NameEntry& e, const Mapping& m, Time now, std::vector<
         // longer (an eviction, or a connection gone idle), take it out;
         // otherwise the kernel's own timeout removes it at the same moment.
         if (it->second.kernel_expiry > now + std::chrono::seconds(1))
-            ops.push_back(ElementOp{ElementOp::Kind::remove, set_of(id, m.address.family), m.address.family,
+            ops.push_back(ElementOp{ElementOp::Kind::remove, tags_[id], m.address.family,
                                     m.address, {}, true});
         holdings_.erase(it);
     }
@@ -186,20 +182,24 @@ void Cache::enforce_connection_limit(Time now, std::vector<ElementOp>& ops)
 
 void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, std::vector<ElementOp>& ops)
 {
-    if (selectors == selectors_ && !set_names_.empty())
+    if (selectors == selectors_ && !tags_.empty())
         return;
-    // Sets of selectors that stay keep their elements (the ruleset keeps
-    // them): remember what the kernel already has so as not to re-add it.
-    std::map<std::pair<std::string, Address>, Time> kept;
+    // Selectors that stay keep their elements (the sets stay): remember
+    // what the kernel already has so as not to re-add it. The elements of
+    // selectors that are gone no longer match any rule; they are taken out
+    // so that the sets hold only what the cache says.
+    std::map<std::pair<uint64_t, Address>, Time> kept;
     for (const auto& [k, h] : holdings_)
-        kept[{set_of(k.selector, k.address.family), k.address}] = h.kernel_expiry;
+        kept[{tags_[k.selector], k.address}] = h.kernel_expiry;
 
     selectors_ = selectors;
-    set_names_.clear();
-    for (const auto& s : selectors_) {
-        set_names_.push_back(ruleset::set_name(s, Family::ipv4));
-        set_names_.push_back(ruleset::set_name(s, Family::ipv6));
-    }
+    tags_.clear();
+    for (const auto& s : selectors_)
+        tags_.push_back(ruleset::selector_tag(s));
+    const std::unordered_set<uint64_t> current(tags_.begin(), tags_.end());
+    for (const auto& [key, expiry] : kept)
+        if (expiry > now && !current.count(key.first))
+            ops.push_back(ElementOp{ElementOp::Kind::remove, key.first, key.second.family, key.second, {}, true});
     matcher_ = FqdnMatcher(selectors_);
     holdings_.clear();
     for (auto& [key, e] : entries_) {
@@ -208,7 +208,7 @@ void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, 
             for (auto id : e.selectors) {
                 Holding& h = holdings_[HoldKey{id, addr}];
                 if (h.holders++ == 0) {
-                    auto k = kept.find({set_of(id, addr.family), addr});
+                    auto k = kept.find({tags_[id], addr});
                     if (k != kept.end())
                         h.kernel_expiry = k->second;
                 }
@@ -372,7 +372,7 @@ void Cache::resync(Time now, std::vector<ElementOp>& ops) const
 {
     for (const auto& [k, h] : holdings_)
         if (h.kernel_expiry > now)
-            ops.push_back(ElementOp{ElementOp::Kind::add, set_of(k.selector, k.address.family), k.address.family,
+            ops.push_back(ElementOp{ElementOp::Kind::add, tags_[k.selector], k.address.family,
                                     k.address, remaining(h.kernel_expiry, now), false});
 }
 
@@ -460,8 +460,20 @@ std::vector<std::string> Cache::sets_holding(const Address& a) const
     std::vector<std::string> out;
     for (const auto& [k, h] : holdings_)
         if (k.address == a)
-            out.push_back(set_of(k.selector, a.family));
+            out.push_back(ruleset::set_key(selectors_[k.selector], a.family));
     std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<std::string> Cache::selectors_matching(const std::vector<std::string>& names) const
+{
+    std::set<FqdnMatcher::SelectorId> ids;
+    for (const auto& n : names)
+        for (auto id : matcher_.match(n))
+            ids.insert(id);
+    std::vector<std::string> out;
+    for (auto id : ids)
+        out.push_back(selectors_[id].to_string());
     return out;
 }
 

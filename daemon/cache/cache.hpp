@@ -26,7 +26,7 @@ using Time = std::chrono::sys_time<std::chrono::milliseconds>;
 
 struct ElementOp {
     enum class Kind : uint8_t { add, remove } kind;
-    std::string set;
+    uint64_t tag; // the selector's (ruleset::selector_tag)
     Family family;
     Address address;
     Duration timeout{};  // add: the element's new timeout
@@ -115,6 +115,9 @@ public:
     size_t live_flows() const noexcept { return flows_total_; }
     // The sets that hold `a`.
     std::vector<std::string> sets_holding(const Address& a) const;
+    // The selectors (as text) that any of `names` matches: those whose sets
+    // an answer with that chain fills. Uses the matcher the cache keeps.
+    std::vector<std::string> selectors_matching(const std::vector<std::string>& names) const;
     // Names (at most `max`, sorted) that any endpoint learned `a` for: a
     // walk over every entry, for the rate-limited drop log only.
     std::vector<std::string> names_of(const Address& a, size_t max = 8) const;
@@ -169,11 +172,10 @@ private:
     void to_connection(NameEntry& e, MappingNode& node, Time now, std::vector<ElementOp>& ops);
     void enforce_connection_limit(Time now, std::vector<ElementOp>& ops);
     void touch_connections(const Address& dst, Time now);
-    std::string set_of(FqdnMatcher::SelectorId id, Family f) const;
 
     Limits limits_;
     std::vector<FqdnSelector> selectors_;
-    std::vector<std::string> set_names_; // [id * 2 + (v6 ? 1 : 0)]
+    std::vector<uint64_t> tags_; // [selector id]
     FqdnMatcher matcher_;
     std::unordered_map<std::string, NameEntry> entries_; // key: endpoint + '\0' + name
     Deadlines deadlines_;

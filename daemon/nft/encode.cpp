@@ -32,7 +32,15 @@ std::string_view to_string(QueueMode m) noexcept
 namespace {
 
 // nftables' datatype ids and byte orders, as `nft list` reads them back.
-constexpr uint32_t type_inet_proto = 12, type_inet_service = 13, type_ipaddr = 7, type_ip6addr = 8;
+constexpr uint32_t type_inet_proto = 12, type_inet_service = 13, type_ipaddr = 7, type_ip6addr = 8, type_mark = 19;
+// A concatenation's type: the types of its fields, 6 bits each.
+constexpr uint32_t concat_type(std::initializer_list<uint32_t> types)
+{
+    uint32_t t = 0;
+    for (uint32_t x : types)
+        t = (t << 6) | x;
+    return t;
+}
 constexpr uint32_t byteorder_big_endian = 2;
 
 struct RuleFree {
@@ -195,13 +203,19 @@ private:
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xor_, len);
     }
-    void payload(uint32_t base, uint32_t offset, uint32_t len)
+    void payload(uint32_t base, uint32_t offset, uint32_t len, uint32_t dreg = NFT_REG_1)
     {
         nftnl_expr* e = add("payload");
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+    }
+    void immediate(uint32_t dreg, uint32_t value)
+    {
+        nftnl_expr* e = add("immediate");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, dreg);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DATA, value);
     }
     void lookup(const std::string& set, uint32_t set_id)
     {
@@ -210,10 +224,10 @@ private:
         nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
         nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set_id);
     }
-    void lookup_named(const std::string& set)
+    void lookup_named(const std::string& set, uint32_t sreg)
     {
         nftnl_expr* e = add("lookup");
-        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
         nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
     }
     void verdict(int v, const std::string* chain = nullptr)
@@ -264,8 +278,22 @@ private:
     }
     int put(const AddrInSet& x, std::string*)
     {
-        address(x.source, x.family);
-        lookup_named(x.set);
+        if (!x.tag) {
+            address(x.source, x.family);
+            lookup_named(x.set, NFT_REG_1);
+            return 0;
+        }
+        // (tag . address) @set: the tag's two halves in the first two
+        // 32-bit registers, the address after them, as a concatenation.
+        nfproto(x.family);
+        const std::array<uint32_t, 2> halves = tag_halves(*x.tag);
+        immediate(NFT_REG32_00, halves[0]);
+        immediate(NFT_REG32_01, halves[1]);
+        if (x.family == Family::ipv4)
+            payload(NFT_PAYLOAD_NETWORK_HEADER, x.source ? 12 : 16, 4, NFT_REG32_02);
+        else
+            payload(NFT_PAYLOAD_NETWORK_HEADER, x.source ? 8 : 24, 16, NFT_REG32_02);
+        lookup_named(x.set, NFT_REG32_00);
         return 0;
     }
     int put(const AddrInList& x, std::string*)
@@ -523,9 +551,15 @@ void encode_address_set(Batch& batch, const std::string& table, const AddressSet
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.name.c_str());
     nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
     nftnl_set_set_u32(s.get(), NFTNL_SET_ID, set_id);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, set.family == Family::ipv4 ? type_ipaddr : type_ip6addr);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, set.family == Family::ipv4 ? 4 : 16);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | (set.tagged ? NFT_SET_CONCAT : 0));
+    const uint32_t type = set.family == Family::ipv4 ? type_ipaddr : type_ip6addr;
+    const uint32_t len = set.family == Family::ipv4 ? 4 : 16;
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, set.tagged ? concat_type({type_mark, type_mark, type}) : type);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, set.tagged ? tag_len + len : len);
+    if (set.tagged) {
+        const uint8_t fields[] = {4, 4, static_cast<uint8_t>(len)};
+        nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, fields, sizeof fields);
+    }
     set_userdata(s.get(), set.comment);
     nlmsghdr* nlh = batch.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, "set " + set.name + " (" + set.comment + ")");
     nftnl_set_nlmsg_build_payload(nlh, s.get());

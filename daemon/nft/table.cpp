@@ -160,16 +160,35 @@ void delete_limit(Batch& b, const std::string& table, const std::string& name)
 // Elements in messages of at most this many, to bound each message's size.
 constexpr size_t elements_per_message = 1024;
 
-void element_messages(Batch& b, uint16_t type, const std::string& table, const std::string& set,
-                      const std::vector<Address>& addresses, const std::vector<Duration>* timeouts)
+// A set element's key: the address, after the selector's tag in a tagged
+// set (two host-order mark fields, then the address in network order).
+struct Key {
+    std::array<uint8_t, tag_len + 16> bytes;
+    uint32_t len;
+};
+
+Key key_of(const std::optional<uint64_t>& tag, const Address& a)
 {
-    for (size_t start = 0; start < addresses.size(); start += elements_per_message) {
+    Key k{};
+    if (tag) {
+        const auto halves = tag_halves(*tag);
+        std::memcpy(k.bytes.data(), halves.data(), tag_len);
+        k.len = tag_len;
+    }
+    std::memcpy(k.bytes.data() + k.len, a.bytes.data(), a.size());
+    k.len += static_cast<uint32_t>(a.size());
+    return k;
+}
+
+void element_messages(Batch& b, uint16_t type, const std::string& table, const std::string& set,
+                      const std::vector<Key>& keys, const std::vector<Duration>* timeouts)
+{
+    for (size_t start = 0; start < keys.size(); start += elements_per_message) {
         SetPtr s = set_ref(table, set);
-        const size_t end = std::min(addresses.size(), start + elements_per_message);
+        const size_t end = std::min(keys.size(), start + elements_per_message);
         for (size_t i = start; i < end; ++i) {
             nftnl_set_elem* e = nftnl_set_elem_alloc();
-            nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, addresses[i].bytes.data(),
-                               static_cast<uint32_t>(addresses[i].size()));
+            nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, keys[i].bytes.data(), keys[i].len);
             if (timeouts) {
                 const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>((*timeouts)[i]).count();
                 nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, static_cast<uint64_t>(std::max<int64_t>(ms, 1)));
@@ -179,7 +198,7 @@ void element_messages(Batch& b, uint16_t type, const std::string& table, const s
         nlmsghdr* nlh = b.add(type, NFPROTO_INET, type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0,
                               std::string(type == NFT_MSG_NEWSETELEM ? "adding" : "deleting") + " "
                                   + std::to_string(end - start) + " elements of set " + set,
-                              256 + (end - start) * 96);
+                              256 + (end - start) * 104);
         nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
         b.commit(nlh);
     }
@@ -415,17 +434,17 @@ int Table::remove(const std::string& table, std::string* problem)
     return r < 0 ? fail(problem, errors, r) : 0;
 }
 
-int Table::add_elements(const std::string& table, const std::string& set, Family,
+int Table::add_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                         const std::vector<Element>& elements, Refresh refresh, std::string* problem)
 {
     Batch b(nl_);
-    std::vector<Address> addresses, stale;
+    std::vector<Key> addresses, stale;
     std::vector<Duration> timeouts;
     for (const Element& e : elements) {
-        addresses.push_back(e.address);
+        addresses.push_back(key_of(tag, e.address));
         timeouts.push_back(e.timeout);
         if (refresh == Refresh::delete_add && e.exists)
-            stale.push_back(e.address);
+            stale.push_back(key_of(tag, e.address));
     }
     if (!stale.empty())
         element_messages(b, NFT_MSG_DELSETELEM, table, set, stale, nullptr);
@@ -440,20 +459,21 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
                   std::string* problem)
 {
     struct PerSet {
-        std::vector<Address> add, renew_delete, remove;
+        std::vector<Key> add, renew_delete, remove;
         std::vector<Duration> timeouts;
     };
     std::map<std::string, PerSet> sets;
     for (const auto& op : ops) {
-        PerSet& s = sets[op.set];
+        PerSet& s = sets[fqdn_set(op.family)];
+        const Key key = key_of(op.tag, op.address);
         if (op.kind == cache::ElementOp::Kind::remove) {
-            s.remove.push_back(op.address);
+            s.remove.push_back(key);
             continue;
         }
-        s.add.push_back(op.address);
+        s.add.push_back(key);
         s.timeouts.push_back(op.timeout);
         if (refresh == Refresh::delete_add && op.exists)
-            s.renew_delete.push_back(op.address);
+            s.renew_delete.push_back(key);
     }
     int result = 0;
     for (bool with_deletes : {true, false}) {
@@ -490,11 +510,14 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
     return result;
 }
 
-int Table::delete_elements(const std::string& table, const std::string& set, Family,
+int Table::delete_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                            const std::vector<Address>& addresses, std::string* problem)
 {
     Batch b(nl_);
-    element_messages(b, NFT_MSG_DELSETELEM, table, set, addresses, nullptr);
+    std::vector<Key> keys;
+    for (const Address& a : addresses)
+        keys.push_back(key_of(tag, a));
+    element_messages(b, NFT_MSG_DELSETELEM, table, set, keys, nullptr);
     std::vector<Batch::Error> errors;
     if (int r = b.send(&errors); r < 0)
         return fail(problem, errors, r);
@@ -516,9 +539,19 @@ int Table::list_elements(const std::string& table, const std::string& set, std::
         for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
             uint32_t len = 0;
             const auto* key = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
-            if (!key || (len != 4 && len != 16))
+            if (!key)
                 continue;
-            ListedElement le{len == 4 ? Address::v4(key) : Address::v6(key), {}, {}};
+            ListedElement le{};
+            if (len == tag_len + 4 || len == tag_len + 16) {
+                std::array<uint32_t, 2> halves;
+                std::memcpy(halves.data(), key, tag_len);
+                le.tag = (uint64_t{halves[0]} << 32) | halves[1];
+                key += tag_len;
+                len -= tag_len;
+            }
+            if (len != 4 && len != 16)
+                continue;
+            le.address = len == 4 ? Address::v4(key) : Address::v6(key);
             if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_TIMEOUT))
                 le.timeout = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_TIMEOUT));
             if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_EXPIRATION))
@@ -573,9 +606,9 @@ int Table::probe_refresh(const std::string& table, Refresh& refresh, std::string
         return fail(problem, errors, r);
 
     std::vector<ListedElement> listed;
-    int r = add_elements(table, set, Family::ipv4, {{probe, std::chrono::hours(1), false}}, Refresh::readd, problem);
+    int r = add_elements(table, set, std::nullopt, {{probe, std::chrono::hours(1), false}}, Refresh::readd, problem);
     if (r == 0)
-        r = add_elements(table, set, Family::ipv4, {{probe, std::chrono::hours(2), true}}, Refresh::readd, problem);
+        r = add_elements(table, set, std::nullopt, {{probe, std::chrono::hours(2), true}}, Refresh::readd, problem);
     if (r == 0)
         r = list_elements(table, set, listed);
     if (r == 0)

@@ -7,6 +7,7 @@
 #include "nft/netlink.hpp"
 #include "ruleset/model.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,10 +53,11 @@ public:
     // events were lost, to tell our own large batches from someone else's.
     bool matches(const ruleset::Ruleset& rs);
 
-    // Adds (or renews) elements of one set in one batch.
-    int add_elements(const std::string& table, const std::string& set, Family family,
+    // Adds (or renews) elements of one set in one batch; in a tagged set
+    // (ruleset::AddressSet), the elements of one selector's tag.
+    int add_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                      const std::vector<Element>& elements, Refresh refresh, std::string* problem);
-    int delete_elements(const std::string& table, const std::string& set, Family family,
+    int delete_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                         const std::vector<Address>& addresses, std::string* problem);
 
     // The element operations of one DNS answer (or expiry) in one batch:
@@ -65,6 +67,7 @@ public:
                std::string* problem);
 
     struct ListedElement {
+        std::optional<uint64_t> tag; // in a tagged set
         Address address;
         Duration timeout;
         Duration expires;

@@ -1,6 +1,7 @@
 #include "ruleset/compile.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 namespace fqdnd::ruleset {
@@ -131,7 +132,7 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
         for (const auto& ports : port_matches(rule.ports)) {
             for (const auto& selector : rule.to_fqdns)
                 for (Family f : {Family::ipv4, Family::ipv6})
-                    allow.rules.push_back(Rule{then(then(join({AddrInSet{false, f, set_name(selector, f)}}, ports),
+                    allow.rules.push_back(Rule{then(then(join({AddrInSet{false, f, fqdn_set(f), selector_tag(selector)}}, ports),
                                                          CtMarkSet{ct_mark_flow}),
                                                     Accept{}),
                                                selector.to_string()});
@@ -146,14 +147,17 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
 
 } // namespace
 
-std::string set_name(const FqdnSelector& selector, Family family)
+uint64_t selector_tag(const FqdnSelector& selector)
 {
-    static const char hex[] = "0123456789abcdef";
-    uint64_t h = fnv1a(selector.to_string());
-    std::string name = family == Family::ipv4 ? "fqdn4_" : "fqdn6_";
-    for (int i = 0; i < 16; ++i, h >>= 4)
-        name += hex[h & 15];
-    return name;
+    return fnv1a(selector.to_string());
+}
+
+std::string set_key(const FqdnSelector& selector, Family family)
+{
+    const uint64_t t = selector_tag(selector);
+    char tag[32];
+    std::snprintf(tag, sizeof tag, ":0x%08x.0x%08x", static_cast<unsigned>(t >> 32), static_cast<unsigned>(t));
+    return fqdn_set(family) + tag;
 }
 
 Ruleset compile(const config::Config& config)
@@ -161,9 +165,8 @@ Ruleset compile(const config::Config& config)
     const config::Settings& s = config.settings;
     Ruleset rs;
     rs.table = s.table;
-    for (const FqdnSelector& selector : config.fqdn_selectors())
-        for (Family f : {Family::ipv4, Family::ipv6})
-            rs.sets.push_back(AddressSet{set_name(selector, f), f, selector.to_string()});
+    for (Family f : {Family::ipv4, Family::ipv6})
+        rs.sets.push_back(AddressSet{fqdn_set(f), f, "FQDN selectors' addresses: selector tag . address", true});
 
     const Queue queue{static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), s.fail_open};
     const std::vector<Expr> dns_l4{L4Protos{{L4::udp, L4::tcp}}};

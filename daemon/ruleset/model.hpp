@@ -2,6 +2,7 @@
 
 #include "config/address.hpp"
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,8 +11,8 @@
 #include <vector>
 
 // The ruleset fqdnd wants in the kernel, as plain data: compiled from the
-// configuration (compile.cpp), printed for people and tests (render.cpp),
-// and translated to netlink by nft/encode.cpp. No kernel calls here.
+// configuration (compile.cpp) and translated to netlink by nft/encode.cpp.
+// No kernel calls here.
 namespace fqdnd::ruleset {
 
 // Bits of the conntrack mark that fqdnd owns; it never touches the others.
@@ -35,7 +36,9 @@ enum class L4 : uint8_t { tcp = 6, udp = 17, sctp = 132 };
 
 // One match or statement of a rule, in the order the kernel evaluates them.
 struct NfProto { Family family; };                       // meta nfproto ipv4
-struct AddrInSet { bool source; Family family; std::string set; };
+// ip daddr @set, or with a tag: (tag . ip daddr) @set, the tag a constant
+// that names an FQDN selector (see AddressSet).
+struct AddrInSet { bool source; Family family; std::string set; std::optional<uint64_t> tag; };
 struct AddrInList { bool source; Family family; std::vector<Cidr> cidrs; }; // anonymous interval set
 struct L4Ports { std::vector<L4> protocols; std::vector<uint16_t> ports; }; // meta l4proto { } th dport { }
 struct L4Protos { std::vector<L4> protocols; };
@@ -71,14 +74,34 @@ struct Chain {
     std::vector<Rule> rules;
 };
 
-// A named set of addresses with per-element timeouts: one pair per FQDN
-// selector. Its contents belong to the cache, not to the ruleset: a reload
-// keeps the elements of every set that still exists.
+// A named set of addresses with per-element timeouts. fqdnd's FQDN sets
+// are tagged: one per family for all FQDN selectors, each element the
+// selector's tag and an address (nft: `type mark . mark . ipv4_addr`),
+// because the kernel finds a table's named sets by walking a list, so a
+// pair of sets per selector made a transaction with thousands of them cost
+// the square of their number. Their contents belong to the cache, not to
+// the ruleset: a reload keeps the elements.
 struct AddressSet {
     std::string name;
     Family family;
-    std::string comment; // the selector, e.g. "match-pattern: *.k8s.intra."
+    std::string comment;
+    bool tagged = false;
 };
+
+// The sets of every FQDN selector's addresses.
+inline constexpr std::string_view fqdn_set4 = "fqdn4";
+inline constexpr std::string_view fqdn_set6 = "fqdn6";
+inline std::string fqdn_set(Family f)
+{
+    return std::string(f == Family::ipv4 ? fqdn_set4 : fqdn_set6);
+}
+// A tag is two mark fields, in host byte order as nft prints marks: the
+// high half first.
+inline constexpr uint32_t tag_len = 8;
+inline std::array<uint32_t, 2> tag_halves(uint64_t tag)
+{
+    return {static_cast<uint32_t>(tag >> 32), static_cast<uint32_t>(tag)};
+}
 
 // A named limit object: a token bucket that every rule naming it shares,
 // so the total rate is bounded however many rules there are.

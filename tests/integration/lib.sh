@@ -143,16 +143,40 @@ stop_fqdnd() {
     wait "$FQDND_PID" 2>/dev/null
 }
 
-# set_of NS PATTERN_COMMENT FAMILY: the name of the set whose comment is
-# the selector (e.g. "match-pattern: *.k8s.intra."), 4 or 6.
-set_of() {
-    in_ns "$1" nft -j list sets inet 2>/dev/null | python3 -c '
+# tag_of SELECTOR: the tag of an FQDN selector (e.g. "match-pattern:
+# *.k8s.intra.") as nft prints it in the elements of the fqdn4 and fqdn6
+# sets, "0x812a0c7f . 0x411d30e5": FNV-1a of the text, as fqdnd makes it.
+tag_of() {
+    python3 -c '
+import sys
+h = 1469598103934665603
+for c in sys.argv[1].encode():
+    h = ((h ^ c) * 1099511628211) % (1 << 64)
+print("0x%08x . 0x%08x" % (h >> 32, h & 0xffffffff))' "$1"
+}
+
+# set_addresses NS SELECTOR FAMILY: the addresses the kernel holds for the
+# selector in fqdn4 or fqdn6, one per line, sorted.
+set_addresses() {
+    in_ns "$1" nft -j list set inet fqdnd "fqdn$3" | python3 -c '
 import json, sys
-comment, family = sys.argv[1], sys.argv[2]
+tag = [int(x, 16) for x in sys.argv[1].split(" . ")]
 for o in json.load(sys.stdin)["nftables"]:
-    s = o.get("set")
-    if s and s.get("comment") == comment and s["name"].startswith("fqdn" + family):
-        print(s["name"])' "$2" "$3"
+    for e in o.get("set", {}).get("elem", []):
+        v = e["elem"]["val"] if isinstance(e, dict) and "elem" in e else e
+        parts = v["concat"]
+        if [int(str(p), 0) for p in parts[:2]] == tag:
+            print(parts[2])' "$(tag_of "$2")" | sort
+}
+
+# seed_two_names: the seed topology, a DNS server with echo.k8s.intra
+# (203.0.113.2) and other.k8s.intra (203.0.113.3), and node1's config for
+# the echo policy over 192.0.2.0/29.
+seed_two_names() {
+    seed_topology
+    printf '203.0.113.2 echo.k8s.intra\n203.0.113.3 other.k8s.intra\n' > "$WORK/hosts"
+    dns_server "$WORK/hosts" || return 1
+    echo_config node1 192.0.2.0/29
 }
 
 # router_topology: a router (where fqdnd runs) with clients c1 (192.0.2.2,

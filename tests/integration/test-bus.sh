@@ -36,7 +36,7 @@ check "policy list" bash -c "'$FQDNCTL' policy list | grep -qE '^echo +enforce +
 check "policy list -o json parses" bash -c "'$FQDNCTL' policy list -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)[0][\"name\"] == \"echo\"'"
 
 check "explain ADDRESS: which selector's set holds it, from which name and endpoint, for which policy" \
-    bash -c "'$FQDNCTL' explain 203.0.113.2 | tee /dev/stderr | grep -q ALLOWED && '$FQDNCTL' explain 203.0.113.2 | grep -E 'echo.k8s.intra\. +192.0.2.2 +lookup .*match-pattern: \*.k8s.intra\. +fqdn4_[0-9a-f]+ +echo'"
+    bash -c "'$FQDNCTL' explain 203.0.113.2 | tee /dev/stderr | grep -q ALLOWED && '$FQDNCTL' explain 203.0.113.2 | grep -E 'echo.k8s.intra\. +192.0.2.2 +lookup .*match-pattern: \*.k8s.intra\. +fqdn4:0x[0-9a-f]{8}\.0x[0-9a-f]{8} +echo'"
 check "explain of an address nothing allows says so" bash -c "'$FQDNCTL' explain 203.0.113.99 | grep -q 'NOT ALLOWED'"
 check "explain NAME: DNS rules, selectors, what is known" \
     bash -c "'$FQDNCTL' explain echo.k8s.intra | grep -q 'match-pattern: \*.k8s.intra. (policy echo)' && '$FQDNCTL' explain echo.k8s.intra | grep -q '203.0.113.2'"

@@ -20,8 +20,9 @@ to-cidrs = ["198.51.100.0/24"]
 TOML
 
 start_fqdnd router "$WORK/fqdnd.toml" || exit 1
-k8s4=$(set_of router "match-pattern: *.k8s.intra." 4)
-in_ns router nft add element inet fqdnd "$k8s4" "{ 203.0.113.2 timeout 1h }"
+k8s=$(tag_of "match-pattern: *.k8s.intra.")
+k8s_holds() { set_addresses router "match-pattern: *.k8s.intra." 4 | grep -qx "$1"; }
+in_ns router nft add element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 timeout 1h }"
 check "before: FQDN address allowed" connects c1 203.0.113.2 80
 check_not "before: unknown address denied" connects c1 203.0.113.99 80
 
@@ -50,7 +51,7 @@ wait "$stream"
 read -r attempts failures failed < "$WORK/stream"
 echo "     reload stream: $attempts connections, $failures failed $failed"
 check "six reloads under a stream of allowed connections: none fails" test "$attempts" -gt 50 -a "$failures" = 0
-check "reloads: the FQDN set kept its element" bash -c "ip netns exec $(ns router) nft list set inet fqdnd $k8s4 | grep -q 203.0.113.2"
+check "reloads: the FQDN set kept its element" k8s_holds 203.0.113.2
 check "reloads: the last reload's policy is in force (extra5 gone)" \
     bash -c "! ip netns exec $(ns router) nft list chain inet fqdnd forward | grep -q extra5"
 check "reloads: all six were applied" test "$(grep -c 'reloaded:' "$WORK/fqdnd-router.log")" = 6
@@ -77,15 +78,15 @@ check_not "after the flush: unknown address denied again" connects c1 203.0.113.
 check "after the flush: to-cidrs allowed" connects c1 198.51.100.5 80
 
 # Kill -9: the table stays and keeps enforcing; a restart adopts it.
-k8s4=$(set_of router "match-pattern: *.k8s.intra." 4)
-in_ns router nft add element inet fqdnd "$k8s4" "{ 203.0.113.2 timeout 1h }"
+k8s=$(tag_of "match-pattern: *.k8s.intra.")
+in_ns router nft add element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 timeout 1h }"
 kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
 check "fqdnd killed: unknown address still denied" bash -c "! ip netns exec $(ns c1) python3 $TESTS_DIR/tcp_client.py 203.0.113.99 80"
 check "fqdnd killed: FQDN address still allowed" connects c1 203.0.113.2 80
 in_ns router nft -j list table inet fqdnd | python3 "$TESTS_DIR/nft_normalize.py" > "$WORK/before"
 start_fqdnd router "$WORK/fqdnd.toml" || exit 1
 in_ns router nft -j list table inet fqdnd | python3 "$TESTS_DIR/nft_normalize.py" > "$WORK/after"
-check "restart: the set element survived" bash -c "ip netns exec $(ns router) nft list set inet fqdnd $k8s4 | grep -q 203.0.113.2"
+check "restart: the set element survived" k8s_holds 203.0.113.2
 check "restart: the same ruleset" diff -q "$WORK/before" "$WORK/after"
 check "restart: FQDN address allowed" connects c1 203.0.113.2 80
 

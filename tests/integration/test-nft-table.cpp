@@ -28,10 +28,12 @@ ruleset::Ruleset echo_ruleset()
     return ruleset::compile(*r.config);
 }
 
+const uint64_t k8s_tag = ruleset::selector_tag(*FqdnSelector::parse_pattern("*.k8s.intra", nullptr));
+
 const nft::Table::ListedElement* find(const std::vector<nft::Table::ListedElement>& v, const Address& a)
 {
     for (const auto& e : v)
-        if (e.address == a)
+        if (e.address == a && e.tag == k8s_tag)
             return &e;
     return nullptr;
 }
@@ -55,20 +57,20 @@ TEST_CASE("set element timeouts are renewed by re-add and by delete-add")
 
     for (nft::Refresh how : {nft::Refresh::delete_add, probed}) {
         CAPTURE(nft::to_string(how));
-        REQUIRE(table.add_elements("fqdnd", set, Family::ipv4, {{a, 10min, false}}, how, &problem) == 0);
+        REQUIRE(table.add_elements("fqdnd", set, k8s_tag, {{a, 10min, false}}, how, &problem) == 0);
         std::vector<nft::Table::ListedElement> listed;
         REQUIRE(table.list_elements("fqdnd", set, listed) == 0);
         REQUIRE(find(listed, a));
         CHECK(find(listed, a)->timeout == 10min);
 
-        REQUIRE_MESSAGE(table.add_elements("fqdnd", set, Family::ipv4, {{a, 2h, true}}, how, &problem) == 0, problem);
+        REQUIRE_MESSAGE(table.add_elements("fqdnd", set, k8s_tag, {{a, 2h, true}}, how, &problem) == 0, problem);
         listed.clear();
         REQUIRE(table.list_elements("fqdnd", set, listed) == 0);
         REQUIRE(find(listed, a));
         CHECK(find(listed, a)->timeout == 2h);
         CHECK(find(listed, a)->expires > 90min);
 
-        REQUIRE(table.delete_elements("fqdnd", set, Family::ipv4, {a}, &problem) == 0);
+        REQUIRE(table.delete_elements("fqdnd", set, k8s_tag, {a}, &problem) == 0);
     }
 }
 
@@ -81,7 +83,7 @@ TEST_CASE("a failing batch changes nothing and says which object failed")
     const auto rs = echo_ruleset();
     REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
     // Deleting an element that is not there fails the whole batch.
-    const int r = table.delete_elements("fqdnd", rs.sets[0].name, rs.sets[0].family,
+    const int r = table.delete_elements("fqdnd", rs.sets[0].name, k8s_tag,
                                         {*Address::parse(rs.sets[0].family == Family::ipv4 ? "192.0.2.77" : "2001:db8::77")},
                                         &problem);
     CHECK(r == -ENOENT);
@@ -98,11 +100,12 @@ TEST_CASE("applying again adopts the table: set elements stay")
     REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
     const auto& set = rs.sets[0].family == Family::ipv4 ? rs.sets[0] : rs.sets[1];
     const Address a = *Address::parse("203.0.113.9");
-    REQUIRE(table.add_elements("fqdnd", set.name, Family::ipv4, {{a, 1h, false}}, nft::Refresh::readd, &problem) == 0);
+    REQUIRE(table.add_elements("fqdnd", set.name, k8s_tag, {{a, 1h, false}}, nft::Refresh::readd, &problem) == 0);
     REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
     std::vector<nft::Table::ListedElement> listed;
     REQUIRE(table.list_elements("fqdnd", set.name, listed) == 0);
     CHECK(find(listed, a));
+    CHECK(listed.size() == 1);
     CHECK(table.remove("fqdnd", &problem) == 0);
     CHECK_FALSE(table.exists("fqdnd"));
 }

@@ -5,13 +5,7 @@
 # pre-cache file is loaded at start.
 . "$(dirname "$0")/lib.sh"
 
-seed_topology
-cat > "$WORK/hosts" <<'HOSTS'
-203.0.113.2 echo.k8s.intra
-203.0.113.3 other.k8s.intra
-HOSTS
-dns_server "$WORK/hosts" || exit 1
-echo_config node1 192.0.2.0/29
+seed_two_names || exit 1
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
 
 cache_rows() { # the cache as node1's fqdnd prints it, without the header
@@ -55,7 +49,7 @@ check_not "enforcement goes on" connects p1a 203.0.113.99 80
 # A pre-cache file, in the format of `cilium fqdn cache list -o json`.
 stop_fqdnd
 rm -f "$WORK/node1/state/cache.json"
-in_ns node1 nft flush set inet fqdnd "$(set_of node1 "match-pattern: *.k8s.intra." 4)"
+in_ns node1 nft flush set inet fqdnd fqdn4
 expires=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%S.000Z)
 cat > "$WORK/node1/pre.json" <<JSON
 [{"endpoint": "192.0.2.2", "fqdn": "preloaded.k8s.intra.", "ips": ["203.0.113.5"],

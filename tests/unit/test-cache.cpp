@@ -90,10 +90,32 @@ TEST_CASE("a new selector's sets are filled from what the cache already knows")
     const auto deep = *FqdnSelector::parse_pattern("**.k8s.intra", nullptr);
     f.cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr), deep}, f.now, f.ops);
     REQUIRE(f.ops.size() == 1);
-    CHECK(f.ops[0].set == ruleset::set_name(deep, Family::ipv4));
+    CHECK(f.ops[0].tag == ruleset::selector_tag(deep));
+    CHECK(f.ops[0].family == Family::ipv4);
     std::vector<ElementOp> resync;
     f.cache.resync(f.now, resync);
     CHECK(resync.size() == 1);
+}
+
+TEST_CASE("a selector that goes takes its elements out of the sets; one that stays keeps them")
+{
+    Fixture f;
+    const auto k8s = *FqdnSelector::parse_pattern("*.k8s.intra", nullptr);
+    const auto echo = *FqdnSelector::parse_name("echo.k8s.intra", nullptr);
+    f.cache.set_selectors({k8s, echo}, f.now, f.ops);
+    f.ops.clear();
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    REQUIRE(f.ops.size() == 2);
+    f.ops.clear();
+    f.cache.set_selectors({k8s}, f.now, f.ops);
+    REQUIRE(f.ops.size() == 1);
+    CHECK(f.ops[0].kind == ElementOp::Kind::remove);
+    CHECK(f.ops[0].tag == ruleset::selector_tag(echo));
+    CHECK(f.ops[0].address == ip("203.0.113.2"));
+    CHECK(f.cache.sets_holding(ip("203.0.113.2")) == std::vector<std::string>{ruleset::set_key(k8s, Family::ipv4)});
+    // What the monitor reports as the selectors an answer filled.
+    CHECK(f.cache.selectors_matching({"www.example.org.", "echo.k8s.intra."})
+          == std::vector<std::string>{k8s.to_string()});
 }
 
 TEST_CASE("the cache prints like cilium fqdn cache list")

@@ -72,7 +72,7 @@ struct Fixture {
     }
 };
 
-const std::string k8s_set = ruleset::set_name(*FqdnSelector::parse_pattern("*.k8s.intra", nullptr), Family::ipv4);
+const uint64_t k8s_tag = ruleset::selector_tag(*FqdnSelector::parse_pattern("*.k8s.intra", nullptr));
 
 } // namespace
 
@@ -86,7 +86,7 @@ TEST_CASE("an allowed query passes and its answer's addresses go to the matching
     CHECK(a.accept);
     REQUIRE(a.ops.size() == 1);
     CHECK(a.ops[0].kind == cache::ElementOp::Kind::add);
-    CHECK(a.ops[0].set == k8s_set);
+    CHECK(a.ops[0].tag == k8s_tag);
     CHECK(a.ops[0].address == *Address::parse("203.0.113.2"));
     CHECK(a.ops[0].timeout == 3600s); // max(TTL 30, min-ttl 3600)
     CHECK(f.engine.stats().answers_learned == 1);
@@ -170,7 +170,7 @@ TEST_CASE("CNAME chains: in order they count for every name; broken ones for non
     m.answers = {cname("web.example", "cdn.k8s.intra", 300), a("cdn.k8s.intra", "203.0.113.5", 60)};
     auto out = f.answer(m);
     REQUIRE(out.ops.size() == 1);
-    CHECK(out.ops[0].set == k8s_set);
+    CHECK(out.ops[0].tag == k8s_tag);
     CHECK(f.cache.entries().size() == 2); // web.example. and cdn.k8s.intra.
 
     f.query("web.example", 2);
