@@ -28,14 +28,21 @@ stat_of() { # a field of fqdnd's SIGUSR1 stats line
     tail -n +"$((before + 1))" "$WORK/fqdnd-node1.log" | grep -o "$1 [0-9]*" | tail -1 | awk '{print $NF}'
 }
 
+stall_and_flood() { # starts fqdnd, stops it, and sends 6000 queries
+    start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+    kill -STOP "$FQDND_PID_node1"
+    flood 6000
+}
+resume() {
+    kill -CONT "$FQDND_PID_node1"
+    sleep 2
+    check "fqdnd survives the flood" kill -0 "$FQDND_PID_node1"
+}
+
 echo "-- fail-open on (the default): the overflow passes uninspected"
-start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
-kill -STOP "$FQDND_PID_node1"
-flood 6000
+stall_and_flood
 check "while fqdnd is stalled and its queue full, DNS still flows" test "$(resolve p1b echo.k8s.intra)" = 203.0.113.2
-kill -CONT "$FQDND_PID_node1"
-sleep 2
-check "fqdnd survives the flood" kill -0 "$FQDND_PID_node1"
+resume
 packets=$(stat_of "queue packets")
 echo "     queued and inspected after the stall: $packets packets"
 check "it drained the full queue (4096) and more" test "${packets:-0}" -ge 4096
@@ -46,14 +53,10 @@ check "a name no rule allows is refused" test "$(dns_status p1a evil.example)" =
 echo "-- fail-open off: the overflow is dropped and counted"
 stop_fqdnd
 sed -i 's|^\[daemon\]|[daemon]\nfail-open = false|' "$WORK/node1/fqdnd.toml"
-start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
-kill -STOP "$FQDND_PID_node1"
-flood 6000
+stall_and_flood
 check_not "while fqdnd is stalled and its queue full, DNS is dropped" \
     in_ns p1b dig +short +time=1 +tries=1 @203.0.113.53 echo.k8s.intra
-kill -CONT "$FQDND_PID_node1"
-sleep 2
-check "fqdnd survives the flood" kill -0 "$FQDND_PID_node1"
+resume
 dropped=$(stat_of "dropped by the kernel")
 echo "     dropped by the kernel while the queue was full: $dropped"
 check "the drops are counted (the kernel's count, in fqdnd's metrics)" test "${dropped:-0}" -gt 0
