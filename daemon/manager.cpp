@@ -28,6 +28,8 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <csignal>
 #include <cstring>
 #include <set>
@@ -152,6 +154,15 @@ int Manager::start()
     engine_->record_events(options_.log_dns);
     // What the last run knew, and what the administrator preloads; the
     // kernel's sets are renewed to agree with it.
+    // What writers killed halfway left behind (they die with fqdnd).
+    std::error_code ec;
+    const std::string tmp_prefix = state_file().filename().string() + ".tmp.";
+    for (std::filesystem::directory_iterator it(config_->settings.state_directory, ec), end; !ec && it != end;
+         it.increment(ec))
+        if (it->path().filename().string().rfind(tmp_prefix, 0) == 0) {
+            std::error_code ignored;
+            std::filesystem::remove(it->path(), ignored);
+        }
     load_cache_file(state_file(), "state file", ops);
     if (!config_->settings.pre_cache.empty())
         load_cache_file(config_->settings.pre_cache, "pre-cache", ops);
@@ -177,7 +188,7 @@ int Manager::start()
     // Signals through the loop: blocked here, delivered by signalfd.
     sigset_t mask;
     sigemptyset(&mask);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1})
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD}) // SIGCHLD: the state writer
         sigaddset(&mask, s);
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     sd_event_source* src = nullptr;
@@ -204,7 +215,7 @@ int Manager::run()
     // queues; from then on the kernel bypasses them (fail-open) or drops.
     queues_.receive([this](const nfq::Packet& p) { on_packet(p); });
     queues_.close();
-    save_state();
+    save_state_now();
     // The table stays: enforcement goes on while fqdnd is down.
     log::info("stopping; table inet " + config_->settings.table + " stays in place");
     return r;
@@ -863,17 +874,75 @@ int Manager::on_save_timer(sd_event_source*, uint64_t, void* self)
     return 0;
 }
 
+void Manager::count_state_write_error(int error)
+{
+    // Enforcement goes on; only what a restart would remember is at stake.
+    if (state_write_errors_++ == 0 || state_write_errors_ % 100 == 0)
+        log::warning("cannot write the state file " + state_file().string() + ": " + errno_text(error));
+}
+
 void Manager::save_state()
 {
     dirty_ = false;
+    if (saver_pid_ > 0) {
+        save_again_ = true;
+        return;
+    }
     std::error_code ec;
     std::filesystem::create_directories(config_->settings.state_directory, ec);
-    const int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries()));
-    if (r < 0) {
-        // Enforcement goes on; only what a restart would remember is at stake.
-        if (state_write_errors_++ == 0 || state_write_errors_ % 100 == 0)
-            log::warning("cannot write the state file " + state_file().string() + ": " + errno_text(r));
+    const pid_t pid = cache::spawn_writer(state_file(), cache_);
+    if (pid < 0) {
+        log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
+        if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
+            count_state_write_error(r);
+        return;
     }
+    saver_pid_ = pid;
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_child(event_.get(), &src, pid, WEXITED, on_saver_exit, this); r < 0) {
+        // Cannot be told when it ends: wait for it here, as before.
+        log::warning("cannot watch the state writer: " + errno_text(r));
+        int status = 0;
+        waitpid(pid, &status, 0);
+        saver_pid_ = -1;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            count_state_write_error(WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR);
+        return;
+    }
+    saver_source_.reset(src);
+}
+
+int Manager::on_saver_exit(sd_event_source*, const siginfo_t* si, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    m->saver_pid_ = -1;
+    m->saver_source_.reset();
+    if (si->si_code != CLD_EXITED)
+        m->count_state_write_error(-EINTR); // killed by a signal
+    else if (si->si_status != 0)
+        m->count_state_write_error(-si->si_status);
+    if (m->save_again_) {
+        m->save_again_ = false;
+        m->save_state();
+    }
+    return 0;
+}
+
+void Manager::save_state_now()
+{
+    if (saver_pid_ > 0) {
+        int status = 0;
+        while (waitpid(saver_pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        saver_pid_ = -1;
+        saver_source_.reset();
+    }
+    dirty_ = false;
+    save_again_ = false;
+    std::error_code ec;
+    std::filesystem::create_directories(config_->settings.state_directory, ec);
+    if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
+        count_state_write_error(r);
 }
 
 void Manager::report_events(uint64_t hold_us)

@@ -114,7 +114,14 @@ private:
     // seconds after a change, and at exit.
     void load_cache_file(const std::filesystem::path& path, const char* what, std::vector<cache::ElementOp>& ops);
     void mark_dirty();
+    // Writes the snapshot from a forked child: the copy-on-write image is
+    // the snapshot, so the loop pays for the fork, not for the JSON. One
+    // child at a time; a change meanwhile writes again when it is done.
     void save_state();
+    // The last write, in this process: waits for a child first.
+    void save_state_now();
+    void count_state_write_error(int error);
+    static int on_saver_exit(sd_event_source*, const siginfo_t* si, void* self);
     std::filesystem::path state_file() const;
     // The DNS events of one packet, to the log (--log-dns) and to monitors.
     void report_events(uint64_t hold_us);
@@ -163,6 +170,9 @@ private:
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
         save_timer_, metrics_timer_;
     bool dirty_ = false;
+    pid_t saver_pid_ = -1;
+    SdEventSourcePtr saver_source_;
+    bool save_again_ = false;
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     std::unique_ptr<ManagerBus> bus_;
     uint64_t state_write_errors_ = 0;

@@ -11,6 +11,10 @@
 #include <map>
 #include <tuple>
 #include <unistd.h>
+#include <algorithm>
+#include <csignal>
+#include <string>
+#include <sys/prctl.h>
 
 namespace fqdnd::cache {
 
@@ -123,7 +127,9 @@ std::optional<std::vector<Record>> from_json(const std::string& text, std::strin
 
 int write_atomically(const std::filesystem::path& path, const std::string& text)
 {
-    const std::filesystem::path tmp = path.string() + ".tmp";
+    // Named by the writer, so that two writers (a state writer fqdnd forked
+    // and one that outlived a crash) never share a temporary file.
+    const std::filesystem::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
         return -errno;
@@ -154,6 +160,24 @@ int write_atomically(const std::filesystem::path& path, const std::string& text)
         ::close(dir);
     }
     return 0;
+}
+
+pid_t spawn_writer(const std::filesystem::path& path, const Cache& cache)
+{
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0)
+        return pid;
+    // The child: it touches none of the parent's sockets, destructors or
+    // exit handlers, and no writer outlives fqdnd.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent)
+        ::_exit(EINTR);
+    [[maybe_unused]] const int niced = ::nice(10);
+    const int r = write_atomically(path, to_json(cache.entries()));
+    ::_exit(r < 0 ? std::min(-r, 255) : 0);
 }
 
 } // namespace fqdnd::cache

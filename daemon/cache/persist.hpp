@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <vector>
+#include <sys/types.h>
 
 // The cache as JSON: the format of `fqdnctl cache list -o json` (that of
 // `cilium fqdn cache list -o json`): an array of objects with fqdn, ips,
@@ -26,8 +27,16 @@ std::optional<std::vector<Record>> from_json(const std::string& text, std::strin
 
 std::optional<Time> parse_rfc3339(const std::string& s);
 
-// Writes `text` to `path` atomically: a temporary file beside it, fsync,
-// rename, fsync of the directory. Returns 0 or a negative errno.
+// Writes `text` to `path` atomically: a temporary file beside it (`path`
+// .tmp.PID), fsync, rename, fsync of the directory. Returns 0 or a negative
+// errno.
 int write_atomically(const std::filesystem::path& path, const std::string& text);
+
+// Forks a child that writes `cache` to `path` (write_atomically) and exits
+// with 0 or the errno: the copy-on-write image is the snapshot, so the
+// caller pays for the fork, not for the JSON. The child runs at a lower
+// priority and dies with its parent. Returns its pid or a negative errno;
+// the caller reaps it.
+pid_t spawn_writer(const std::filesystem::path& path, const Cache& cache);
 
 } // namespace fqdnd::cache

@@ -26,6 +26,8 @@ in_ns p1a python3 "$TESTS_DIR/tcp_stream.py" 6 203.0.113.2:80 203.0.113.3:80 > "
 stream=$!
 sleep 1
 kill -9 "$FQDND_PID_node1"; wait "$FQDND_PID_node1" 2>/dev/null
+# What a state writer killed halfway leaves (it dies with fqdnd).
+echo '[{"endpoint": "192.0.2.2", "fqdn": "half' > "$WORK/node1/state/cache.json.tmp.99999"
 check "fqdnd down: DNS still flows (fail-open)" test "$(resolve p1b echo.k8s.intra)" = 203.0.113.2
 check_not "fqdnd down: an unknown address is still denied" connects p1a 203.0.113.99 80
 sleep 1
@@ -37,6 +39,9 @@ check "no allowed connection failed while fqdnd was down or after" test "$attemp
 cache_rows > "$WORK/after"
 check "the cache came back the same from the state file" diff "$WORK/before" "$WORK/after"
 check "after restart, allowed addresses stay allowed" connects p1b 203.0.113.3 80
+check "a half-written temporary state file is removed at start" test ! -e "$WORK/node1/state/cache.json.tmp.99999"
+check "the state is written by a child of fqdnd, which it reaps: no zombie" \
+    bash -c "sleep 2.5; ! ps -o stat= --ppid $FQDND_PID_node1 | grep -q Z"
 
 # A corrupt state file: reported, ignored, never fatal.
 stop_fqdnd
