@@ -35,6 +35,7 @@
 #include <set>
 #include <fstream>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 namespace fqdnd {
@@ -324,8 +325,10 @@ void Manager::on_nft_event()
             const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
             if (type == NFT_MSG_NEWSETELEM || type == NFT_MSG_DELSETELEM || type == NFT_MSG_NEWGEN)
                 continue;
-            if (event_table(nlh) == config_->settings.table)
+            if (event_table(nlh) == config_->settings.table) {
+                foreign_change_ = true;
                 schedule_restore();
+            }
         }
     }
 }
@@ -356,9 +359,12 @@ void Manager::restore()
     // Someone else changed our table (or flushed the whole ruleset): put
     // the ruleset back as configured. Sets that survived keep their
     // elements; the cache refills any that were deleted.
-    // After lost events (our own large batches can overflow the monitor),
-    // the table may well be as we left it: then there is nothing to do.
-    if (table_->matches(ruleset::compile(*config_)))
+    // After lost events alone (our own large batches can overflow the
+    // monitor), the table may well be as we left it: then, as far as a
+    // cheap listing tells, there is nothing to do. A change someone else
+    // was seen making is always undone.
+    const bool foreign = std::exchange(foreign_change_, false);
+    if (!foreign && table_->matches(ruleset::compile(*config_)))
         return;
     const bool present = table_->exists(config_->settings.table);
     log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")

@@ -178,6 +178,7 @@ private:
     uint64_t state_write_errors_ = 0;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
+    bool foreign_change_ = false; // someone else changed the table: put it back
     nflog::Reader nflog_;
     SdEventSourcePtr nflog_source_;
     std::optional<uint16_t> nflog_group_;

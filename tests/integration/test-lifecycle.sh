@@ -77,6 +77,16 @@ sleep 0.2
 check_not "after the flush: unknown address denied again" connects c1 203.0.113.99 80
 check "after the flush: to-cidrs allowed" connects c1 198.51.100.5 80
 
+# Someone replaces fqdnd's drop with an accept, in place: as many rules as
+# before, but a change fqdnd saw someone else make, so it is undone.
+handle=$(in_ns router nft -a list chain inet fqdnd forward | grep 'comment "policy echo: not allowed"' | grep -o 'handle [0-9]*' | cut -d' ' -f2)
+changed_before=$(grep -c "was changed by someone else" "$WORK/fqdnd-router.log")
+check "the drop rule is replaced by an accept" in_ns router nft replace rule inet fqdnd forward handle "$handle" accept
+sleep 1
+check "fqdnd saw it and put its table back" \
+    test "$(grep -c "was changed by someone else" "$WORK/fqdnd-router.log")" -gt "$changed_before"
+check_not "a rule replaced in place is put back: unknown address denied again" connects c1 203.0.113.99 80
+
 # Kill -9: the table stays and keeps enforcing; a restart adopts it.
 k8s=$(tag_of "match-pattern: *.k8s.intra.")
 in_ns router nft add element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 timeout 1h }"
