@@ -899,8 +899,7 @@ void Manager::save_state()
     const pid_t pid = cache::spawn_writer(state_file(), cache_);
     if (pid < 0) {
         log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
-        if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
-            count_state_write_error(r);
+        write_state_here();
         return;
     }
     saver_pid_ = pid;
@@ -947,6 +946,11 @@ void Manager::save_state_now()
     save_again_ = false;
     std::error_code ec;
     std::filesystem::create_directories(config_->settings.state_directory, ec);
+    write_state_here();
+}
+
+void Manager::write_state_here()
+{
     if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
         count_state_write_error(r);
 }

@@ -120,6 +120,7 @@ private:
     void save_state();
     // The last write, in this process: waits for a child first.
     void save_state_now();
+    void write_state_here();
     void count_state_write_error(int error);
     static int on_saver_exit(sd_event_source*, const siginfo_t* si, void* self);
     std::filesystem::path state_file() const;

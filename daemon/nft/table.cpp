@@ -458,13 +458,15 @@ int Table::add_elements(const std::string& table, const std::string& set, std::o
 int Table::update(const std::string& table, const std::vector<cache::ElementOp>& ops, Refresh refresh,
                   std::string* problem)
 {
+    // On the DNS path: the two FQDN sets, by family, with no lookup by name.
     struct PerSet {
+        std::string set;
         std::vector<Key> add, renew_delete, remove;
         std::vector<Duration> timeouts;
     };
-    std::map<std::string, PerSet> sets;
+    PerSet sets[2]{{fqdn_set(Family::ipv4), {}, {}, {}, {}}, {fqdn_set(Family::ipv6), {}, {}, {}, {}}};
     for (const auto& op : ops) {
-        PerSet& s = sets[fqdn_set(op.family)];
+        PerSet& s = sets[op.family == Family::ipv6 ? 1 : 0];
         const Key key = key_of(op.tag, op.address);
         if (op.kind == cache::ElementOp::Kind::remove) {
             s.remove.push_back(key);
@@ -479,13 +481,13 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
     for (bool with_deletes : {true, false}) {
         Batch b(nl_);
         bool deletes = false, any = false;
-        for (const auto& [set, s] : sets) {
+        for (const PerSet& s : sets) {
             if (with_deletes && !s.renew_delete.empty()) {
-                element_messages(b, NFT_MSG_DELSETELEM, table, set, s.renew_delete, nullptr);
+                element_messages(b, NFT_MSG_DELSETELEM, table, s.set, s.renew_delete, nullptr);
                 deletes = true;
             }
             if (!s.add.empty()) {
-                element_messages(b, NFT_MSG_NEWSETELEM, table, set, s.add, &s.timeouts);
+                element_messages(b, NFT_MSG_NEWSETELEM, table, s.set, s.add, &s.timeouts);
                 any = true;
             }
         }
@@ -500,11 +502,11 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
         if (!deletes || result == -ETIMEDOUT)
             break;
     }
-    for (const auto& [set, s] : sets) {
+    for (const PerSet& s : sets) {
         if (s.remove.empty())
             continue;
         Batch b(nl_);
-        element_messages(b, NFT_MSG_DELSETELEM, table, set, s.remove, nullptr);
+        element_messages(b, NFT_MSG_DELSETELEM, table, s.set, s.remove, nullptr);
         b.send();
     }
     return result;
