@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <set>
 #include <unordered_set>
+#include <utility>
+#include <map>
 
 namespace fqdnd::cache {
 
@@ -31,13 +33,28 @@ size_t hash_bytes(size_t h, const Address& a) noexcept
     return h;
 }
 
+// Kernel timeouts in whole seconds, rounded up: the element may outlive
+// its mapping by less than a second, never the other way round.
+uint32_t whole_seconds(Time t)
+{
+    const auto ms = t.time_since_epoch().count();
+    if (ms <= 0)
+        return 0;
+    return static_cast<uint32_t>(std::min<int64_t>((ms + 999) / 1000, UINT32_MAX));
+}
+
+Time at(uint32_t seconds)
+{
+    return Time(std::chrono::seconds(seconds));
+}
+
 constexpr auto half_margin = std::chrono::duration_cast<std::chrono::milliseconds>(connection_margin) / 2;
 
 } // namespace
 
 size_t Cache::HoldKeyHash::operator()(const HoldKey& k) const noexcept
 {
-    return hash_bytes(k.selector * 0x9e3779b97f4a7c15ULL, k.address);
+    return hash_bytes((k.selector + 1) * 0x9e3779b97f4a7c15ULL, k.address);
 }
 
 size_t Cache::AddressHash::operator()(const Address& a) const noexcept
@@ -50,87 +67,208 @@ size_t Cache::PairHash::operator()(const std::pair<Address, Address>& p) const n
     return hash_bytes(hash_bytes(1469598103934665603ULL, p.first), p.second);
 }
 
+std::string_view Cache::NameEntry::endpoint() const
+{
+    return std::string_view(*key).substr(0, key->find('\0'));
+}
+
+std::string_view Cache::NameEntry::name() const
+{
+    return std::string_view(*key).substr(key->find('\0') + 1);
+}
+
+size_t Cache::NameEntry::find(const Address& a) const noexcept
+{
+    for (size_t i = 0; i < slots.size(); ++i)
+        if (slots[i].address == a)
+            return i;
+    return npos;
+}
+
 Cache::NameEntry& Cache::entry(const std::string& endpoint, const std::string& name)
 {
     auto [it, inserted] = entries_.try_emplace(key_of(endpoint, name));
     NameEntry& e = it->second;
     if (inserted) {
-        e.endpoint = endpoint;
+        e.key = &it->first;
         e.endpoint_address = Address::parse(endpoint);
-        e.name = name;
         e.selectors = matcher_.match(name);
     }
     return e;
 }
 
-void Cache::renew(const NameEntry& e, const Mapping& m, Time until, Time now, std::vector<ElementOp>& ops)
+void Cache::erase_entry(NameEntry& e)
 {
-    for (auto id : e.selectors) {
-        Holding& h = holdings_[HoldKey{id, m.address}];
-        if (until > h.kernel_expiry) {
-            ops.push_back(ElementOp{ElementOp::Kind::add, tags_[id], m.address.family, m.address,
-                                    remaining(until, now), h.kernel_expiry > now});
-            h.kernel_expiry = until;
-        }
+    entries_.erase(entries_.find(*e.key));
+}
+
+// The deadline heap. Every move of an element tells its slot where it is.
+void Cache::placed(size_t pos)
+{
+    const Deadline& d = deadlines_[pos];
+    d.entry->slots[d.slot].deadline = static_cast<uint32_t>(pos);
+}
+
+void Cache::sift_up(size_t pos)
+{
+    const Deadline d = deadlines_[pos];
+    while (pos > 0) {
+        const size_t parent = (pos - 1) / 2;
+        if (!(d.when < deadlines_[parent].when))
+            break;
+        deadlines_[pos] = deadlines_[parent];
+        placed(pos);
+        pos = parent;
+    }
+    deadlines_[pos] = d;
+    placed(pos);
+}
+
+void Cache::sift_down(size_t pos)
+{
+    const Deadline d = deadlines_[pos];
+    const size_t n = deadlines_.size();
+    for (;;) {
+        size_t child = 2 * pos + 1;
+        if (child >= n)
+            break;
+        if (child + 1 < n && deadlines_[child + 1].when < deadlines_[child].when)
+            ++child;
+        if (!(deadlines_[child].when < d.when))
+            break;
+        deadlines_[pos] = deadlines_[child];
+        placed(pos);
+        pos = child;
+    }
+    deadlines_[pos] = d;
+    placed(pos);
+}
+
+void Cache::reschedule(NameEntry& e, size_t index, Time when)
+{
+    const size_t pos = e.slots[index].deadline;
+    const Time before = deadlines_[pos].when;
+    deadlines_[pos].when = when;
+    if (when < before)
+        sift_up(pos);
+    else
+        sift_down(pos);
+}
+
+uint32_t Cache::add_slot(NameEntry& e, const Slot& s, Time when)
+{
+    const auto index = static_cast<uint32_t>(e.slots.size());
+    e.slots.push_back(s);
+    deadlines_.push_back(Deadline{when, &e, index});
+    sift_up(deadlines_.size() - 1);
+    return index;
+}
+
+void Cache::erase_slot(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops)
+{
+    Slot& s = e.slots[index];
+    release(e, s.address, now, ops);
+    if (s.source == Source::connection)
+        drop_connection(e, s.address);
+    // Out of the heap: the last element takes its place.
+    const size_t pos = s.deadline;
+    const size_t last = deadlines_.size() - 1;
+    if (pos != last) {
+        deadlines_[pos] = deadlines_[last];
+        deadlines_.pop_back();
+        placed(pos);
+        if (pos > 0 && deadlines_[pos].when < deadlines_[(pos - 1) / 2].when)
+            sift_up(pos);
+        else
+            sift_down(pos);
+    } else {
+        deadlines_.pop_back();
+    }
+    // Out of the name: its last slot takes its place.
+    if (index + 1 != e.slots.size()) {
+        e.slots[index] = e.slots.back();
+        deadlines_[e.slots[index].deadline].slot = static_cast<uint32_t>(index);
+    }
+    e.slots.pop_back();
+    // A drained cache gives its heap back.
+    if (deadlines_.capacity() > 4096 && deadlines_.size() < deadlines_.capacity() / 4)
+        deadlines_.shrink_to_fit();
+}
+
+void Cache::renew(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
+                  std::vector<ElementOp>& ops)
+{
+    if (expiry > h.kernel_expiry) {
+        ops.push_back(ElementOp{ElementOp::Kind::add, tags_[id], a.family, a, remaining(at(expiry), now),
+                                at(h.kernel_expiry) > now});
+        h.kernel_expiry = expiry;
     }
 }
 
-void Cache::hold(const NameEntry& e, const Mapping& m, Time now, std::vector<ElementOp>& ops)
+void Cache::renew(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops)
 {
+    const uint32_t expiry = whole_seconds(until);
     for (auto id : e.selectors)
-        ++holdings_[HoldKey{id, m.address}].holders;
-    // The kernel's timeout is the latest of every holder's: renew only where
-    // this one outlives it.
-    renew(e, m, m.source == Source::lookup ? m.expires : now + connection_margin, now, ops);
+        renew(id, holdings_[HoldKey{a, id}], a, expiry, now, ops);
 }
 
-void Cache::release(const NameEntry& e, const Mapping& m, Time now, std::vector<ElementOp>& ops)
+void Cache::hold(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops)
+{
+    // The kernel's timeout is the latest of every holder's: renew only where
+    // this one outlives it.
+    const uint32_t expiry = whole_seconds(until);
+    for (auto id : e.selectors) {
+        Holding& h = holdings_[HoldKey{a, id}];
+        ++h.holders;
+        renew(id, h, a, expiry, now, ops);
+    }
+}
+
+void Cache::release(const NameEntry& e, const Address& a, Time now, std::vector<ElementOp>& ops)
 {
     for (auto id : e.selectors) {
-        auto it = holdings_.find(HoldKey{id, m.address});
+        auto it = holdings_.find(HoldKey{a, id});
         if (it == holdings_.end() || --it->second.holders > 0)
             continue;
         // The last holder is gone. If the kernel would keep the element
         // longer (an eviction, or a connection gone idle), take it out;
         // otherwise the kernel's own timeout removes it at the same moment.
-        if (it->second.kernel_expiry > now + std::chrono::seconds(1))
-            ops.push_back(ElementOp{ElementOp::Kind::remove, tags_[id], m.address.family,
-                                    m.address, {}, true});
+        if (at(it->second.kernel_expiry) > now + std::chrono::seconds(1))
+            ops.push_back(ElementOp{ElementOp::Kind::remove, tags_[id], a.family, a, {}, true});
         holdings_.erase(it);
     }
 }
 
-void Cache::set_deadline(NameEntry& e, MappingNode& node, Time when)
+Cache::Connection* Cache::connection_of(const NameEntry& e, const Address& a)
 {
-    if (node.scheduled)
-        deadlines_.erase(node.it);
-    node.it = deadlines_.emplace(when, std::make_pair(&e, node.mapping.address));
-    node.scheduled = true;
+    return const_cast<Connection*>(std::as_const(*this).connection_of(e, a));
 }
 
-void Cache::schedule_connection(NameEntry& e, MappingNode& node)
+const Cache::Connection* Cache::connection_of(const NameEntry& e, const Address& a) const
 {
-    Time when = node.refresh_at;
-    if (node.idle_since)
-        when = std::min(when, *node.idle_since + std::chrono::duration_cast<std::chrono::milliseconds>(limits_.idle_grace));
-    set_deadline(e, node, when);
+    auto [first, last] = connections_.equal_range(a);
+    for (auto c = first; c != last; ++c)
+        if (c->second.entry == &e)
+            return &c->second;
+    return nullptr;
 }
 
-void Cache::erase_mapping(NameEntry& e, std::map<Address, MappingNode>::iterator it, Time now,
-                          std::vector<ElementOp>& ops)
+void Cache::drop_connection(const NameEntry& e, const Address& a)
 {
-    release(e, it->second.mapping, now, ops);
-    if (it->second.mapping.source == Source::connection) {
-        auto [first, last] = connection_index_.equal_range(it->first);
-        for (auto c = first; c != last; ++c)
-            if (c->second == &e) {
-                connection_index_.erase(c);
-                break;
-            }
-        --connections_;
-    }
-    deadlines_.erase(it->second.it);
-    e.mappings.erase(it);
+    auto [first, last] = connections_.equal_range(a);
+    for (auto c = first; c != last; ++c)
+        if (c->second.entry == &e) {
+            connections_.erase(c);
+            return;
+        }
+}
+
+void Cache::schedule_connection(NameEntry& e, size_t index, const Connection& c)
+{
+    Time when = c.refresh_at;
+    if (c.idle_since)
+        when = std::min(when, *c.idle_since + std::chrono::duration_cast<std::chrono::milliseconds>(limits_.idle_grace));
+    reschedule(e, index, when);
 }
 
 bool Cache::flows_live(const NameEntry& e, const Address& dst) const
@@ -144,39 +282,30 @@ bool Cache::flows_live(const NameEntry& e, const Address& dst) const
     return it != flows_to_.end() && it->second > 0;
 }
 
-void Cache::to_connection(NameEntry& e, MappingNode& node, Time now, std::vector<ElementOp>& ops)
+void Cache::to_connection(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops)
 {
-    node.mapping.source = Source::connection;
-    node.mapping.used = false;
-    node.mapping.last_used = now;
-    node.idle_since.reset();
-    node.refresh_at = now + half_margin;
-    renew(e, node.mapping, now + connection_margin, now, ops);
-    connection_index_.emplace(node.mapping.address, &e);
-    ++connections_;
-    schedule_connection(e, node);
+    Slot& s = e.slots[index];
+    s.source = Source::connection;
+    renew(e, s.address, now + connection_margin, now, ops);
+    const Connection& c = connections_.emplace(s.address, Connection{&e, now + half_margin, now, std::nullopt, false})->second;
+    schedule_connection(e, index, c);
 }
 
 void Cache::enforce_connection_limit(Time now, std::vector<ElementOp>& ops)
 {
-    while (connections_ > limits_.max_connection && !connection_index_.empty()) {
+    while (connections_.size() > limits_.max_connection) {
         // Never used since it became connection-sourced first, then the
         // least recently used.
-        auto victim = connection_index_.end();
-        const MappingNode* worst = nullptr;
-        for (auto c = connection_index_.begin(); c != connection_index_.end(); ++c) {
-            const MappingNode& n = c->second->mappings.at(c->first);
-            if (!worst || std::make_pair(n.mapping.used, n.mapping.last_used)
-                              < std::make_pair(worst->mapping.used, worst->mapping.last_used)) {
-                worst = &n;
+        auto victim = connections_.begin();
+        for (auto c = connections_.begin(); c != connections_.end(); ++c)
+            if (std::make_pair(c->second.used, c->second.last_used)
+                < std::make_pair(victim->second.used, victim->second.last_used))
                 victim = c;
-            }
-        }
-        NameEntry* e = victim->second;
-        erase_mapping(*e, e->mappings.find(victim->first), now, ops);
+        NameEntry& e = *victim->second.entry;
+        erase_slot(e, e.find(victim->first), now, ops);
         ++gc_deletions_;
-        if (e->mappings.empty())
-            entries_.erase(key_of(e->endpoint, e->name));
+        if (e.slots.empty())
+            erase_entry(e);
     }
 }
 
@@ -188,7 +317,7 @@ void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, 
     // what the kernel already has so as not to re-add it. The elements of
     // selectors that are gone no longer match any rule; they are taken out
     // so that the sets hold only what the cache says.
-    std::map<std::pair<uint64_t, Address>, Time> kept;
+    std::map<std::pair<uint64_t, Address>, uint32_t> kept;
     for (const auto& [k, h] : holdings_)
         kept[{tags_[k.selector], k.address}] = h.kernel_expiry;
 
@@ -198,23 +327,22 @@ void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, 
         tags_.push_back(ruleset::selector_tag(s));
     const std::unordered_set<uint64_t> current(tags_.begin(), tags_.end());
     for (const auto& [key, expiry] : kept)
-        if (expiry > now && !current.count(key.first))
+        if (at(expiry) > now && !current.count(key.first))
             ops.push_back(ElementOp{ElementOp::Kind::remove, key.first, key.second.family, key.second, {}, true});
     matcher_ = FqdnMatcher(selectors_);
     holdings_.clear();
     for (auto& [key, e] : entries_) {
-        e.selectors = matcher_.match(e.name);
-        for (const auto& [addr, node] : e.mappings) {
+        e.selectors = matcher_.match(e.name());
+        for (const Slot& s : e.slots) {
             for (auto id : e.selectors) {
-                Holding& h = holdings_[HoldKey{id, addr}];
+                Holding& h = holdings_[HoldKey{s.address, id}];
                 if (h.holders++ == 0) {
-                    auto k = kept.find({tags_[id], addr});
+                    auto k = kept.find({tags_[id], s.address});
                     if (k != kept.end())
                         h.kernel_expiry = k->second;
                 }
             }
-            renew(e, node.mapping, node.mapping.source == Source::lookup ? node.mapping.expires : now + connection_margin,
-                  now, ops);
+            renew(e, s.address, s.source == Source::lookup ? s.expires : now + connection_margin, now, ops);
         }
     }
 }
@@ -231,84 +359,91 @@ void Cache::learn(const std::string& endpoint, const std::vector<std::string>& n
         if (!name)
             continue; // no selector can match it; not worth remembering
         NameEntry& e = entry(endpoint, *name);
+        // Grown to fit exactly: most names keep the addresses they have.
+        size_t fresh = 0;
+        for (const Address& a : addresses)
+            fresh += e.find(a) == npos;
+        e.slots.reserve(e.slots.size() + fresh);
         for (const Address& a : addresses) {
-            auto m = e.mappings.find(a);
-            if (m != e.mappings.end()) {
-                // A new answer renews; a connection-sourced address is a
-                // lookup again.
-                MappingNode& node = m->second;
-                if (node.mapping.source == Source::connection) {
-                    auto [first, last] = connection_index_.equal_range(a);
-                    for (auto c = first; c != last; ++c)
-                        if (c->second == &e) {
-                            connection_index_.erase(c);
-                            break;
-                        }
-                    --connections_;
-                    node.mapping.source = Source::lookup;
-                    node.idle_since.reset();
-                }
-                node.mapping.lookup = now;
-                node.mapping.expires = std::max(node.mapping.expires, expires);
-                node.mapping.ttl = ttl;
-                set_deadline(e, node, node.mapping.expires);
-                renew(e, node.mapping, node.mapping.expires, now, ops);
+            const size_t i = e.find(a);
+            if (i == npos) {
+                add_slot(e, Slot{now, expires, a, Source::lookup, ttl, 0}, expires);
+                hold(e, a, expires, now, ops);
                 continue;
             }
-            MappingNode& node = e.mappings.emplace(a, MappingNode{Mapping{a, now, expires, ttl, Source::lookup, false, {}}, {}, false, {}, std::nullopt})
-                                    .first->second;
-            set_deadline(e, node, expires);
-            hold(e, node.mapping, now, ops);
+            // A new answer renews; a connection-sourced address is a lookup
+            // again.
+            Slot& s = e.slots[i];
+            if (s.source == Source::connection) {
+                drop_connection(e, a);
+                s.source = Source::lookup;
+            }
+            s.lookup = now;
+            s.expires = std::max(s.expires, expires);
+            s.ttl = ttl;
+            reschedule(e, i, s.expires);
+            renew(e, a, s.expires, now, ops);
         }
         // At most max-ip-per-hostname addresses: those that expire first go.
-        while (e.mappings.size() > limits_.max_ip_per_hostname) {
-            auto first = std::min_element(e.mappings.begin(), e.mappings.end(), [](const auto& x, const auto& y) {
-                return x.second.mapping.expires < y.second.mapping.expires;
-            });
-            erase_mapping(e, first, now, ops);
+        while (e.slots.size() > limits_.max_ip_per_hostname) {
+            auto first = std::min_element(e.slots.begin(), e.slots.end(),
+                                          [](const Slot& x, const Slot& y) { return x.expires < y.expires; });
+            erase_slot(e, static_cast<size_t>(first - e.slots.begin()), now, ops);
         }
     }
 }
 
-void Cache::restore(const std::string& endpoint, const std::string& raw_name, const Mapping& m, Time now,
-                    std::vector<ElementOp>& ops)
+void Cache::reserve(size_t names, size_t addresses)
+{
+    entries_.reserve(entries_.size() + names);
+    deadlines_.reserve(deadlines_.size() + addresses);
+    holdings_.reserve(holdings_.size() + addresses);
+}
+
+void Cache::restore(const std::string& endpoint, const std::string& raw_name, const std::vector<Mapping>& mappings,
+                    Time now, std::vector<ElementOp>& ops)
 {
     const auto name = normalize_name(raw_name);
-    if (!name || (m.source == Source::lookup && m.expires <= now))
+    if (!name)
+        return;
+    auto live = [&](const Mapping& m) { return m.source == Source::connection || m.expires > now; };
+    const auto fresh = static_cast<size_t>(std::count_if(mappings.begin(), mappings.end(), live));
+    if (fresh == 0)
         return;
     NameEntry& e = entry(endpoint, *name);
-    if (e.mappings.count(m.address) || e.mappings.size() >= limits_.max_ip_per_hostname)
-        return;
-    MappingNode& node = e.mappings.emplace(m.address, MappingNode{m, {}, false, {}, std::nullopt}).first->second;
-    hold(e, node.mapping, now, ops);
-    if (m.source == Source::lookup) {
-        set_deadline(e, node, m.expires);
-        return;
+    e.slots.reserve(std::min(e.slots.size() + fresh, limits_.max_ip_per_hostname));
+    for (const Mapping& m : mappings) {
+        if (!live(m) || e.slots.size() >= limits_.max_ip_per_hostname || e.find(m.address) != npos)
+            continue;
+        const Slot s{m.lookup, m.expires, m.address, m.source, m.ttl, 0};
+        if (m.source == Source::lookup) {
+            add_slot(e, s, m.expires);
+            hold(e, m.address, m.expires, now, ops);
+            continue;
+        }
+        // A connection-sourced address comes back idle until the flow
+        // counts (a conntrack dump) say otherwise.
+        const Connection& c = connections_.emplace(m.address, Connection{&e, now + half_margin, m.last_used, now, m.used})->second;
+        const uint32_t index = add_slot(e, s, now);
+        schedule_connection(e, index, c);
+        hold(e, m.address, now + connection_margin, now, ops);
     }
-    // A connection-sourced address comes back idle until the flow counts
-    // (a conntrack dump) say otherwise.
-    node.refresh_at = now + half_margin;
-    node.idle_since = now;
-    connection_index_.emplace(m.address, &e);
-    ++connections_;
-    schedule_connection(e, node);
 }
 
 void Cache::touch_connections(const Address& dst, Time now)
 {
-    auto [first, last] = connection_index_.equal_range(dst);
+    auto [first, last] = connections_.equal_range(dst);
     for (auto c = first; c != last; ++c) {
-        NameEntry& e = *c->second;
-        MappingNode& node = e.mappings.at(dst);
-        const bool live = flows_live(e, dst);
-        if (live && node.idle_since) {
-            node.idle_since.reset();
-        } else if (!live && !node.idle_since) {
-            node.idle_since = now;
+        Connection& conn = c->second;
+        const bool live = flows_live(*conn.entry, dst);
+        if (live && conn.idle_since) {
+            conn.idle_since.reset();
+        } else if (!live && !conn.idle_since) {
+            conn.idle_since = now;
         } else {
             continue;
         }
-        schedule_connection(e, node);
+        schedule_connection(*conn.entry, conn.entry->find(dst), conn);
     }
 }
 
@@ -320,14 +455,12 @@ void Cache::flow_opened(uint32_t id, const Address& src, const Address& dst, Tim
     ++flows_[{src, dst}];
     ++flows_total_;
     // A new flow to a connection-sourced address keeps it alive: used.
-    auto [first, last] = connection_index_.equal_range(dst);
-    for (auto c = first; c != last; ++c) {
-        MappingNode& node = c->second->mappings.at(dst);
-        if (flows_live(*c->second, dst)) {
-            node.mapping.used = true;
-            node.mapping.last_used = now;
+    auto [first, last] = connections_.equal_range(dst);
+    for (auto c = first; c != last; ++c)
+        if (flows_live(*c->second.entry, dst)) {
+            c->second.used = true;
+            c->second.last_used = now;
         }
-    }
     touch_connections(dst, now);
 }
 
@@ -362,8 +495,11 @@ void Cache::flows_reset(const std::vector<Flow>& flows, Time now)
         ++flows_total_;
     }
     std::vector<Address> connection_addresses;
-    for (const auto& [dst, e] : connection_index_)
+    for (const auto& [dst, c] : connections_)
         connection_addresses.push_back(dst);
+    std::sort(connection_addresses.begin(), connection_addresses.end());
+    connection_addresses.erase(std::unique(connection_addresses.begin(), connection_addresses.end()),
+                               connection_addresses.end());
     for (const Address& dst : connection_addresses)
         touch_connections(dst, now);
 }
@@ -371,46 +507,47 @@ void Cache::flows_reset(const std::vector<Flow>& flows, Time now)
 void Cache::resync(Time now, std::vector<ElementOp>& ops) const
 {
     for (const auto& [k, h] : holdings_)
-        if (h.kernel_expiry > now)
-            ops.push_back(ElementOp{ElementOp::Kind::add, tags_[k.selector], k.address.family,
-                                    k.address, remaining(h.kernel_expiry, now), false});
+        if (at(h.kernel_expiry) > now)
+            ops.push_back(ElementOp{ElementOp::Kind::add, tags_[k.selector], k.address.family, k.address,
+                                    remaining(at(h.kernel_expiry), now), false});
 }
 
 void Cache::expire(Time now, std::vector<ElementOp>& ops)
 {
-    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-        auto [e, address] = deadlines_.begin()->second;
-        auto it = e->mappings.find(address);
-        MappingNode& node = it->second;
+    while (!deadlines_.empty() && deadlines_.front().when <= now) {
+        NameEntry& e = *deadlines_.front().entry;
+        const size_t index = deadlines_.front().slot;
+        const Address address = e.slots[index].address;
         bool remove = false;
-        if (node.mapping.source == Source::lookup) {
+        if (e.slots[index].source == Source::lookup) {
             // The DNS data expired: flows still open keep the address, as
             // connection-sourced.
-            if (flows_live(*e, address))
-                to_connection(*e, node, now, ops);
+            if (flows_live(e, address))
+                to_connection(e, index, now, ops);
             else
                 remove = true;
         } else {
-            if (node.refresh_at <= now) {
-                renew(*e, node.mapping, now + connection_margin, now, ops);
-                node.refresh_at = now + half_margin;
+            Connection& c = *connection_of(e, address);
+            if (c.refresh_at <= now) {
+                renew(e, address, now + connection_margin, now, ops);
+                c.refresh_at = now + half_margin;
             }
-            if (flows_live(*e, address))
-                node.idle_since.reset();
-            else if (!node.idle_since)
-                node.idle_since = now;
-            remove = node.idle_since
-                && *node.idle_since + std::chrono::duration_cast<std::chrono::milliseconds>(limits_.idle_grace) <= now;
+            if (flows_live(e, address))
+                c.idle_since.reset();
+            else if (!c.idle_since)
+                c.idle_since = now;
+            remove = c.idle_since
+                && *c.idle_since + std::chrono::duration_cast<std::chrono::milliseconds>(limits_.idle_grace) <= now;
             if (!remove)
-                schedule_connection(*e, node);
+                schedule_connection(e, index, c);
         }
         if (!remove)
             continue; // rescheduled past now above
 
-        erase_mapping(*e, it, now, ops);
+        erase_slot(e, index, now, ops);
         ++gc_deletions_;
-        if (e->mappings.empty())
-            entries_.erase(key_of(e->endpoint, e->name));
+        if (e.slots.empty())
+            erase_entry(e);
     }
     enforce_connection_limit(now, ops);
 }
@@ -419,7 +556,7 @@ std::optional<Time> Cache::next_deadline() const
 {
     if (deadlines_.empty())
         return std::nullopt;
-    return deadlines_.begin()->first;
+    return deadlines_.front().when;
 }
 
 size_t Cache::clean(const FqdnMatcher* pattern, Time now, std::vector<ElementOp>& ops)
@@ -427,12 +564,12 @@ size_t Cache::clean(const FqdnMatcher* pattern, Time now, std::vector<ElementOp>
     size_t removed = 0;
     for (auto it = entries_.begin(); it != entries_.end();) {
         NameEntry& e = it->second;
-        if (pattern && pattern->match(e.name).empty()) {
+        if (pattern && pattern->match(e.name()).empty()) {
             ++it;
             continue;
         }
-        while (!e.mappings.empty()) {
-            erase_mapping(e, e.mappings.begin(), now, ops);
+        while (!e.slots.empty()) {
+            erase_slot(e, e.slots.size() - 1, now, ops);
             ++removed;
         }
         it = entries_.erase(it);
@@ -444,9 +581,18 @@ std::vector<Cache::Entry> Cache::entries() const
 {
     std::vector<Entry> out;
     for (const auto& [k, e] : entries_) {
-        Entry x{e.endpoint, e.name, {}};
-        for (const auto& [a, node] : e.mappings)
-            x.mappings.push_back(node.mapping);
+        Entry x{std::string(e.endpoint()), std::string(e.name()), {}};
+        x.mappings.reserve(e.slots.size());
+        for (const Slot& s : e.slots) {
+            Mapping m{s.address, s.lookup, s.expires, s.ttl, s.source, false, {}};
+            if (const Connection* c = s.source == Source::connection ? connection_of(e, s.address) : nullptr) {
+                m.used = c->used;
+                m.last_used = c->last_used;
+            }
+            x.mappings.push_back(m);
+        }
+        std::sort(x.mappings.begin(), x.mappings.end(),
+                  [](const Mapping& a, const Mapping& b) { return a.address < b.address; });
         out.push_back(std::move(x));
     }
     std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
@@ -481,8 +627,8 @@ std::vector<std::string> Cache::names_of(const Address& a, size_t max) const
 {
     std::set<std::string> names;
     for (const auto& [key, e] : entries_)
-        if (e.mappings.count(a)) {
-            names.insert(e.name);
+        if (e.find(a) != npos) {
+            names.insert(std::string(e.name()));
             if (names.size() >= max)
                 break;
         }

@@ -6,9 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -73,10 +73,14 @@ public:
     void learn(const std::string& endpoint, const std::vector<std::string>& names,
                const std::vector<Address>& addresses, uint32_t ttl, Time now, std::vector<ElementOp>& ops);
 
-    // A mapping as the state file or a pre-cache gives it back (expired
-    // lookups are dropped; connection ones wait for the flow counts).
-    void restore(const std::string& endpoint, const std::string& name, const Mapping& m, Time now,
-                 std::vector<ElementOp>& ops);
+    // Mappings of one name as the state file or a pre-cache gives them back
+    // (expired lookups are dropped; connection ones wait for the flow
+    // counts).
+    void restore(const std::string& endpoint, const std::string& name, const std::vector<Mapping>& mappings,
+                 Time now, std::vector<ElementOp>& ops);
+
+    // Room for this many more names and addresses, before a restore.
+    void reserve(size_t names, size_t addresses);
 
     // Flows of selected endpoints, from conntrack events, by conntrack id:
     // the same flow seen open (or closed) twice counts once.
@@ -110,7 +114,7 @@ public:
 
     size_t names() const noexcept { return entries_.size(); }
     size_t addresses() const noexcept { return deadlines_.size(); }
-    size_t connection_addresses() const noexcept { return connections_; }
+    size_t connection_addresses() const noexcept { return connections_.size(); }
     uint64_t gc_deletions() const noexcept { return gc_deletions_; }
     size_t live_flows() const noexcept { return flows_total_; }
     // The sets that hold `a`.
@@ -123,32 +127,53 @@ public:
     std::vector<std::string> names_of(const Address& a, size_t max = 8) const;
 
 private:
-    struct NameEntry;
-    using Deadlines = std::multimap<Time, std::pair<NameEntry*, Address>>;
-    struct MappingNode {
-        Mapping mapping;
-        Deadlines::iterator it{};
-        bool scheduled = false;
-        // Connection-sourced only: the next renewal of the kernel element,
-        // and since when no flow is alive.
-        Time refresh_at{};
-        std::optional<Time> idle_since;
+    // One address of a name: 48 bytes, in its name's vector. Always in the
+    // deadline heap, at `deadline`.
+    struct Slot {
+        Time lookup;
+        Time expires;
+        Address address;
+        Source source = Source::lookup;
+        uint32_t ttl = 0;
+        uint32_t deadline = 0;
     };
     struct NameEntry {
-        std::string endpoint;
+        const std::string* key = nullptr; // endpoint '\0' name: its key in entries_
         std::optional<Address> endpoint_address; // forwarded clients
-        std::string name;
         std::vector<FqdnMatcher::SelectorId> selectors;
-        std::map<Address, MappingNode> mappings;
+        std::vector<Slot> slots; // unordered; at most max-ip-per-hostname
+        std::string_view endpoint() const;
+        std::string_view name() const;
+        // The index of `a` in slots, or npos.
+        size_t find(const Address& a) const noexcept;
+    };
+    static constexpr size_t npos = static_cast<size_t>(-1);
+    // A binary min-heap of every slot's next deadline.
+    struct Deadline {
+        Time when;
+        NameEntry* entry;
+        uint32_t slot;
+    };
+    // What only a connection-sourced slot needs (at most
+    // max-deferred-connection-deletes of them).
+    struct Connection {
+        NameEntry* entry;
+        Time refresh_at; // the next renewal of the kernel element
+        Time last_used;
+        std::optional<Time> idle_since; // since when no flow is alive
+        bool used = false;              // a flow opened to it since it became connection
+    };
+    // Per selector and address: how many slots put it in the selector's set,
+    // and the latest timeout given to the kernel, in whole seconds since the
+    // epoch (the kernel gets timeouts rounded up to a second).
+    struct HoldKey {
+        Address address;
+        FqdnMatcher::SelectorId selector;
+        bool operator==(const HoldKey&) const = default;
     };
     struct Holding {
         uint32_t holders = 0;
-        Time kernel_expiry{}; // the latest timeout given to the kernel
-    };
-    struct HoldKey {
-        FqdnMatcher::SelectorId selector;
-        Address address;
-        bool operator==(const HoldKey&) const = default;
+        uint32_t kernel_expiry = 0;
     };
     struct HoldKeyHash {
         size_t operator()(const HoldKey& k) const noexcept;
@@ -161,15 +186,25 @@ private:
     };
 
     NameEntry& entry(const std::string& endpoint, const std::string& name);
-    void hold(const NameEntry& e, const Mapping& m, Time now, std::vector<ElementOp>& ops);
-    void renew(const NameEntry& e, const Mapping& m, Time until, Time now, std::vector<ElementOp>& ops);
-    void release(const NameEntry& e, const Mapping& m, Time now, std::vector<ElementOp>& ops);
-    void erase_mapping(NameEntry& e, std::map<Address, MappingNode>::iterator it, Time now,
-                       std::vector<ElementOp>& ops);
-    void set_deadline(NameEntry& e, MappingNode& node, Time when);
-    void schedule_connection(NameEntry& e, MappingNode& node);
+    void erase_entry(NameEntry& e);
+    void hold(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops);
+    void renew(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops);
+    void renew(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
+               std::vector<ElementOp>& ops);
+    void release(const NameEntry& e, const Address& a, Time now, std::vector<ElementOp>& ops);
+    // Adds a slot (and its deadline); the caller holds it.
+    uint32_t add_slot(NameEntry& e, const Slot& s, Time when);
+    void erase_slot(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops);
+    void reschedule(NameEntry& e, size_t index, Time when);
+    void sift_up(size_t pos);
+    void sift_down(size_t pos);
+    void placed(size_t pos);
+    Connection* connection_of(const NameEntry& e, const Address& a);
+    const Connection* connection_of(const NameEntry& e, const Address& a) const;
+    void drop_connection(const NameEntry& e, const Address& a);
+    void schedule_connection(NameEntry& e, size_t index, const Connection& c);
     bool flows_live(const NameEntry& e, const Address& dst) const;
-    void to_connection(NameEntry& e, MappingNode& node, Time now, std::vector<ElementOp>& ops);
+    void to_connection(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops);
     void enforce_connection_limit(Time now, std::vector<ElementOp>& ops);
     void touch_connections(const Address& dst, Time now);
 
@@ -178,16 +213,15 @@ private:
     std::vector<uint64_t> tags_; // [selector id]
     FqdnMatcher matcher_;
     std::unordered_map<std::string, NameEntry> entries_; // key: endpoint + '\0' + name
-    Deadlines deadlines_;
+    std::vector<Deadline> deadlines_;
     std::unordered_map<HoldKey, Holding, HoldKeyHash> holdings_;
     // Live flows: per destination, and per (source, destination).
     std::unordered_map<Address, uint32_t, AddressHash> flows_to_;
     std::unordered_map<std::pair<Address, Address>, uint32_t, PairHash> flows_;
     size_t flows_total_ = 0;
     std::unordered_map<uint32_t, std::pair<Address, Address>> flow_ids_;
-    // Connection-sourced mappings by destination, to find them on flow events.
-    std::unordered_multimap<Address, NameEntry*, AddressHash> connection_index_;
-    size_t connections_ = 0;
+    // Connection-sourced slots by destination, to find them on flow events.
+    std::unordered_multimap<Address, Connection, AddressHash> connections_;
     uint64_t gc_deletions_ = 0;
 };
 

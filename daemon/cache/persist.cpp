@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <csignal>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <sys/prctl.h>
 
 namespace fqdnd::cache {
@@ -69,60 +71,208 @@ std::optional<Time> parse_rfc3339(const std::string& s)
     return Time(std::chrono::milliseconds(static_cast<int64_t>(t) * 1000 + ms));
 }
 
+namespace {
+
+// Reads the array as a stream of events (no document in memory): one record
+// per object, checked as it ends. The first error found is kept and the
+// rest of the text is still read, so that broken JSON is reported as such
+// wherever it breaks.
+class Reader final : public nlohmann::json_sax<json> {
+public:
+    std::vector<Record> records;
+    std::string error;
+    bool root_is_array = false;
+
+    bool null() override { return scalar(); }
+    bool boolean(bool) override { return scalar(); }
+    bool number_integer(number_integer_t v) override
+    {
+        if (in(Role::entry) && key_ == Key::endpoint)
+            endpoint_ = std::to_string(v); // cilium's endpoint ids
+        return scalar();
+    }
+    bool number_unsigned(number_unsigned_t v) override
+    {
+        if (in(Role::entry) && key_ == Key::endpoint)
+            endpoint_ = std::to_string(v);
+        else if (in(Role::entry) && key_ == Key::ttl)
+            ttl_ = static_cast<uint32_t>(v);
+        return scalar();
+    }
+    bool number_float(number_float_t, const string_t&) override { return scalar(); }
+    bool binary(binary_t&) override { return scalar(); }
+    bool string(string_t& v) override
+    {
+        if (in(Role::entry)) {
+            switch (key_) {
+            case Key::fqdn: fqdn_ = std::move(v); break;
+            case Key::lookup: lookup_ = std::move(v); break;
+            case Key::expires: expires_ = std::move(v); break;
+            case Key::source: source_ = std::move(v); break;
+            case Key::endpoint: endpoint_ = std::move(v); break;
+            default: break;
+            }
+            return true;
+        }
+        if (in(Role::ips)) {
+            if (const auto a = Address::parse(v))
+                ips_.push_back(*a);
+            else
+                bad_ip_ = true;
+            return true;
+        }
+        return scalar();
+    }
+    bool key(string_t& k) override
+    {
+        if (in(Role::entry)) {
+            key_ = key_of(k);
+            forget(key_); // the last of duplicate keys counts, as in a document
+        }
+        return true;
+    }
+    bool start_object(std::size_t) override { return open(false); }
+    bool start_array(std::size_t) override { return open(true); }
+    bool end_object() override { return close(); }
+    bool end_array() override { return close(); }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+private:
+    enum class Role : uint8_t { root, entry, ips, other };
+    enum class Key : uint8_t { none, fqdn, lookup, expires, source, endpoint, ttl, ips };
+    static Key key_of(const std::string& k)
+    {
+        static constexpr std::pair<std::string_view, Key> keys[] = {
+            {"fqdn", Key::fqdn},         {"lookup-time", Key::lookup}, {"expiration-time", Key::expires},
+            {"source", Key::source},     {"endpoint", Key::endpoint},  {"ttl", Key::ttl},
+            {"ips", Key::ips}};
+        for (const auto& [text, key] : keys)
+            if (k == text)
+                return key;
+        return Key::none;
+    }
+    std::vector<Role> open_;
+    size_t index_ = 0; // of the current entry, from 1
+    Key key_ = Key::none;
+    std::optional<std::string> fqdn_, lookup_, expires_, source_;
+    std::string endpoint_;
+    uint32_t ttl_ = 0;
+    bool has_ips_ = false, bad_ip_ = false;
+    std::vector<Address> ips_;
+
+    bool in(Role r) const { return !open_.empty() && open_.back() == r; }
+
+    void fail(const std::string& what)
+    {
+        if (error.empty())
+            error = "entry " + std::to_string(index_) + ": " + what;
+    }
+
+    void forget(Key k)
+    {
+        switch (k) {
+        case Key::fqdn: fqdn_.reset(); break;
+        case Key::lookup: lookup_.reset(); break;
+        case Key::expires: expires_.reset(); break;
+        case Key::source: source_.reset(); break;
+        case Key::endpoint: endpoint_.clear(); break;
+        case Key::ttl: ttl_ = 0; break;
+        case Key::ips:
+            has_ips_ = bad_ip_ = false;
+            ips_.clear();
+            break;
+        case Key::none: break;
+        }
+    }
+
+    bool scalar()
+    {
+        if (in(Role::root)) {
+            ++index_;
+            fail("needs fqdn, ips and expiration-time");
+        } else if (in(Role::ips)) {
+            bad_ip_ = true;
+        }
+        return true;
+    }
+
+    bool open(bool array)
+    {
+        Role role = Role::other;
+        if (open_.empty()) {
+            root_is_array = array;
+            role = array ? Role::root : Role::other;
+        } else if (in(Role::root)) {
+            ++index_;
+            if (array) {
+                fail("needs fqdn, ips and expiration-time");
+            } else {
+                role = Role::entry;
+                key_ = Key::none;
+                for (Key k : {Key::fqdn, Key::lookup, Key::expires, Key::source, Key::endpoint, Key::ttl, Key::ips})
+                    forget(k);
+            }
+        } else if (in(Role::entry) && array && key_ == Key::ips) {
+            role = Role::ips;
+            has_ips_ = true;
+        } else if (in(Role::ips)) {
+            bad_ip_ = true;
+        }
+        open_.push_back(role);
+        return true;
+    }
+
+    bool close()
+    {
+        if (in(Role::entry))
+            finish();
+        open_.pop_back();
+        return true;
+    }
+
+    void finish()
+    {
+        if (!error.empty())
+            return; // the text is read to its end only to check it is JSON
+        if (!fqdn_ || !expires_ || !has_ips_)
+            return fail("needs fqdn, ips and expiration-time");
+        const auto exp_time = parse_rfc3339(*expires_);
+        const auto lookup_time = lookup_ ? parse_rfc3339(*lookup_) : exp_time;
+        if (!exp_time || !lookup_time)
+            return fail("times must be RFC 3339 in UTC, as 2026-04-19T16:21:57.997Z");
+        const std::string source = source_.value_or("lookup");
+        if (source != "lookup" && source != "connection")
+            return fail("source \"" + source + "\" is not lookup or connection");
+        if (bad_ip_)
+            return fail("ips holds something that is not an address");
+        Record r{std::move(endpoint_), std::move(*fqdn_), {}};
+        r.mappings.reserve(ips_.size());
+        for (const Address& a : ips_)
+            r.mappings.push_back(Mapping{a, *lookup_time, *exp_time, ttl_,
+                                         source == "connection" ? Source::connection : Source::lookup, false,
+                                         *lookup_time});
+        records.push_back(std::move(r));
+    }
+};
+
+} // namespace
+
 std::optional<std::vector<Record>> from_json(const std::string& text, std::string& error)
 {
-    json doc = json::parse(text, nullptr, false);
-    if (doc.is_discarded()) {
+    Reader reader;
+    if (!json::sax_parse(text, &reader)) {
         error = "not valid JSON";
         return std::nullopt;
     }
-    if (!doc.is_array()) {
+    if (!reader.root_is_array) {
         error = "not a JSON array of cache entries";
         return std::nullopt;
     }
-    std::vector<Record> out;
-    for (size_t i = 0; i < doc.size(); ++i) {
-        const json& o = doc[i];
-        const std::string where = "entry " + std::to_string(i + 1) + ": ";
-        auto str = [&](const char* key) -> std::optional<std::string> {
-            if (!o.is_object() || !o.contains(key) || !o[key].is_string())
-                return std::nullopt;
-            return o[key].get<std::string>();
-        };
-        const auto fqdn = str("fqdn"), lookup = str("lookup-time"), expires = str("expiration-time");
-        const auto source = str("source").value_or("lookup");
-        std::string endpoint = str("endpoint").value_or("");
-        if (o.is_object() && o.contains("endpoint") && o["endpoint"].is_number_integer())
-            endpoint = std::to_string(o["endpoint"].get<int64_t>()); // cilium's endpoint ids
-        if (!fqdn || !expires || !o.contains("ips") || !o["ips"].is_array()) {
-            error = where + "needs fqdn, ips and expiration-time";
-            return std::nullopt;
-        }
-        const auto exp_time = parse_rfc3339(*expires);
-        const auto lookup_time = lookup ? parse_rfc3339(*lookup) : exp_time;
-        if (!exp_time || !lookup_time) {
-            error = where + "times must be RFC 3339 in UTC, as 2026-04-19T16:21:57.997Z";
-            return std::nullopt;
-        }
-        if (source != "lookup" && source != "connection") {
-            error = where + "source \"" + source + "\" is not lookup or connection";
-            return std::nullopt;
-        }
-        uint32_t ttl = 0;
-        if (o.contains("ttl") && o["ttl"].is_number_unsigned())
-            ttl = o["ttl"].get<uint32_t>();
-        for (const json& ip : o["ips"]) {
-            const auto a = ip.is_string() ? Address::parse(ip.get<std::string>()) : std::nullopt;
-            if (!a) {
-                error = where + "ips holds something that is not an address";
-                return std::nullopt;
-            }
-            Mapping m{*a, *lookup_time, *exp_time, ttl,
-                      source == "connection" ? Source::connection : Source::lookup, false, *lookup_time};
-            out.push_back(Record{endpoint, *fqdn, m});
-        }
+    if (!reader.error.empty()) {
+        error = reader.error;
+        return std::nullopt;
     }
-    return out;
+    return std::move(reader.records);
 }
 
 int write_atomically(const std::filesystem::path& path, const std::string& text)

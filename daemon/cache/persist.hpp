@@ -14,15 +14,16 @@
 // and a pre-cache file are both in it.
 namespace fqdnd::cache {
 
+// One object of the array: a name's addresses that share source and times.
 struct Record {
     std::string endpoint;
     std::string name;
-    Mapping mapping;
+    std::vector<Mapping> mappings;
 };
 
 std::string to_json(const std::vector<Cache::Entry>& entries);
 
-// Every record, or nothing and `error` saying where the text is wrong.
+// Every object, or nothing and `error` saying where the text is wrong.
 std::optional<std::vector<Record>> from_json(const std::string& text, std::string& error);
 
 std::optional<Time> parse_rfc3339(const std::string& s);
