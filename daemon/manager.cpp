@@ -214,7 +214,7 @@ int Manager::run()
     sd_notify(0, "STOPPING=1");
     // Every packet queued to us gets its verdict before we let go of the
     // queues; from then on the kernel bypasses them (fail-open) or drops.
-    queues_.receive([this](const nfq::Packet& p) { on_packet(p); });
+    serve_queues(SIZE_MAX);
     queues_.close();
     save_state_now();
     // The table stays: enforcement goes on while fqdnd is down.
@@ -423,9 +423,52 @@ int Manager::open_queues()
 
 int Manager::on_queue(sd_event_source*, int, uint32_t, void* self)
 {
-    auto* m = static_cast<Manager*>(self);
-    m->queues_.receive([m](const nfq::Packet& p) { m->on_packet(p); });
+    static_cast<Manager*>(self)->serve_queues(round_packets);
     return 0;
+}
+
+void Manager::serve_queues(size_t max)
+{
+    // A round ends when the queue is empty, after `max` packets, or once
+    // its first answer has waited round_hold_budget for the rest.
+    const std::function<void(const nfq::Packet&)> handler = [this](const nfq::Packet& p) { on_packet(p); };
+    for (size_t n = 0; n < max; ++n) {
+        if (queues_.receive(handler, 1) == 0)
+            break;
+        if (!round_holds_.empty() && std::chrono::steady_clock::now() - round_holds_.front() > round_hold_budget)
+            break;
+    }
+    commit_round();
+}
+
+void Manager::commit_round()
+{
+    int64_t hold_us = 0;
+    if (!round_ops_.empty()) {
+        // One transaction for every answer of the round: under load most of
+        // an answer's cost is the transaction, not its elements.
+        cache::coalesce(round_ops_);
+        write_elements(round_ops_);
+        const auto done = std::chrono::steady_clock::now();
+        for (const auto& arrived : round_holds_) {
+            const auto us = std::chrono::duration_cast<std::chrono::microseconds>(done - arrived).count();
+            hold_us = std::max<int64_t>(hold_us, us);
+            size_t bucket = 0;
+            while (bucket + 1 < hold_us_.size() && (int64_t{1} << bucket) <= us)
+                ++bucket;
+            ++hold_us_[bucket];
+        }
+        arm_expiry();
+        mark_dirty();
+    }
+    for (const RoundVerdict& v : round_verdicts_)
+        queues_.verdict(v.queue, v.id, v.accept);
+    queues_.flush();
+    round_verdicts_.clear();
+    round_ops_.clear();
+    round_holds_.clear();
+    if (options_.log_dns || (bus_ && bus_->monitoring()))
+        report_events(static_cast<uint64_t>(hold_us));
 }
 
 void Manager::on_packet(const nfq::Packet& p)
@@ -445,26 +488,16 @@ void Manager::on_packet(const nfq::Packet& p)
     const bool watched = options_.log_dns || (bus_ && bus_->monitoring());
     engine_->record_events(watched);
     dns::Outcome out = engine_->handle(p.payload, meta);
-    int64_t hold_us = 0;
     // An answer is released only once its addresses are in the sets (or
-    // response-max-delay passed: then it goes anyway, and is counted).
+    // response-max-delay passed: then it goes anyway, and is counted): at
+    // the end of the round, with every packet read after it.
     if (!out.ops.empty()) {
-        const auto start = std::chrono::steady_clock::now();
-        write_elements(out.ops);
-        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
-        hold_us = us;
-        size_t bucket = 0;
-        while (bucket + 1 < hold_us_.size() && (int64_t{1} << bucket) <= us)
-            ++bucket;
-        ++hold_us_[bucket];
-        arm_expiry();
-        mark_dirty();
+        round_ops_.insert(round_ops_.end(), out.ops.begin(), out.ops.end());
+        round_holds_.push_back(std::chrono::steady_clock::now());
     }
     for (const auto& reply : out.replies)
         send_reply(reply);
-    queues_.verdict(p, out.accept);
-    if (watched)
-        report_events(static_cast<uint64_t>(hold_us));
+    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept});
 }
 
 std::string Manager::interface_name(uint32_t index)

@@ -102,6 +102,12 @@ private:
     int open_monitor();
     int open_queues();
     void on_packet(const nfq::Packet& p);
+    // Up to `max` queued packets, then commit_round().
+    void serve_queues(size_t max);
+    // The round's set updates as one batch, then the round's verdicts in
+    // the order the packets came: nothing is released before the sets
+    // hold what it taught.
+    void commit_round();
     // Writes element operations to the kernel; false when the batch failed
     // or outlived response-max-delay (the answer is released anyway).
     bool write_elements(const std::vector<cache::ElementOp>& ops);
@@ -164,6 +170,17 @@ private:
     // How long answers that changed the sets were held, in powers of two
     // of microseconds: bucket i counts holds under 2^i us.
     std::array<uint64_t, 24> hold_us_{};
+    // The packets read in one wakeup (a round) and what they wait for.
+    struct RoundVerdict {
+        uint16_t queue;
+        uint32_t id;
+        bool accept;
+    };
+    std::vector<RoundVerdict> round_verdicts_;
+    std::vector<cache::ElementOp> round_ops_;
+    std::vector<std::chrono::steady_clock::time_point> round_holds_; // arrival of answers with operations
+    static constexpr size_t round_packets = 64;
+    static constexpr std::chrono::microseconds round_hold_budget{200};
     std::unordered_map<uint32_t, std::string> interface_names_; // by ifindex, filled on first sight
     std::string interface_name(uint32_t index);
     nft::QueueMode queue_mode_ = nft::QueueMode::native;

@@ -67,6 +67,41 @@ size_t Cache::PairHash::operator()(const std::pair<Address, Address>& p) const n
     return hash_bytes(hash_bytes(1469598103934665603ULL, p.first), p.second);
 }
 
+void coalesce(std::vector<ElementOp>& ops)
+{
+    if (ops.size() < 2)
+        return;
+    struct Net {
+        size_t last;       // index of the last operation on the element
+        bool was_in = false; // in the set before the first
+    };
+    std::map<std::pair<uint64_t, Address>, Net> nets;
+    std::vector<std::pair<uint64_t, Address>> order;
+    for (size_t i = 0; i < ops.size(); ++i) {
+        const ElementOp& op = ops[i];
+        auto [it, first] = nets.try_emplace({op.tag, op.address}, Net{i});
+        if (first) {
+            // A remove is only ever sent for an element the set holds.
+            it->second.was_in = op.kind == ElementOp::Kind::remove || op.exists;
+            order.push_back(it->first);
+        }
+        it->second.last = i;
+    }
+    if (order.size() == ops.size())
+        return;
+    std::vector<ElementOp> out;
+    out.reserve(order.size());
+    for (const auto& key : order) {
+        const Net& n = nets.at(key);
+        ElementOp op = ops[n.last];
+        if (op.kind == ElementOp::Kind::remove && !n.was_in)
+            continue;
+        op.exists = n.was_in;
+        out.push_back(op);
+    }
+    ops = std::move(out);
+}
+
 std::string_view Cache::NameEntry::endpoint() const
 {
     return std::string_view(*key).substr(0, key->find('\0'));

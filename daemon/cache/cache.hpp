@@ -33,6 +33,11 @@ struct ElementOp {
     bool exists = false; // add: already in the set (a renewal)
 };
 
+// The operations of several answers as one batch: per element only the
+// net change, with `exists` saying whether it was in the set before the
+// first of them. An element added and removed again is left out.
+void coalesce(std::vector<ElementOp>& ops);
+
 enum class Source : uint8_t { lookup, connection };
 
 struct Mapping {

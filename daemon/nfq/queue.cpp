@@ -78,9 +78,10 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_ope
     return 0;
 }
 
-void Queues::receive(const std::function<void(const Packet&)>& handler) noexcept
+size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t max) noexcept
 {
-    while (true) {
+    size_t handled = 0;
+    while (handled < max) {
         const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), MSG_DONTWAIT);
         if (n < 0) {
             if (errno == ENOBUFS) {
@@ -89,8 +90,7 @@ void Queues::receive(const std::function<void(const Packet&)>& handler) noexcept
                 ++stats_.enobufs;
                 continue;
             }
-            flush();
-            return;
+            break;
         }
         int len = static_cast<int>(n);
         for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(nlh, len);
@@ -116,9 +116,11 @@ void Queues::receive(const std::function<void(const Packet&)>& handler) noexcept
             if (attr[NFQA_IFINDEX_INDEV])
                 p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
             ++stats_.packets;
+            ++handled;
             handler(p);
         }
     }
+    return handled;
 }
 
 void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch) noexcept
@@ -130,14 +132,14 @@ void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch) 
         ++stats_.verdict_errors;
 }
 
-void Queues::verdict(const Packet& p, bool accept) noexcept
+void Queues::verdict(uint16_t queue, uint32_t id, bool accept) noexcept
 {
-    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& x) { return x.queue == p.queue; });
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& x) { return x.queue == queue; });
     if (accept) {
         if (it == pending_.end())
-            pending_.push_back(Pending{p.queue, p.id, 1});
+            pending_.push_back(Pending{queue, id, 1});
         else {
-            it->last_id = p.id;
+            it->last_id = id;
             if (++it->count >= max_batch) {
                 send_verdict(it->queue, it->last_id, true, true);
                 pending_.erase(it);
@@ -150,7 +152,7 @@ void Queues::verdict(const Packet& p, bool accept) noexcept
         send_verdict(it->queue, it->last_id, true, true);
         pending_.erase(it);
     }
-    send_verdict(p.queue, p.id, false, false);
+    send_verdict(queue, id, false, false);
 }
 
 void Queues::flush() noexcept

@@ -2,6 +2,7 @@
 
 #include "nft/netlink.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -35,14 +36,15 @@ public:
     int open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_open) noexcept;
     int fd() const noexcept { return nl_.fd(); }
 
-    // Reads every packet waiting (without blocking) and hands each to
-    // `handler`, which must call verdict() for it before returning.
-    void receive(const std::function<void(const Packet&)>& handler) noexcept;
+    // Reads the packets waiting, at most `max`, without blocking, and hands
+    // each to `handler`; returns how many. The packet's bytes live until the
+    // next call. Its verdict may come later, but in the order packets came.
+    size_t receive(const std::function<void(const Packet&)>& handler, size_t max = SIZE_MAX) noexcept;
 
     // NF_ACCEPT or NF_DROP. Accepts are gathered and sent as one batch
     // verdict (every id up to the last) when a drop comes, after a few, or
-    // when no packet is waiting; by then every accepted packet's work is done.
-    void verdict(const Packet& p, bool accept) noexcept;
+    // at flush(); by then every accepted packet's work must be done.
+    void verdict(uint16_t queue, uint32_t id, bool accept) noexcept;
     void flush() noexcept;
 
     // Unbinds: the kernel then accepts (fail-open) or drops what it queues.

@@ -31,19 +31,35 @@ with open(f"{work}/one-name", "w") as q:
 PY
 background dns dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$WORK/hosts" \
     --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root --cache-size=0 --pid-file=
+DNSMASQ_PID=$LAST_PID
 sleep 1
+
+ticks() { # CPU time of a process (user + system), in clock ticks
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+softirq() { awk '/^cpu /{print $8}' /proc/stat; } # every CPU's, in ticks
+# Queries the server's socket had no room for (UDP RcvbufErrors, its namespace).
+overflows() { in_ns dns awk '/^Udp:/ { if (h) print $6; h = 1 }' /proc/net/snmp; }
+hz=$(getconf CLK_TCK)
 
 echo_config router 192.0.2.0/29
 
 perf() { # perf NAME QUERYFILE [EXTRA]: one dnsperf run
-    local out
+    local out f0 d0 s0 f1 d1 s1 o0 o1
+    f0=$(ticks "${FQDND_PID:-}"); d0=$(ticks "$DNSMASQ_PID"); s0=$(softirq); o0=$(overflows)
     out=$(in_ns client dnsperf -s 203.0.113.53 -d "$2" -l "$seconds" -c 4 -q 200 $3 2>&1)
+    f1=$(ticks "${FQDND_PID:-}"); d1=$(ticks "$DNSMASQ_PID"); s1=$(softirq); o1=$(overflows)
     local qps lat
     qps=$(sed -n 's/ *Queries per second: *\([0-9.]*\).*/\1/p' <<<"$out")
     lat=$(sed -n 's/ *Average Latency (s): *\([0-9.]*\).*/\1/p' <<<"$out")
     local lost
     lost=$(sed -n 's/ *Queries lost: *\([0-9]*\).*/\1/p' <<<"$out")
     printf '%-44s %10s qps   avg latency %8.3f ms   lost %s\n' "$1" "$qps" "$(echo "$lat * 1000" | bc -l)" "$lost"
+    # Where the two cores went: share of one core over the run.
+    printf '     CPU: fqdnd %.0f%%, dnsmasq %.0f%%, softirq (all CPUs) %.0f%%; queries the server had no room for: %s\n' \
+        "$(echo "($f1 - $f0) * 100 / $hz / $seconds" | bc -l)" "$(echo "($d1 - $d0) * 100 / $hz / $seconds" | bc -l)" \
+        "$(echo "($s1 - $s0) * 100 / $hz / $seconds" | bc -l)" "$((o1 - o0))"
     eval "QPS_$4=$qps"
 }
 

@@ -126,3 +126,26 @@ TEST_CASE("the cache prints like cilium fqdn cache list")
     CHECK(table == "Endpoint    Source   FQDN              TTL   ExpirationTime             IPs\n"
                    "192.0.2.2   lookup   echo.k8s.intra.   60    2026-04-19T00:01:00.000Z   203.0.113.2,203.0.113.3\n");
 }
+
+TEST_CASE("the operations of a round of answers become one net change per element")
+{
+    using K = ElementOp::Kind;
+    const Address a = ip("203.0.113.2"), b = ip("203.0.113.3"), c = ip("203.0.113.4"), d = ip("203.0.113.5");
+    std::vector<ElementOp> ops{
+        {K::add, 1, Family::ipv4, a, 30s, false},   // new, then renewed: one add, not there before
+        {K::remove, 1, Family::ipv4, b, {}, true},  // removed, then learned again: an add over it
+        {K::add, 1, Family::ipv4, a, 60s, true},
+        {K::add, 1, Family::ipv4, b, 45s, false},
+        {K::add, 1, Family::ipv4, c, 30s, false},   // added and evicted in the round: nothing
+        {K::remove, 1, Family::ipv4, c, {}, true},
+        {K::add, 2, Family::ipv4, a, 30s, false},   // another selector's element: its own
+        {K::add, 1, Family::ipv4, d, 30s, true},    // renewed, then removed: a remove
+        {K::remove, 1, Family::ipv4, d, {}, true},
+    };
+    coalesce(ops);
+    REQUIRE(ops.size() == 4);
+    CHECK((ops[0].kind == K::add && ops[0].tag == 1 && ops[0].address == a && ops[0].timeout == 60s && !ops[0].exists));
+    CHECK((ops[1].kind == K::add && ops[1].address == b && ops[1].timeout == 45s && ops[1].exists));
+    CHECK((ops[2].kind == K::add && ops[2].tag == 2 && ops[2].address == a));
+    CHECK((ops[3].kind == K::remove && ops[3].address == d));
+}
