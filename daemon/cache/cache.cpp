@@ -144,6 +144,21 @@ void Cache::placed(size_t pos)
     d.entry->slots[d.slot].deadline = static_cast<uint32_t>(pos);
 }
 
+void Cache::move_deadline(size_t from, size_t to)
+{
+    deadlines_[to] = deadlines_[from];
+    placed(to);
+}
+
+// Up or down, whichever restores the heap at `pos` after its time changed.
+void Cache::resift(size_t pos)
+{
+    if (pos > 0 && deadlines_[pos].when < deadlines_[(pos - 1) / 2].when)
+        sift_up(pos);
+    else
+        sift_down(pos);
+}
+
 void Cache::sift_up(size_t pos)
 {
     const Deadline d = deadlines_[pos];
@@ -151,8 +166,7 @@ void Cache::sift_up(size_t pos)
         const size_t parent = (pos - 1) / 2;
         if (!(d.when < deadlines_[parent].when))
             break;
-        deadlines_[pos] = deadlines_[parent];
-        placed(pos);
+        move_deadline(parent, pos);
         pos = parent;
     }
     deadlines_[pos] = d;
@@ -171,8 +185,7 @@ void Cache::sift_down(size_t pos)
             ++child;
         if (!(deadlines_[child].when < d.when))
             break;
-        deadlines_[pos] = deadlines_[child];
-        placed(pos);
+        move_deadline(child, pos);
         pos = child;
     }
     deadlines_[pos] = d;
@@ -182,12 +195,8 @@ void Cache::sift_down(size_t pos)
 void Cache::reschedule(NameEntry& e, size_t index, Time when)
 {
     const size_t pos = e.slots[index].deadline;
-    const Time before = deadlines_[pos].when;
     deadlines_[pos].when = when;
-    if (when < before)
-        sift_up(pos);
-    else
-        sift_down(pos);
+    resift(pos);
 }
 
 uint32_t Cache::add_slot(NameEntry& e, const Slot& s, Time when)
@@ -209,13 +218,9 @@ void Cache::erase_slot(NameEntry& e, size_t index, Time now, std::vector<Element
     const size_t pos = s.deadline;
     const size_t last = deadlines_.size() - 1;
     if (pos != last) {
-        deadlines_[pos] = deadlines_[last];
+        move_deadline(last, pos);
         deadlines_.pop_back();
-        placed(pos);
-        if (pos > 0 && deadlines_[pos].when < deadlines_[(pos - 1) / 2].when)
-            sift_up(pos);
-        else
-            sift_down(pos);
+        resift(pos);
     } else {
         deadlines_.pop_back();
     }

@@ -201,6 +201,8 @@ private:
     uint32_t add_slot(NameEntry& e, const Slot& s, Time when);
     void erase_slot(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops);
     void reschedule(NameEntry& e, size_t index, Time when);
+    void move_deadline(size_t from, size_t to);
+    void resift(size_t pos);
     void sift_up(size_t pos);
     void sift_down(size_t pos);
     void placed(size_t pos);
