@@ -868,13 +868,7 @@ void Manager::load_cache_file(const std::filesystem::path& path, const char* wha
     }
     const auto t = now();
     const size_t before = cache_.addresses();
-    size_t mappings = 0;
-    for (const auto& r : *records)
-        mappings += r.mappings.size();
-    cache_.reserve(records->size(), mappings);
-    ops.reserve(ops.size() + mappings);
-    for (const auto& r : *records)
-        cache_.restore(r.endpoint, r.name, r.mappings, t, ops);
+    cache::restore_all(cache_, *records, t, ops);
     log::info(std::string("loaded ") + std::to_string(cache_.addresses() - before) + " addresses from the " + what
               + " " + path.string() + " (" + std::to_string(records->size()) + " records)");
 }

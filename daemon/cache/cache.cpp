@@ -76,28 +76,24 @@ void coalesce(std::vector<ElementOp>& ops)
         bool was_in = false; // in the set before the first
     };
     std::map<std::pair<uint64_t, Address>, Net> nets;
-    std::vector<std::pair<uint64_t, Address>> order;
     for (size_t i = 0; i < ops.size(); ++i) {
         const ElementOp& op = ops[i];
         auto [it, first] = nets.try_emplace({op.tag, op.address}, Net{i});
-        if (first) {
-            // A remove is only ever sent for an element the set holds.
+        if (first) // a remove is only ever sent for an element the set holds
             it->second.was_in = op.kind == ElementOp::Kind::remove || op.exists;
-            order.push_back(it->first);
-        }
         it->second.last = i;
     }
-    if (order.size() == ops.size())
+    if (nets.size() == ops.size())
         return;
+    // Each element's last operation, in the order they came.
     std::vector<ElementOp> out;
-    out.reserve(order.size());
-    for (const auto& key : order) {
-        const Net& n = nets.at(key);
-        ElementOp op = ops[n.last];
-        if (op.kind == ElementOp::Kind::remove && !n.was_in)
+    out.reserve(nets.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+        const Net& n = nets.at({ops[i].tag, ops[i].address});
+        if (n.last != i || (ops[i].kind == ElementOp::Kind::remove && !n.was_in))
             continue;
-        op.exists = n.was_in;
-        out.push_back(op);
+        out.push_back(ops[i]);
+        out.back().exists = n.was_in;
     }
     ops = std::move(out);
 }
@@ -399,14 +395,14 @@ void Cache::learn(const std::string& endpoint, const std::vector<std::string>& n
         if (!name)
             continue; // no selector can match it; not worth remembering
         NameEntry& e = entry(endpoint, *name);
-        // Grown to fit exactly: most names keep the addresses they have.
-        size_t fresh = 0;
-        for (const Address& a : addresses)
-            fresh += e.find(a) == npos;
-        e.slots.reserve(e.slots.size() + fresh);
-        for (const Address& a : addresses) {
+        for (size_t k = 0; k < addresses.size(); ++k) {
+            const Address& a = addresses[k];
             const size_t i = e.find(a);
             if (i == npos) {
+                // Grown for the rest of this answer at most, not doubled:
+                // most names keep the addresses they have.
+                if (e.slots.size() == e.slots.capacity())
+                    e.slots.reserve(e.slots.size() + addresses.size() - k);
                 add_slot(e, Slot{now, expires, a, Source::lookup, ttl, 0}, expires);
                 hold(e, a, expires, now, ops);
                 continue;

@@ -275,6 +275,17 @@ std::optional<std::vector<Record>> from_json(const std::string& text, std::strin
     return std::move(reader.records);
 }
 
+void restore_all(Cache& cache, const std::vector<Record>& records, Time now, std::vector<ElementOp>& ops)
+{
+    size_t mappings = 0;
+    for (const Record& r : records)
+        mappings += r.mappings.size();
+    cache.reserve(records.size(), mappings);
+    ops.reserve(ops.size() + mappings);
+    for (const Record& r : records)
+        cache.restore(r.endpoint, r.name, r.mappings, now, ops);
+}
+
 int write_atomically(const std::filesystem::path& path, const std::string& text)
 {
     // Named by the writer, so that two writers (a state writer fqdnd forked

@@ -26,6 +26,9 @@ std::string to_json(const std::vector<Cache::Entry>& entries);
 // Every object, or nothing and `error` saying where the text is wrong.
 std::optional<std::vector<Record>> from_json(const std::string& text, std::string& error);
 
+// Restores every record into `cache`, room made first.
+void restore_all(Cache& cache, const std::vector<Record>& records, Time now, std::vector<ElementOp>& ops);
+
 std::optional<Time> parse_rfc3339(const std::string& s);
 
 // Writes `text` to `path` atomically: a temporary file beside it (`path`

@@ -106,13 +106,7 @@ int main(int argc, char** argv)
         const auto records = from_json(json, error);
         const double parse_s = seconds_since(t);
         ops.clear();
-        size_t mappings = 0;
-        for (const auto& r : *records)
-            mappings += r.mappings.size();
-        restored.reserve(records->size(), mappings);
-        ops.reserve(mappings);
-        for (const auto& r : *records)
-            restored.restore(r.endpoint, r.name, r.mappings, now, ops);
+        restore_all(restored, *records, now, ops);
         std::printf("restore: %.2f s (%.2f s parsing, %.2f s into the cache), %zu element operations\n",
                     seconds_since(t), parse_s, seconds_since(t) - parse_s, ops.size());
     }

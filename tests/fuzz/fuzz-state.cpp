@@ -17,8 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     std::vector<fqdnd::cache::ElementOp> ops;
     const fqdnd::cache::Time now{std::chrono::milliseconds(1'800'000'000'000)};
     cache.set_selectors({*fqdnd::FqdnSelector::parse_pattern("*", nullptr)}, now, ops);
-    for (const auto& r : *records)
-        cache.restore(r.endpoint, r.name, r.mappings, now, ops);
+    fqdnd::cache::restore_all(cache, *records, now, ops);
     cache.flows_reset({}, now);
     cache.expire(now + std::chrono::hours(24), ops);
     (void)fqdnd::cache::to_json(cache.entries());

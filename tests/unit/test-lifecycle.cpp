@@ -211,8 +211,7 @@ TEST_CASE("the state round-trips through JSON; restore drops expired lookups and
 
     Fixture g;
     g.now = f.now;
-    for (const auto& r : *records)
-        g.cache.restore(r.endpoint, r.name, r.mappings, g.now, g.ops);
+    restore_all(g.cache, *records, g.now, g.ops);
     CHECK(g.cache.entries().size() == 2);
     CHECK(g.source_of("echo.k8s.intra.", "203.0.113.2") == Source::connection);
     // No flow came back in the dump: after the grace period it goes.
@@ -222,8 +221,7 @@ TEST_CASE("the state round-trips through JSON; restore drops expired lookups and
 
     Fixture h;
     h.now = f.now + 10s; // the lookup expired while fqdnd was down
-    for (const auto& r : *records)
-        h.cache.restore(r.endpoint, r.name, r.mappings, h.now, h.ops);
+    restore_all(h.cache, *records, h.now, h.ops);
     CHECK_FALSE(h.source_of("web.k8s.intra.", "203.0.113.3"));
 }
 
@@ -349,8 +347,7 @@ TEST_CASE("through random answers, flows and time, the sets hold what the cache 
     REQUIRE_MESSAGE(records, error);
     Fixture g(Limits{std::chrono::seconds(1), 3, std::chrono::seconds(2), 4});
     g.cache.set_selectors(selectors, f.now, g.ops);
-    for (const auto& r : *records)
-        g.cache.restore(r.endpoint, r.name, r.mappings, f.now, g.ops);
+    restore_all(g.cache, *records, f.now, g.ops);
     auto flat = [](const std::vector<Cache::Entry>& entries) {
         std::set<std::tuple<std::string, std::string, Address, Source, Time, Time, uint32_t>> out;
         for (const auto& e : entries)
