@@ -52,26 +52,29 @@ int status(bool json)
         return 1;
     const char *version, *table, *mode;
     uint32_t policies;
-    uint64_t names, addresses, connections, flows, selectors;
-    if (sd_bus_message_read(reply.get(), "sssuttttt", &version, &table, &mode, &policies, &names, &addresses,
-                            &connections, &flows, &selectors) < 0)
+    uint64_t names, addresses, connections, flows, selectors, queue_full, queue_undelivered;
+    if (sd_bus_message_read(reply.get(), "sssuttttttt", &version, &table, &mode, &policies, &names, &addresses,
+                            &connections, &flows, &selectors, &queue_full, &queue_undelivered) < 0)
         return 1;
     if (json) {
         std::cout << nlohmann::json{{"version", version}, {"table", table}, {"queue-mode", mode},
                                     {"policies", policies}, {"fqdn-selectors", selectors}, {"names", names},
                                     {"addresses", addresses}, {"connection-addresses", connections},
-                                    {"live-flows", flows}}
+                                    {"live-flows", flows}, {"queue-dropped-full", queue_full},
+                                    {"queue-dropped-undelivered", queue_undelivered}}
                          .dump(2)
                   << '\n';
         return 0;
     }
     std::printf("       Version: %s\n         Table: inet %s\n       NFQUEUE: %s\n      Policies: %u\n"
                 "FQDN selectors: %lu\n         Names: %lu\n     Addresses: %lu (%lu connection-sourced)\n"
-                "    Live flows: %lu\n",
+                "    Live flows: %lu\n"
+                " Queue dropped: %lu full, %lu undelivered (by the kernel; none passes uninspected)\n",
                 version, table, std::string(mode) == "native" ? "native nft queue" : "xtables NFQUEUE target (nft compat)",
                 policies, static_cast<unsigned long>(selectors), static_cast<unsigned long>(names),
                 static_cast<unsigned long>(addresses), static_cast<unsigned long>(connections),
-                static_cast<unsigned long>(flows));
+                static_cast<unsigned long>(flows), static_cast<unsigned long>(queue_full),
+                static_cast<unsigned long>(queue_undelivered));
     return 0;
 }
 

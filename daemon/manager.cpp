@@ -387,7 +387,7 @@ cache::Time Manager::now()
 int Manager::open_queues()
 {
     const auto& s = config_->settings;
-    if (int r = queues_.open(static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), 4096, s.fail_open);
+    if (int r = queues_.open(static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), 4096);
         r < 0) {
         log::error("cannot bind NFQUEUE " + std::to_string(s.queue) + ": " + errno_text(r));
         return r;
@@ -662,6 +662,7 @@ void Manager::expire()
 
 Manager::Status Manager::status() const
 {
+    const KernelQueueStats kq = kernel_queue_stats();
     return Status{config_->settings.table,
                   std::string(nft::to_string(queue_mode_)),
                   static_cast<uint32_t>(config_->policies.size()),
@@ -669,7 +670,9 @@ Manager::Status Manager::status() const
                   cache_.addresses(),
                   cache_.connection_addresses(),
                   cache_.live_flows(),
-                  config_->fqdn_selectors().size()};
+                  config_->fqdn_selectors().size(),
+                  kq.queue_dropped,
+                  kq.user_dropped};
 }
 
 std::vector<Manager::SelectorView> Manager::selectors() const
@@ -758,9 +761,8 @@ std::optional<Manager::Explanation> Manager::explain(const std::string& what) co
 Manager::KernelQueueStats Manager::kernel_queue_stats() const
 {
     // The kernel's own counts of our queues, per network namespace: packets
-    // it dropped because a queue was full (fail-open off; with fail-open on
-    // it lets them through uninspected and counts nothing) or because it
-    // could not hand them to our socket.
+    // it dropped because a queue was full or because it could not hand them
+    // to our socket. fqdnd never asks it to let them through instead.
     KernelQueueStats k;
     std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
     const auto first = static_cast<uint64_t>(config_->settings.queue);

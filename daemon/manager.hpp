@@ -61,6 +61,8 @@ public:
         std::string table, queue_mode;
         uint32_t policies;
         uint64_t names, addresses, connection_addresses, live_flows, selectors;
+        // What the kernel dropped from our queues: full, or not deliverable.
+        uint64_t queue_dropped, queue_user_dropped;
     };
     Status status() const;
     std::vector<cache::Cache::Entry> cache_entries() const { return cache_.entries(); }

@@ -93,9 +93,9 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
     const Manager::Status s = manager_of(userdata).status();
-    return sd_bus_reply_method_return(m, "sssuttttt", FQDND_VERSION, s.table.c_str(), s.queue_mode.c_str(),
+    return sd_bus_reply_method_return(m, "sssuttttttt", FQDND_VERSION, s.table.c_str(), s.queue_mode.c_str(),
                                       s.policies, s.names, s.addresses, s.connection_addresses, s.live_flows,
-                                      s.selectors);
+                                      s.selectors, s.queue_dropped, s.queue_user_dropped);
 }
 
 int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
@@ -317,11 +317,12 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(source) SD_BUS_PARAM(destination) SD_BUS_PARAM(protocol)
                                      SD_BUS_PARAM(port) SD_BUS_PARAM(interface) SD_BUS_PARAM(names),
                              0),
-    SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttt",
+    SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttttt",
                              SD_BUS_PARAM(version) SD_BUS_PARAM(table) SD_BUS_PARAM(queue_mode)
                                  SD_BUS_PARAM(policies) SD_BUS_PARAM(names) SD_BUS_PARAM(addresses)
                                      SD_BUS_PARAM(connection_addresses) SD_BUS_PARAM(live_flows)
-                                         SD_BUS_PARAM(selectors),
+                                         SD_BUS_PARAM(selectors) SD_BUS_PARAM(queue_dropped)
+                                             SD_BUS_PARAM(queue_user_dropped),
                              method_status, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ListCache", "sss", SD_BUS_PARAM(pattern) SD_BUS_PARAM(endpoint) SD_BUS_PARAM(source),
                              "a(sssuttas)", SD_BUS_PARAM(entries), method_list_cache, SD_BUS_VTABLE_UNPRIVILEGED),

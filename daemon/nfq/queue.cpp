@@ -36,7 +36,7 @@ int send_config(nft::Netlink& nl, uint16_t queue, const std::function<void(nlmsg
 
 } // namespace
 
-int Queues::open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_open) noexcept
+int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
 {
     if (int r = nl_.open(); r < 0)
         return r;
@@ -48,9 +48,11 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_ope
     buf_.resize(copy_range + 4096);
     first_ = first;
     count_ = count;
+    // Never NFQA_CFG_F_FAIL_OPEN: with it the kernel accepts what a full
+    // queue cannot take, so a flood of queries would pass ungated while
+    // fqdnd runs. A full queue drops (counted in queue_dropped); fail-open
+    // is the rules' bypass flag, for when no fqdnd listens at all.
     uint32_t flags = NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID | NFQA_CFG_F_CONNTRACK;
-    if (fail_open)
-        flags |= NFQA_CFG_F_FAIL_OPEN;
     for (uint16_t q = first; q < first + count; ++q) {
         int r = send_config(nl_, q, [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
         if (r < 0)
@@ -59,7 +61,7 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_ope
             nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, copy_range);
             nfq_nlmsg_cfg_put_qmaxlen(nlh, max_len);
             mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags));
+            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags | NFQA_CFG_F_FAIL_OPEN));
         };
         r = send_config(nl_, q, configure);
         if (r == -EOPNOTSUPP && (flags & NFQA_CFG_F_CONNTRACK)) {
@@ -85,8 +87,8 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
         const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), MSG_DONTWAIT);
         if (n < 0) {
             if (errno == ENOBUFS) {
-                // Packets were queued that we will never see: with
-                // fail-open off they are dropped by the kernel. Count, go on.
+                // Packets were queued that we will never see: the kernel
+                // dropped them (queue_user_dropped). Count, go on.
                 ++stats_.enobufs;
                 continue;
             }

@@ -31,9 +31,9 @@ struct QueueStats {
 
 class Queues {
 public:
-    // Binds queues [first, first + count). `fail_open`: when a queue is full
-    // the kernel accepts instead of dropping.
-    int open(uint16_t first, uint16_t count, uint32_t max_len, bool fail_open) noexcept;
+    // Binds queues [first, first + count). A full queue drops: nothing
+    // passes ungated while fqdnd listens.
+    int open(uint16_t first, uint16_t count, uint32_t max_len) noexcept;
     int fd() const noexcept { return nl_.fd(); }
 
     // Reads the packets waiting, at most `max`, without blocking, and hands

@@ -22,7 +22,7 @@ int main(int argc, char** argv)
     const auto count = static_cast<uint16_t>(std::stoul(argv[2]));
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(std::stoul(argv[3]));
     fqdnd::nfq::Queues queues;
-    if (int r = queues.open(first, count, 4096, true); r < 0) {
+    if (int r = queues.open(first, count, 4096); r < 0) {
         std::fprintf(stderr, "queue-accept: cannot bind queues %u+%u: error %d\n", first, count, -r);
         return 1;
     }
