@@ -178,4 +178,14 @@ std::string_view to_string(Protocol p) noexcept
     return "?";
 }
 
+std::string_view to_string(ReversePath r) noexcept
+{
+    switch (r) {
+    case ReversePath::strict: return "strict";
+    case ReversePath::loose: return "loose";
+    case ReversePath::off: return "off";
+    }
+    return "?";
+}
+
 } // namespace fqdnd::config

@@ -19,9 +19,14 @@ namespace fqdnd::config {
 
 enum class RejectCode : uint8_t { refused, name_error };
 enum class Protocol : uint8_t { tcp, udp, any };
+// The reverse-path check on traffic entering the host: strict (the route
+// back to the source goes out the interface the packet came in on), loose
+// (some route back exists), or off.
+enum class ReversePath : uint8_t { strict, loose, off };
 
 std::string_view to_string(RejectCode c) noexcept;
 std::string_view to_string(Protocol p) noexcept;
+std::string_view to_string(ReversePath r) noexcept;
 
 // [daemon] and [fqdn] of fqdnd.toml; see settings.cpp for the keys.
 struct Settings {
@@ -29,6 +34,7 @@ struct Settings {
     int64_t queue = 0;
     int64_t queues = 0;
     bool fail_open = false;
+    ReversePath reverse_path_filter = ReversePath::strict;
     int64_t log_group = 0;
     int64_t log_rate = 0;   // dropped packets logged per second; 0: none
     std::string policy_directory; // absolute once loaded

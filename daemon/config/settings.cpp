@@ -22,6 +22,9 @@ constexpr SettingKey keys[] = {
     {"daemon", "fail-open", T::boolean, "true",
      "DNS still flows while fqdnd is not running (the kernel bypasses the queue); allowed addresses stay in the sets.",
      &S::fail_open},
+    {"daemon", "reverse-path-filter", T::reverse_path, R"("strict")",
+     "Drops packets entering this host (forwarded or local) whose source address does not route back: \"strict\" through the interface they came in on, \"loose\" through any, \"off\" not checked. Spoofed sources and answers forged from behind the host are dropped this way; relax it only for asymmetric routing. Loopback, DHCP requests and IPv6 neighbour discovery are exempt; with no policy, nothing is checked.",
+     &S::reverse_path_filter},
     {"daemon", "policy-directory", T::path, R"("policy.d")",
      "Directory of policy files (*.toml); a relative path is taken from the directory of fqdnd.toml, so the default is /etc/fqdnd/policy.d.",
      &S::policy_directory},
@@ -168,6 +171,18 @@ bool apply(const SettingKey& key, const toml::node& node, TomlReader& reader,
         }
         return true;
     }
+    case T::reverse_path: {
+        auto v = reader.string(node, label);
+        if (!v)
+            return false;
+        for (ReversePath r : {ReversePath::strict, ReversePath::loose, ReversePath::off})
+            if (*v == to_string(r)) {
+                out.*std::get<ReversePath S::*>(key.field) = r;
+                return true;
+            }
+        reader.error(node, label + ": \"" + *v + "\" is not one of \"strict\", \"loose\", \"off\"");
+        return false;
+    }
     }
     return false;
 }
@@ -190,6 +205,7 @@ std::string_view type_name(SettingKey::Type type) noexcept
     case T::duration: return "duration";
     case T::seconds: return "seconds";
     case T::reject_code: return "string";
+    case T::reverse_path: return "string";
     }
     return "?";
 }

@@ -13,9 +13,9 @@ namespace fqdnd::config {
 // One key of fqdnd.toml, declared once: the parser, the defaults, the
 // commented example in conf/ and the man page all come from this table.
 struct SettingKey {
-    enum class Type : uint8_t { name, path, optional_path, boolean, integer, duration, seconds, reject_code };
+    enum class Type : uint8_t { name, path, optional_path, boolean, integer, duration, seconds, reject_code, reverse_path };
     using Field = std::variant<std::string Settings::*, bool Settings::*, int64_t Settings::*,
-                               Duration Settings::*, RejectCode Settings::*>;
+                               Duration Settings::*, RejectCode Settings::*, ReversePath Settings::*>;
 
     std::string_view section;
     std::string_view name;

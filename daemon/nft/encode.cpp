@@ -511,6 +511,34 @@ private:
         verdict(NFT_JUMP, &x.chain);
         return 0;
     }
+    int put(const Notrack&, std::string*)
+    {
+        add("notrack");
+        return 0;
+    }
+    int put(const NoRouteBack& x, std::string*)
+    {
+        // What nft emits for `fib saddr . mark [. iif] oif missing`: the
+        // result is whether a route back exists, compared with 0.
+        nftnl_expr* e = add("fib");
+        uint32_t flags = NFTA_FIB_F_SADDR | NFTA_FIB_F_MARK | NFTA_FIB_F_PRESENT;
+        if (x.strict)
+            flags |= NFTA_FIB_F_IIF;
+        nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, flags);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_OIF);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+        const uint32_t zero = 0;
+        cmp(NFT_CMP_EQ, &zero, 4);
+        return 0;
+    }
+    int put(const Icmpv6Type& x, std::string*)
+    {
+        nfproto(Family::ipv6);
+        l4protos({L4::icmpv6});
+        payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+        cmp(NFT_CMP_EQ, &x.type, 1);
+        return 0;
+    }
 
     Batch& batch_;
     const std::string& table_;

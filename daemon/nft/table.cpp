@@ -57,6 +57,7 @@ uint32_t hook_number(Hook h)
     case Hook::forward: return NF_INET_FORWARD;
     case Hook::output: return NF_INET_LOCAL_OUT;
     case Hook::input: return NF_INET_LOCAL_IN;
+    case Hook::prerouting: return NF_INET_PRE_ROUTING;
     }
     return NF_INET_FORWARD;
 }
@@ -71,7 +72,8 @@ void add_table(Batch& b, const std::string& table)
     b.commit(nlh);
 }
 
-void add_chain(Batch& b, const std::string& table, const std::string& name, const std::optional<Hook>& hook)
+void add_chain(Batch& b, const std::string& table, const std::string& name, const std::optional<Hook>& hook,
+               int priority)
 {
     ChainPtr c(nftnl_chain_alloc());
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table.c_str());
@@ -79,7 +81,7 @@ void add_chain(Batch& b, const std::string& table, const std::string& name, cons
     nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FAMILY, NFPROTO_INET);
     if (hook) {
         nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_HOOKNUM, hook_number(*hook));
-        nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, chain_priority);
+        nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, priority);
         nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TYPE, "filter");
         nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
     }
@@ -316,7 +318,7 @@ bool Table::matches(const Ruleset& rs)
     for (const Chain& c : rs.chains) {
         auto have = std::find_if(e.chains.begin(), e.chains.end(), [&](const auto& x) { return x.name == c.name; });
         if (have == e.chains.end() || have->base != c.hook.has_value()
-            || (have->base && (have->hook != hook_number(*c.hook) || have->priority != chain_priority)))
+            || (have->base && (have->hook != hook_number(*c.hook) || have->priority != c.priority)))
             return false;
     }
     for (const AddressSet& s : rs.sets)
@@ -369,7 +371,7 @@ int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
             auto want = std::find_if(rs.chains.begin(), rs.chains.end(),
                                      [&](const Chain& w) { return w.name == c.name; });
             const bool same = want != rs.chains.end() && want->hook.has_value() == c.base
-                && (!c.base || (hook_number(*want->hook) == c.hook && c.priority == chain_priority));
+                && (!c.base || (hook_number(*want->hook) == c.hook && c.priority == want->priority));
             if (!same)
                 delete_chain(b, rs.table, c.name);
         }
@@ -398,9 +400,9 @@ int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
         auto have = std::find_if(existing.chains.begin(), existing.chains.end(),
                                  [&](const auto& e) { return e.name == c.name; });
         const bool keep = have != existing.chains.end() && have->base == c.hook.has_value()
-            && (!have->base || (have->hook == hook_number(*c.hook) && have->priority == chain_priority));
+            && (!have->base || (have->hook == hook_number(*c.hook) && have->priority == c.priority));
         if (!keep)
-            add_chain(b, rs.table, c.name, c.hook);
+            add_chain(b, rs.table, c.name, c.hook, c.priority);
     }
     for (const Chain& c : rs.chains) {
         for (const Rule& rule : c.rules) {
@@ -572,7 +574,7 @@ int Table::probe_queue(const std::string& table, QueueMode& mode, std::string* p
         Batch b(nl_);
         add_table(b, table);
         const std::string chain = "probe_queue";
-        add_chain(b, table, chain, std::nullopt);
+        add_chain(b, table, chain, std::nullopt, chain_priority);
         uint32_t set_id = 1;
         Rule rule{{Queue{0, 1, true}}, ""};
         encode_rule(b, table, chain, rule, m, set_id, nullptr);

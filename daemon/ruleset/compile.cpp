@@ -243,6 +243,31 @@ Ruleset compile(const config::Config& config)
     }
     for (const Policy& p : config.policies)
         add_policy_chains(p, queue, rs);
+
+    // The answers and resets fqdnd sends in a server's name are untracked:
+    // tracked, conntrack would take a refusal as the reply of a new flow
+    // whose other direction is the client's, and the client's next query
+    // from that port would ride it as established, unqueued.
+    rs.chains.push_back(Chain{"notrack_replies", Hook::output,
+                              {Rule{{MetaMarkHas{packet_mark_reply}, Notrack{}},
+                                    "answers fqdnd sends itself leave no conntrack state"}},
+                              notrack_priority});
+
+    // Selected clients could otherwise spoof a source no policy selects, or
+    // bounce an answer forged in the server's name off this host.
+    if (s.reverse_path_filter != config::ReversePath::off && !config.policies.empty()) {
+        const bool strict = s.reverse_path_filter == config::ReversePath::strict;
+        Chain rp{"reverse_path", Hook::prerouting, {}, rpfilter_priority};
+        rp.rules.push_back(Rule{{InterfaceName{"lo"}, Accept{}}, "loopback"});
+        rp.rules.push_back(Rule{{AddrInList{true, Family::ipv4, {Cidr{Address{}, 32}}}, L4Ports{{L4::udp}, {67}}, Accept{}},
+                                "DHCP requests come from 0.0.0.0"});
+        for (uint8_t type : {uint8_t{134}, uint8_t{135}})
+            rp.rules.push_back(Rule{{Icmpv6Type{type}, Accept{}}, "IPv6 router adverts and neighbour solicitations"});
+        rp.rules.push_back(Rule{{NoRouteBack{strict}, Counter{}, Drop{}},
+                                strict ? "no route back to the source through the interface it came in on"
+                                       : "no route back to the source"});
+        rs.chains.push_back(std::move(rp));
+    }
     return rs;
 }
 

@@ -30,9 +30,14 @@ inline constexpr uint32_t packet_mark_reply = 0x00200000;
 // uses +10), so fqdnd decides first; a packet it accepts still crosses
 // their chains, which may drop it.
 inline constexpr int chain_priority = -10;
+// The reverse-path check runs before conntrack (-200), so a spoofed packet
+// leaves no state; as firewalld's rpfilter, at raw + 10.
+inline constexpr int rpfilter_priority = -290;
+// fqdnd's own replies are untracked before conntrack sees them (raw).
+inline constexpr int notrack_priority = -300;
 
-enum class Hook : uint8_t { forward, output, input };
-enum class L4 : uint8_t { tcp = 6, udp = 17, sctp = 132 };
+enum class Hook : uint8_t { forward, output, input, prerouting };
+enum class L4 : uint8_t { tcp = 6, udp = 17, icmpv6 = 58, sctp = 132 };
 
 // One match or statement of a rule, in the order the kernel evaluates them.
 struct NfProto { Family family; };                       // meta nfproto ipv4
@@ -58,10 +63,15 @@ struct Queue { uint16_t first; uint16_t count; bool bypass; };
 struct Accept {};
 struct Drop {};
 struct Jump { std::string chain; };
+struct Notrack {};
+// fib saddr . mark [. iif] oif missing: no route back to the source (through
+// the interface it came in on, when `strict`).
+struct NoRouteBack { bool strict; };
+struct Icmpv6Type { uint8_t type; };                       // icmpv6 type N (and meta l4proto icmpv6)
 
 using Expr = std::variant<NfProto, AddrInSet, AddrInList, L4Ports, L4Protos, InterfaceName, SocketUid, SocketGid,
                           SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, MetaMarkHas, Counter, Log, LimitRef,
-                          Queue, Accept, Drop, Jump>;
+                          Queue, Accept, Drop, Jump, Notrack, NoRouteBack, Icmpv6Type>;
 
 struct Rule {
     std::vector<Expr> exprs;
@@ -72,6 +82,7 @@ struct Chain {
     std::string name;
     std::optional<Hook> hook; // base chain when set
     std::vector<Rule> rules;
+    int priority = chain_priority; // a base chain's
 };
 
 // A named set of addresses with per-element timeouts. fqdnd's FQDN sets

@@ -1,0 +1,95 @@
+#!/bin/bash
+# A hostile pod behind node1 (CAP_NET_RAW, as containers get by default)
+# tries what issue #14 found open: asking a refused name again from the same
+# source port, spoofing a source no policy selects, and bouncing an answer
+# forged in the DNS server's name off its router. The kernel's own rp_filter
+# is off on node1, so what stops them is fqdnd's table.
+. "$(dirname "$0")/lib.sh"
+SPOOF="$TESTS_DIR/spoof.py"
+
+seed_topology
+printf '203.0.113.2 echo.k8s.intra\n2001:db8:4::2 echo.k8s.intra\n' > "$WORK/hosts"
+# slow.k8s.intra is forwarded to a server that never answers (a sink on
+# 203.0.113.6): only a forged answer can come back.
+background svc python3 "$SPOOF" sink 203.0.113.6 53 "$WORK/blackhole"
+dns_server "$WORK/hosts" --server=/slow.k8s.intra/203.0.113.6 || exit 1
+background svc python3 "$SPOOF" sink 203.0.113.4 9999 "$WORK/sink4"
+background svc python3 "$SPOOF" sink 2001:db8:4::3 9999 "$WORK/sink6"
+echo_config node1 192.0.2.0/29
+sed -i 's|^sources = .*|sources = ["192.0.2.0/29", "2001:db8:1::/64"]|; s|^dns = .*|dns = [{ match-pattern = "*.k8s.intra" }]|; s|^to-dns-servers = .*|to-dns-servers = ["203.0.113.53", "2001:db8:4::53"]|' \
+    "$WORK/node1/policy.d/echo.toml"
+in_ns node1 sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+for i in $(in_ns node1 ls /proc/sys/net/ipv4/conf); do in_ns node1 sysctl -qw "net.ipv4.conf.$i.rp_filter=0"; done
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+
+asked() { grep -q "$1" "$WORK/dnsmasq.log"; }
+all_refused() { # SERVER NAME: three asks from one port, every one REFUSED
+    local got
+    got=$(in_ns p1a python3 "$SPOOF" ask-again "$1" "$2" 3 | sort -u)
+    echo "answers: $got"
+    [ "$got" = REFUSED ]
+}
+
+echo "-- a refused query, asked again from the same source port"
+check "IPv4: refused three times from one port" all_refused 203.0.113.53 again4.example
+check_not "and the server never saw it" asked again4.example
+check "IPv6: refused three times from one port" all_refused 2001:db8:4::53 again6.example
+check_not "and the server never saw it" asked again6.example
+untracked=$(in_ns node1 conntrack -L 2>/dev/null | grep -c 'src=203.0.113.53 dst=192.0.2.2 sport=53')
+check "fqdnd's refusals left no conntrack entry in the server's name" test "${untracked:-0}" = 0
+check "control: an allowed name is still answered" test "$(resolve p1a echo.k8s.intra)" = 203.0.113.2
+
+echo "-- sources no policy selects, spoofed by the pod"
+in_ns p1a ip addr add 203.0.113.77/32 dev v-node1
+in_ns p1a ip addr add 192.0.2.10/32 dev v-node1
+in_ns p1a ip addr add 2001:db8:4::77/128 dev v-node1 nodad
+in_ns node1 python3 "$SPOOF" send-from 198.51.100.1 203.0.113.4 9999
+in_ns node1 python3 "$SPOOF" send-from 2001:db8:2::1 2001:db8:4::3 9999
+in_ns p1a python3 "$SPOOF" send-from 203.0.113.77 203.0.113.4 9999
+in_ns p1a python3 "$SPOOF" send-from 192.0.2.10 203.0.113.4 9999
+in_ns p1a python3 "$SPOOF" send-from 2001:db8:4::77 2001:db8:4::3 9999
+sleep 0.5
+check "control: the sinks receive what node1 itself sends" \
+    bash -c "grep -q 198.51.100.1 '$WORK/sink4' && grep -q 2001:db8:2::1 '$WORK/sink6'"
+check_not "a source beyond the router (203.0.113.77), spoofed from the pod, is dropped" grep -q 203.0.113.77 "$WORK/sink4"
+check_not "another node's pod address (192.0.2.10), spoofed, is dropped" grep -q 192.0.2.10 "$WORK/sink4"
+check_not "IPv6: a source beyond the router (2001:db8:4::77), spoofed, is dropped" grep -q 2001:db8:4::77 "$WORK/sink6"
+in_ns p1a ip addr del 203.0.113.77/32 dev v-node1
+in_ns p1a ip addr del 192.0.2.10/32 dev v-node1
+in_ns p1a ip addr del 2001:db8:4::77/128 dev v-node1
+
+echo "-- an answer forged in the server's name, bounced off the router"
+router_mac=$(in_ns node1 cat /sys/class/net/br0/address)
+forged4=$(in_ns p1a python3 "$SPOOF" forge v-node1 "$router_mac" 203.0.113.53 192.0.2.2 slow.k8s.intra 203.0.113.7)
+echo "     answers the pod got (IPv4): $forged4"
+check "the query went to the server (which never answers)" asked slow.k8s.intra
+check "IPv4: the forged answer never came back to the pod" test "$forged4" = none
+check_not "fqdnd did not learn the forged address" bash -c "ip netns exec '$(ns node1)' nft list set inet fqdnd fqdn4 | grep -q 203.0.113.7"
+check_not "and the pod cannot reach it" connects p1a 203.0.113.7 80
+forged6=$(in_ns p1a python3 "$SPOOF" forge v-node1 "$router_mac" 2001:db8:4::53 2001:db8:1::2 slow6.slow.k8s.intra 2001:db8:4::3)
+echo "     answers the pod got (IPv6): $forged6"
+check "IPv6: the forged answer never came back to the pod" test "$forged6" = none
+check_not "fqdnd did not learn the forged IPv6 address" bash -c "ip netns exec '$(ns node1)' nft list set inet fqdnd fqdn6 | grep -q 2001:db8:4::3"
+check_not "and the pod cannot reach it" connects p1a 2001:db8:4::3 80
+
+dropped=$(in_ns node1 nft -j list chain inet fqdnd reverse_path | python3 -c '
+import json, sys
+print(sum(e["counter"]["packets"] for o in json.load(sys.stdin)["nftables"] if "rule" in o
+          for e in o["rule"]["expr"] if "counter" in e))')
+check "the reverse-path rule counted them" test "${dropped:-0}" -gt 0
+check "control: the pod still resolves and reaches an allowed name (IPv4)" test "$(resolve p1a echo.k8s.intra)" = 203.0.113.2
+check "and connects" connects p1a 203.0.113.2 80
+check "control: IPv6 too" test "$(resolve p1a echo.k8s.intra AAAA)" = 2001:db8:4::2
+check "and connects" connects p1a 2001:db8:4::2 80
+
+echo "-- reverse-path-filter = \"off\" lets the spoofed source through (what the setting relaxes)"
+stop_fqdnd
+sed -i 's|^\[daemon\]|[daemon]\nreverse-path-filter = "off"|' "$WORK/node1/fqdnd.toml"
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+check_not "no reverse_path chain" in_ns node1 nft list chain inet fqdnd reverse_path
+in_ns p1a ip addr add 203.0.113.77/32 dev v-node1
+in_ns p1a python3 "$SPOOF" send-from 203.0.113.77 203.0.113.4 9999
+sleep 0.5
+check "the spoofed source reaches the sink" grep -q 203.0.113.77 "$WORK/sink4"
+
+finish
