@@ -259,10 +259,18 @@ Ruleset compile(const config::Config& config)
         const bool strict = s.reverse_path_filter == config::ReversePath::strict;
         Chain rp{"reverse_path", Hook::prerouting, {}, rpfilter_priority};
         rp.rules.push_back(Rule{{InterfaceName{"lo"}, Accept{}}, "loopback"});
-        rp.rules.push_back(Rule{{AddrInList{true, Family::ipv4, {Cidr{Address{}, 32}}}, L4Ports{{L4::udp}, {67}}, Accept{}},
+        // Exempt only what cannot leave the link: a broadcast DHCP request
+        // from 0.0.0.0, and neighbour discovery to link-scope multicast
+        // (duplicate address detection comes from ::).
+        const Address broadcast = *Address::parse("255.255.255.255");
+        rp.rules.push_back(Rule{{AddrInList{true, Family::ipv4, {Cidr{Address{}, 32}}},
+                                 AddrInList{false, Family::ipv4, {Cidr{broadcast, 32}}}, L4Ports{{L4::udp}, {67}},
+                                 Accept{}},
                                 "DHCP requests come from 0.0.0.0"});
+        const Cidr link_multicast{*Address::parse("ff02::"), 16};
         for (uint8_t type : {uint8_t{134}, uint8_t{135}})
-            rp.rules.push_back(Rule{{Icmpv6Type{type}, Accept{}}, "IPv6 router adverts and neighbour solicitations"});
+            rp.rules.push_back(Rule{{AddrInList{false, Family::ipv6, {link_multicast}}, Icmpv6Type{type}, Accept{}},
+                                    "IPv6 router adverts and neighbour solicitations to link-scope multicast"});
         rp.rules.push_back(Rule{{NoRouteBack{strict}, Counter{}, Drop{}},
                                 strict ? "no route back to the source through the interface it came in on"
                                        : "no route back to the source"});

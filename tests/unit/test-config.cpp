@@ -138,6 +138,8 @@ TEST_CASE("errors carry file:line:column")
         "/etc/fqdnd/fqdnd.toml:2:22: response-max-delay: \"100 ms\" is not a duration"));
     CHECK(only_error(load("[fqdn]\nreject-response-code = \"nxdomain\"\n"))
           == "/etc/fqdnd/fqdnd.toml:2:24: reject-response-code: \"nxdomain\" is not one of \"refused\", \"name-error\"");
+    CHECK(only_error(load("[daemon]\nreverse-path-filter = \"yes\"\n"))
+          == "/etc/fqdnd/fqdnd.toml:2:23: reverse-path-filter: \"yes\" is not one of \"strict\", \"loose\", \"off\"");
     CHECK(only_error(load("[fqdn]\nmin-ttl = -1\n")).starts_with("/etc/fqdnd/fqdnd.toml:2:11: min-ttl: -1 is out of range"));
     CHECK(only_error(load("[daemon]\ntable = \"a b\"\n")).starts_with("/etc/fqdnd/fqdnd.toml:2:9: table:"));
     CHECK(only_error(load("[daemon]\nqueue = 65535\nqueues = 2\n")).starts_with("/etc/fqdnd/fqdnd.toml:3:10: queues:"));

@@ -246,3 +246,44 @@ TEST_CASE("local = true selects every local process; fail-open off drops DNS wit
     CHECK(q.count == 2);
     CHECK_FALSE(q.bypass);
 }
+
+TEST_CASE("the reverse-path chain drops sources that do not route back, strict unless relaxed")
+{
+    const Ruleset strict = compile_text(two_policies);
+    const Chain& rp = chain(strict, "reverse_path");
+    REQUIRE(rp.hook == Hook::prerouting);
+    CHECK(rp.priority < -200); // before conntrack: a spoofed packet leaves no state
+    const Rule& last = rp.rules.back();
+    REQUIRE(has<NoRouteBack>(last));
+    CHECK(std::get<NoRouteBack>(last.exprs[0]).strict);
+    CHECK(has<Drop>(last));
+    // Every rule before the drop is a narrow exemption that accepts.
+    for (size_t i = 0; i + 1 < rp.rules.size(); ++i)
+        CHECK(has<Accept>(rp.rules[i]));
+
+    const Ruleset loose = compile_text(two_policies, "[daemon]\nlog-rate = 0\nreverse-path-filter = \"loose\"\n");
+    CHECK_FALSE(std::get<NoRouteBack>(chain(loose, "reverse_path").rules.back().exprs[0]).strict);
+
+    const Ruleset off = compile_text(two_policies, "[daemon]\nlog-rate = 0\nreverse-path-filter = \"off\"\n");
+    for (const Chain& c : off.chains)
+        CHECK(c.name != "reverse_path");
+}
+
+TEST_CASE("with no policy there is no reverse-path check: nothing is selected")
+{
+    const Ruleset rs = compile_text("");
+    for (const Chain& c : rs.chains)
+        CHECK(c.name != "reverse_path");
+}
+
+TEST_CASE("fqdnd's own replies are untracked before conntrack sees them")
+{
+    const Ruleset rs = compile_text(two_policies);
+    const Chain& c = chain(rs, "notrack_replies");
+    REQUIRE(c.hook == Hook::output);
+    CHECK(c.priority < -200);
+    REQUIRE(c.rules.size() == 1);
+    CHECK(has<MetaMarkHas>(c.rules[0]));
+    CHECK(std::get<MetaMarkHas>(c.rules[0].exprs[0]).bits == packet_mark_reply);
+    CHECK(has<Notrack>(c.rules[0]));
+}
