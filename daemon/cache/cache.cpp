@@ -562,8 +562,8 @@ void Cache::restore(const std::string& endpoint, const std::string& raw_name, co
         schedule_connection(e, index, c);
         hold(e, m.address, now + connection_margin, now, ops);
     }
-    NameEntry* const restored[] = {&e};
-    enforce_bounds(now, ops, restored);
+    // Not kept like an answer: what is restored is ordered by expiry alone.
+    enforce_bounds(now, ops);
 }
 
 void Cache::touch_connections(const Address& dst, Time now)
