@@ -48,8 +48,12 @@ constexpr uint64_t restore_delay_usec = 200'000;
 
 cache::Limits limits_of(const config::Settings& s)
 {
-    return cache::Limits{s.min_ttl, static_cast<size_t>(s.max_ip_per_hostname), s.idle_connection_grace_period,
-                         static_cast<size_t>(s.max_deferred_connection_deletes)};
+    return cache::Limits{s.min_ttl,
+                         static_cast<size_t>(s.max_ip_per_hostname),
+                         s.idle_connection_grace_period,
+                         static_cast<size_t>(s.max_deferred_connection_deletes),
+                         static_cast<size_t>(s.max_names),
+                         static_cast<size_t>(s.max_addresses)};
 }
 
 std::string errno_text(int r)
@@ -787,6 +791,7 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_connection_addresses", "", static_cast<double>(cache_.connection_addresses())},
         {"fqdnd_live_flows", "", static_cast<double>(cache_.live_flows())},
         {"fqdnd_gc_deletions_total", "", static_cast<double>(cache_.gc_deletions())},
+        {"fqdnd_cache_evictions_total", "", static_cast<double>(cache_.evictions())},
         {"fqdnd_dns_queries_total", "verdict=\"allowed\"", static_cast<double>(st.queries_allowed)},
         {"fqdnd_dns_queries_total", "verdict=\"refused\"", static_cast<double>(st.queries_refused)},
         {"fqdnd_dns_queries_total", "verdict=\"malformed\"", static_cast<double>(st.queries_malformed)},

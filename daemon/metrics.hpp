@@ -20,6 +20,8 @@ inline constexpr Info table[] = {
     {"fqdnd_connection_addresses", "gauge", "Addresses kept only by live connections (source connection)."},
     {"fqdnd_live_flows", "gauge", "Live flows to addresses that FQDN rules allowed, from conntrack."},
     {"fqdnd_gc_deletions_total", "counter", "Addresses removed from the cache: expired, idle or over a limit."},
+    {"fqdnd_cache_evictions_total", "counter",
+     "Lookup addresses evicted early because the cache was over max-names or max-addresses (removed, or kept as connection while flows live)."},
     {"fqdnd_dns_queries_total", "counter", "DNS queries seen, by verdict (allowed, refused, malformed)."},
     {"fqdnd_dns_answers_total", "counter",
      "DNS answers seen, by result (learned, inspected without addresses, unmatched, wrong-question, malformed)."},

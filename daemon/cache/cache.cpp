@@ -8,6 +8,7 @@
 #include <unordered_set>
 #include <utility>
 #include <map>
+#include <queue>
 
 namespace fqdnd::cache {
 
@@ -133,74 +134,115 @@ void Cache::erase_entry(NameEntry& e)
     entries_.erase(entries_.find(*e.key));
 }
 
-// The deadline heap. Every move of an element tells its slot where it is.
-void Cache::placed(size_t pos)
+// The deadline heaps. Every move of an element tells its slot where it is.
+void Cache::placed(std::vector<Deadline>& heap, size_t pos)
 {
-    const Deadline& d = deadlines_[pos];
+    const Deadline& d = heap[pos];
     d.entry->slots[d.slot].deadline = static_cast<uint32_t>(pos);
 }
 
-void Cache::move_deadline(size_t from, size_t to)
+void Cache::move_deadline(std::vector<Deadline>& heap, size_t from, size_t to)
 {
-    deadlines_[to] = deadlines_[from];
-    placed(to);
+    heap[to] = heap[from];
+    placed(heap, to);
 }
 
 // Up or down, whichever restores the heap at `pos` after its time changed.
-void Cache::resift(size_t pos)
+void Cache::resift(std::vector<Deadline>& heap, size_t pos)
 {
-    if (pos > 0 && deadlines_[pos].when < deadlines_[(pos - 1) / 2].when)
-        sift_up(pos);
+    if (pos > 0 && heap[pos].when < heap[(pos - 1) / 2].when)
+        sift_up(heap, pos);
     else
-        sift_down(pos);
+        sift_down(heap, pos);
 }
 
-void Cache::sift_up(size_t pos)
+void Cache::sift_up(std::vector<Deadline>& heap, size_t pos)
 {
-    const Deadline d = deadlines_[pos];
+    const Deadline d = heap[pos];
     while (pos > 0) {
         const size_t parent = (pos - 1) / 2;
-        if (!(d.when < deadlines_[parent].when))
+        if (!(d.when < heap[parent].when))
             break;
-        move_deadline(parent, pos);
+        move_deadline(heap, parent, pos);
         pos = parent;
     }
-    deadlines_[pos] = d;
-    placed(pos);
+    heap[pos] = d;
+    placed(heap, pos);
 }
 
-void Cache::sift_down(size_t pos)
+void Cache::sift_down(std::vector<Deadline>& heap, size_t pos)
 {
-    const Deadline d = deadlines_[pos];
-    const size_t n = deadlines_.size();
+    const Deadline d = heap[pos];
+    const size_t n = heap.size();
     for (;;) {
         size_t child = 2 * pos + 1;
         if (child >= n)
             break;
-        if (child + 1 < n && deadlines_[child + 1].when < deadlines_[child].when)
+        if (child + 1 < n && heap[child + 1].when < heap[child].when)
             ++child;
-        if (!(deadlines_[child].when < d.when))
+        if (!(heap[child].when < d.when))
             break;
-        move_deadline(child, pos);
+        move_deadline(heap, child, pos);
         pos = child;
     }
-    deadlines_[pos] = d;
-    placed(pos);
+    heap[pos] = d;
+    placed(heap, pos);
+}
+
+std::vector<Cache::Deadline>& Cache::heap_of(const Slot& s) noexcept
+{
+    return s.source == Source::lookup ? lookups_ : connection_deadlines_;
 }
 
 void Cache::reschedule(NameEntry& e, size_t index, Time when)
 {
+    std::vector<Deadline>& heap = heap_of(e.slots[index]);
     const size_t pos = e.slots[index].deadline;
-    deadlines_[pos].when = when;
-    resift(pos);
+    heap[pos].when = when;
+    resift(heap, pos);
+}
+
+void Cache::schedule(NameEntry& e, size_t index, Time when)
+{
+    std::vector<Deadline>& heap = heap_of(e.slots[index]);
+    heap.push_back(Deadline{when, &e, static_cast<uint32_t>(index)});
+    sift_up(heap, heap.size() - 1);
+    if (e.slots[index].source == Source::lookup && e.lookups++ == 0)
+        ++lookup_names_;
+}
+
+void Cache::set_source(NameEntry& e, size_t index, Source source, Time when)
+{
+    unschedule(e, index);
+    e.slots[index].source = source;
+    schedule(e, index, when);
+}
+
+void Cache::unschedule(NameEntry& e, size_t index)
+{
+    std::vector<Deadline>& heap = heap_of(e.slots[index]);
+    if (e.slots[index].source == Source::lookup && --e.lookups == 0)
+        --lookup_names_;
+    // The last element takes its place.
+    const size_t pos = e.slots[index].deadline;
+    const size_t last = heap.size() - 1;
+    if (pos != last) {
+        move_deadline(heap, last, pos);
+        heap.pop_back();
+        resift(heap, pos);
+    } else {
+        heap.pop_back();
+    }
+    // A drained cache gives its heap back.
+    if (heap.capacity() > 4096 && heap.size() < heap.capacity() / 4)
+        heap.shrink_to_fit();
 }
 
 uint32_t Cache::add_slot(NameEntry& e, const Slot& s, Time when)
 {
     const auto index = static_cast<uint32_t>(e.slots.size());
     e.slots.push_back(s);
-    deadlines_.push_back(Deadline{when, &e, index});
-    sift_up(deadlines_.size() - 1);
+    schedule(e, index, when);
     return index;
 }
 
@@ -210,25 +252,13 @@ void Cache::erase_slot(NameEntry& e, size_t index, Time now, std::vector<Element
     release(e, s.address, now, ops);
     if (s.source == Source::connection)
         drop_connection(e, s.address);
-    // Out of the heap: the last element takes its place.
-    const size_t pos = s.deadline;
-    const size_t last = deadlines_.size() - 1;
-    if (pos != last) {
-        move_deadline(last, pos);
-        deadlines_.pop_back();
-        resift(pos);
-    } else {
-        deadlines_.pop_back();
-    }
+    unschedule(e, index);
     // Out of the name: its last slot takes its place.
     if (index + 1 != e.slots.size()) {
         e.slots[index] = e.slots.back();
-        deadlines_[e.slots[index].deadline].slot = static_cast<uint32_t>(index);
+        heap_of(e.slots[index])[e.slots[index].deadline].slot = static_cast<uint32_t>(index);
     }
     e.slots.pop_back();
-    // A drained cache gives its heap back.
-    if (deadlines_.capacity() > 4096 && deadlines_.size() < deadlines_.capacity() / 4)
-        deadlines_.shrink_to_fit();
 }
 
 void Cache::renew(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
@@ -320,10 +350,10 @@ bool Cache::flows_live(const NameEntry& e, const Address& dst) const
 
 void Cache::to_connection(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops)
 {
-    Slot& s = e.slots[index];
-    s.source = Source::connection;
-    renew(e, s.address, now + connection_margin, now, ops);
-    const Connection& c = connections_.emplace(s.address, Connection{&e, now + half_margin, now, std::nullopt, false})->second;
+    set_source(e, index, Source::connection, now);
+    const Address a = e.slots[index].address;
+    renew(e, a, now + connection_margin, now, ops);
+    const Connection& c = connections_.emplace(a, Connection{&e, now + half_margin, now, std::nullopt, false})->second;
     schedule_connection(e, index, c);
 }
 
@@ -345,8 +375,72 @@ void Cache::enforce_connection_limit(Time now, std::vector<ElementOp>& ops)
     }
 }
 
+void Cache::evict(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops)
+{
+    ++evictions_;
+    if (flows_live(e, e.slots[index].address)) {
+        to_connection(e, index, now, ops);
+        return;
+    }
+    erase_slot(e, index, now, ops);
+    ++gc_deletions_;
+}
+
+size_t Cache::eviction_victim(std::span<NameEntry* const> keep) const
+{
+    if (lookups_.empty())
+        return npos;
+    auto kept = [&](size_t pos) { return std::find(keep.begin(), keep.end(), lookups_[pos].entry) != keep.end(); };
+    if (!kept(0))
+        return 0;
+    // Best first from the top, descending only below kept ones: the walk is
+    // as long as the kept names' addresses, not the heap.
+    auto later = [this](size_t a, size_t b) { return lookups_[b].when < lookups_[a].when; };
+    std::priority_queue<size_t, std::vector<size_t>, decltype(later)> frontier(later);
+    frontier.push(0);
+    while (!frontier.empty()) {
+        const size_t pos = frontier.top();
+        frontier.pop();
+        if (!kept(pos))
+            return pos;
+        for (size_t child = 2 * pos + 1; child <= 2 * pos + 2 && child < lookups_.size(); ++child)
+            frontier.push(child);
+    }
+    return npos;
+}
+
+void Cache::enforce_bounds(Time now, std::vector<ElementOp>& ops, std::span<NameEntry* const> keep)
+{
+    bool evicted = false;
+    for (;;) {
+        const bool names_over = lookup_names_ > limits_.max_names;
+        if (!names_over && lookups_.size() <= limits_.max_addresses)
+            break;
+        const size_t pos = eviction_victim(keep);
+        if (pos == npos)
+            break; // the answer alone is over the bound: it stays, until the next one
+        NameEntry& e = *lookups_[pos].entry;
+        if (names_over) {
+            // The whole name goes: each of its lookups (the last slot takes an
+            // erased one's place, so walk backwards).
+            for (size_t i = e.slots.size(); i-- > 0;)
+                if (e.slots[i].source == Source::lookup)
+                    evict(e, i, now, ops);
+        } else {
+            evict(e, lookups_[pos].slot, now, ops);
+        }
+        if (e.slots.empty())
+            erase_entry(e);
+        evicted = true;
+    }
+    // Evicted lookups with live flows are connection-sourced now.
+    if (evicted)
+        enforce_connection_limit(now, ops);
+}
+
 void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, std::vector<ElementOp>& ops)
 {
+    enforce_bounds(now, ops); // bounds a reload lowered
     if (selectors == selectors_ && !tags_.empty())
         return;
     // Selectors that stay keep their elements (the sets stay): remember
@@ -390,11 +484,14 @@ void Cache::learn(const std::string& endpoint, const std::vector<std::string>& n
         return;
     const Time expires = now + std::max(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::seconds(ttl)),
                                         std::chrono::duration_cast<std::chrono::milliseconds>(limits_.min_ttl));
+    std::vector<NameEntry*> taught;
+    taught.reserve(names.size());
     for (const std::string& raw : names) {
         const auto name = normalize_name(raw);
         if (!name)
             continue; // no selector can match it; not worth remembering
         NameEntry& e = entry(endpoint, *name);
+        taught.push_back(&e);
         for (size_t k = 0; k < addresses.size(); ++k) {
             const Address& a = addresses[k];
             const size_t i = e.find(a);
@@ -409,11 +506,11 @@ void Cache::learn(const std::string& endpoint, const std::vector<std::string>& n
             }
             // A new answer renews; a connection-sourced address is a lookup
             // again.
-            Slot& s = e.slots[i];
-            if (s.source == Source::connection) {
+            if (e.slots[i].source == Source::connection) {
                 drop_connection(e, a);
-                s.source = Source::lookup;
+                set_source(e, i, Source::lookup, now);
             }
+            Slot& s = e.slots[i];
             s.lookup = now;
             s.expires = std::max(s.expires, expires);
             s.ttl = ttl;
@@ -427,12 +524,13 @@ void Cache::learn(const std::string& endpoint, const std::vector<std::string>& n
             erase_slot(e, static_cast<size_t>(first - e.slots.begin()), now, ops);
         }
     }
+    enforce_bounds(now, ops, taught);
 }
 
 void Cache::reserve(size_t names, size_t addresses)
 {
     entries_.reserve(entries_.size() + names);
-    deadlines_.reserve(deadlines_.size() + addresses);
+    lookups_.reserve(lookups_.size() + addresses);
     holdings_.reserve(holdings_.size() + addresses);
 }
 
@@ -464,6 +562,8 @@ void Cache::restore(const std::string& endpoint, const std::string& raw_name, co
         schedule_connection(e, index, c);
         hold(e, m.address, now + connection_margin, now, ops);
     }
+    // Not kept like an answer: what is restored is ordered by expiry alone.
+    enforce_bounds(now, ops);
 }
 
 void Cache::touch_connections(const Address& dst, Time now)
@@ -550,9 +650,15 @@ void Cache::resync(Time now, std::vector<ElementOp>& ops) const
 
 void Cache::expire(Time now, std::vector<ElementOp>& ops)
 {
-    while (!deadlines_.empty() && deadlines_.front().when <= now) {
-        NameEntry& e = *deadlines_.front().entry;
-        const size_t index = deadlines_.front().slot;
+    for (;;) {
+        // The earlier of the two heaps' tops, if it is due.
+        const std::vector<Deadline>* heap = &lookups_;
+        if (heap->empty() || (!connection_deadlines_.empty() && connection_deadlines_.front().when < heap->front().when))
+            heap = &connection_deadlines_;
+        if (heap->empty() || heap->front().when > now)
+            break;
+        NameEntry& e = *heap->front().entry;
+        const size_t index = heap->front().slot;
         const Address address = e.slots[index].address;
         bool remove = false;
         if (e.slots[index].source == Source::lookup) {
@@ -585,14 +691,19 @@ void Cache::expire(Time now, std::vector<ElementOp>& ops)
         if (e.slots.empty())
             erase_entry(e);
     }
+    enforce_bounds(now, ops);
     enforce_connection_limit(now, ops);
 }
 
 std::optional<Time> Cache::next_deadline() const
 {
-    if (deadlines_.empty())
+    if (lookups_.empty() && connection_deadlines_.empty())
         return std::nullopt;
-    return deadlines_.front().when;
+    if (lookups_.empty())
+        return connection_deadlines_.front().when;
+    if (connection_deadlines_.empty())
+        return lookups_.front().when;
+    return std::min(lookups_.front().when, connection_deadlines_.front().when);
 }
 
 size_t Cache::clean(const FqdnMatcher* pattern, Time now, std::vector<ElementOp>& ops)

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -55,6 +56,12 @@ struct Limits {
     size_t max_ip_per_hostname = 50;
     Duration idle_grace = Duration::zero();
     size_t max_connection = 10000;
+    // The global bound: names (per endpoint) and addresses (per endpoint and
+    // name) of source lookup. Over either, the lookups that expire soonest
+    // go as if they expired now; connection-sourced ones are bounded by
+    // max_connection alone.
+    size_t max_names = 100'000;
+    size_t max_addresses = 1'000'000;
 };
 
 // A connection-sourced element's kernel timeout: renewed every half of it
@@ -69,6 +76,8 @@ public:
     // The FQDN selectors of the running policies; on a change, the sets of
     // new selectors are filled from what is already known.
     void set_selectors(const std::vector<FqdnSelector>& selectors, Time now, std::vector<ElementOp>& ops);
+    // Lower bounds evict at the next call that has a clock: set_selectors
+    // (which start and reload call right after this), learn or expire.
     void set_limits(Limits limits) { limits_ = limits; }
     const Limits& limits() const noexcept { return limits_; }
 
@@ -118,9 +127,15 @@ public:
     std::vector<Entry> entries() const;
 
     size_t names() const noexcept { return entries_.size(); }
-    size_t addresses() const noexcept { return deadlines_.size(); }
+    size_t addresses() const noexcept { return lookups_.size() + connection_deadlines_.size(); }
     size_t connection_addresses() const noexcept { return connections_.size(); }
     uint64_t gc_deletions() const noexcept { return gc_deletions_; }
+    // Names with at least one lookup address, and lookup addresses: what
+    // max_names and max_addresses bound.
+    size_t lookup_names() const noexcept { return lookup_names_; }
+    size_t lookup_addresses() const noexcept { return lookups_.size(); }
+    // Lookups evicted by the global bound (removed, or kept as connection).
+    uint64_t evictions() const noexcept { return evictions_; }
     size_t live_flows() const noexcept { return flows_total_; }
     // The sets that hold `a`.
     std::vector<std::string> sets_holding(const Address& a) const;
@@ -133,7 +148,7 @@ public:
 
 private:
     // One address of a name: 48 bytes, in its name's vector. Always in the
-    // deadline heap, at `deadline`.
+    // deadline heap of its source, at `deadline`.
     struct Slot {
         Time lookup;
         Time expires;
@@ -145,6 +160,7 @@ private:
     struct NameEntry {
         const std::string* key = nullptr; // endpoint '\0' name: its key in entries_
         std::optional<Address> endpoint_address; // forwarded clients
+        uint32_t lookups = 0; // slots of source lookup
         std::vector<FqdnMatcher::SelectorId> selectors;
         std::vector<Slot> slots; // unordered; at most max-ip-per-hostname
         std::string_view endpoint() const;
@@ -153,7 +169,7 @@ private:
         size_t find(const Address& a) const noexcept;
     };
     static constexpr size_t npos = static_cast<size_t>(-1);
-    // A binary min-heap of every slot's next deadline.
+    // A binary min-heap of slots' next deadlines; one per source.
     struct Deadline {
         Time when;
         NameEntry* entry;
@@ -201,11 +217,17 @@ private:
     uint32_t add_slot(NameEntry& e, const Slot& s, Time when);
     void erase_slot(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops);
     void reschedule(NameEntry& e, size_t index, Time when);
-    void move_deadline(size_t from, size_t to);
-    void resift(size_t pos);
-    void sift_up(size_t pos);
-    void sift_down(size_t pos);
-    void placed(size_t pos);
+    // Takes a slot out of its heap / puts it into the heap of its source.
+    void unschedule(NameEntry& e, size_t index);
+    // Moves a slot to the heap of its new source, due at `when`.
+    void set_source(NameEntry& e, size_t index, Source source, Time when);
+    void schedule(NameEntry& e, size_t index, Time when);
+    std::vector<Deadline>& heap_of(const Slot& s) noexcept;
+    static void move_deadline(std::vector<Deadline>& heap, size_t from, size_t to);
+    static void resift(std::vector<Deadline>& heap, size_t pos);
+    static void sift_up(std::vector<Deadline>& heap, size_t pos);
+    static void sift_down(std::vector<Deadline>& heap, size_t pos);
+    static void placed(std::vector<Deadline>& heap, size_t pos);
     Connection* connection_of(const NameEntry& e, const Address& a);
     const Connection* connection_of(const NameEntry& e, const Address& a) const;
     void drop_connection(const NameEntry& e, const Address& a);
@@ -213,6 +235,13 @@ private:
     bool flows_live(const NameEntry& e, const Address& dst) const;
     void to_connection(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops);
     void enforce_connection_limit(Time now, std::vector<ElementOp>& ops);
+    // Evicts down to max_names and max_addresses; the names in `keep` (those
+    // an answer is teaching) are never evicted.
+    void enforce_bounds(Time now, std::vector<ElementOp>& ops, std::span<NameEntry* const> keep = {});
+    // The heap position of the lookup that expires soonest outside `keep`, or npos.
+    size_t eviction_victim(std::span<NameEntry* const> keep) const;
+    // A lookup's early expiry: kept as connection while flows live, else gone.
+    void evict(NameEntry& e, size_t index, Time now, std::vector<ElementOp>& ops);
     void touch_connections(const Address& dst, Time now);
 
     Limits limits_;
@@ -220,7 +249,10 @@ private:
     std::vector<uint64_t> tags_; // [selector id]
     FqdnMatcher matcher_;
     std::unordered_map<std::string, NameEntry> entries_; // key: endpoint + '\0' + name
-    std::vector<Deadline> deadlines_;
+    // Lookup slots by expiry, and connection slots by their next renewal or
+    // end of grace: apart, so that the soonest lookup to expire is a top.
+    std::vector<Deadline> lookups_;
+    std::vector<Deadline> connection_deadlines_;
     std::unordered_map<HoldKey, Holding, HoldKeyHash> holdings_;
     // Live flows: per destination, and per (source, destination).
     std::unordered_map<Address, uint32_t, AddressHash> flows_to_;
@@ -230,6 +262,8 @@ private:
     // Connection-sourced slots by destination, to find them on flow events.
     std::unordered_multimap<Address, Connection, AddressHash> connections_;
     uint64_t gc_deletions_ = 0;
+    size_t lookup_names_ = 0;
+    uint64_t evictions_ = 0;
 };
 
 } // namespace fqdnd::cache

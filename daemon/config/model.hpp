@@ -44,6 +44,8 @@ struct Settings {
     int64_t max_ip_per_hostname = 0;
     Duration idle_connection_grace_period{};
     int64_t max_deferred_connection_deletes = 0;
+    int64_t max_names = 0;     // lookup names, per endpoint
+    int64_t max_addresses = 0; // lookup addresses, per endpoint and name
     Duration response_max_delay{};
     RejectCode reject_response_code = RejectCode::refused;
     std::string pre_cache;

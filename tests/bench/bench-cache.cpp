@@ -1,6 +1,9 @@
 // The cache at scale: 100,000 names and 1,000,000 addresses. Memory per
 // address (RSS), writing and restoring the state file, and flow events per
 // second, against learning (the baseline) in the same process.
+// With --bound: the cache at its default global bound (max-names,
+// max-addresses), filled past it by a flood of one-address names and by
+// names of ten addresses, each in a child of its own so that RSS is its own.
 #include "cache/cache.hpp"
 #include "cache/persist.hpp"
 
@@ -10,6 +13,7 @@
 #include <string>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <cstring>
 
 using namespace fqdnd;
 using namespace fqdnd::cache;
@@ -40,10 +44,64 @@ double seconds_since(Clock::time_point t)
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Learns `names` names of `per_name` addresses each into a cache at the
+// default limits, past its bound, and prints what it holds and its RSS.
+void fill_past_bound(const char* what, uint32_t names, uint32_t per_name)
+{
+    const Time now{std::chrono::milliseconds(1'800'000'000'000)};
+    std::vector<ElementOp> ops;
+    const long rss0 = rss_kib();
+    Cache cache; // the defaults of fqdnd.toml
+    cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops);
+    std::vector<Address> addrs(per_name);
+    const auto t = Clock::now();
+    for (uint32_t n = 0; n < names; ++n) {
+        for (uint32_t i = 0; i < per_name; ++i)
+            addrs[i] = nth(n * per_name + i);
+        ops.clear();
+        // Later answers live longer, as a flood's do.
+        cache.learn("192.0.2.2", {"n" + std::to_string(n) + ".k8s.intra."}, addrs, 30 + n, now, ops);
+    }
+    const double learn_s = seconds_since(t);
+    ops.clear();
+    ops.shrink_to_fit();
+    const long rss1 = rss_kib();
+    std::printf("%s: learned %u names x %u addresses in %.2f s (%.0f answers/s); holds %zu names, %zu addresses, "
+                "%llu evictions; RSS %ld MiB for the cache (%.0f bytes per address, %.0f per name); process %ld MiB\n",
+                what, names, per_name, learn_s, static_cast<double>(names) / learn_s, cache.names(), cache.addresses(),
+                static_cast<unsigned long long>(cache.evictions()), (rss1 - rss0) / 1024,
+                static_cast<double>(rss1 - rss0) * 1024.0 / static_cast<double>(cache.addresses()),
+                static_cast<double>(rss1 - rss0) * 1024.0 / static_cast<double>(cache.names()), rss1 / 1024);
+}
+
+int bound_benchmark()
+{
+    const Limits defaults;
+    std::printf("default bound: max-names %zu, max-addresses %zu\n", defaults.max_names, defaults.max_addresses);
+    const auto in_child = [](auto&& run) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            run();
+            std::fflush(stdout);
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+    };
+    std::fflush(stdout);
+    in_child([&] { fill_past_bound("flood, 1 address per name", static_cast<uint32_t>(3 * defaults.max_names), 1); });
+    in_child([&] {
+        fill_past_bound("10 addresses per name", static_cast<uint32_t>(3 * defaults.max_addresses / 10), 10);
+    });
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
+    if (argc > 1 && std::strcmp(argv[1], "--bound") == 0)
+        return bound_benchmark();
     const uint32_t names = argc > 1 ? static_cast<uint32_t>(std::stoul(argv[1])) : 100000;
     const uint32_t per_name = 10;
     const Time now{std::chrono::milliseconds(1'800'000'000'000)};

@@ -46,6 +46,14 @@ expect "every error is listed: duration" 1 "$work/fqdnd.toml:5:11: min-ttl: \"so
 expect "and counted" 1 "configuration refused: 2 errors" \
     -- "$fqdnd" --check-config --config "$work/fqdnd.toml"
 
+printf '[fqdn]\nmax-names = "many"\nmax-addresses = 0\n' > "$work/fqdnd.toml"
+expect "the cache bound: a type error" 1 "$work/fqdnd.toml:2:13: max-names: expected an integer, got a string" \
+    -- "$fqdnctl" check-config "$work/fqdnd.toml"
+expect "the cache bound: out of range" 1 "$work/fqdnd.toml:3:17: max-addresses: 0 is out of range (1 to 1000000000)" \
+    -- "$fqdnctl" check-config "$work/fqdnd.toml"
+printf '[fqdn]\nmax-names = 5000\nmax-addresses = 20000\n' > "$work/fqdnd.toml"
+expect "the cache bound: accepted" 0 "configuration ok" -- "$fqdnctl" check-config "$work/fqdnd.toml"
+
 printf '[daemon\n' > "$work/fqdnd.toml"
 expect "a syntax error" 1 "$work/fqdnd.toml:1:" -- "$fqdnd" --check-config --config "$work/fqdnd.toml"
 expect "an explicit config that is missing" 1 "$work/none.toml: cannot read: No such file or directory" \

@@ -68,6 +68,8 @@ TEST_CASE("an empty fqdnd.toml gives every default of DESIGN.md")
     CHECK(s.max_ip_per_hostname == 50);
     CHECK(s.idle_connection_grace_period == Duration::zero());
     CHECK(s.max_deferred_connection_deletes == 10000);
+    CHECK(s.max_names == 100000);
+    CHECK(s.max_addresses == 1000000);
     CHECK(s.response_max_delay == std::chrono::milliseconds(100));
     CHECK(s.reject_response_code == RejectCode::refused);
     CHECK(s.pre_cache.empty());
@@ -89,6 +91,8 @@ min-ttl = "1h30m"
 max-ip-per-hostname = 5
 idle-connection-grace-period = "30s"
 max-deferred-connection-deletes = 7
+max-names = 300
+max-addresses = 4000
 response-max-delay = "250ms"
 reject-response-code = "name-error"
 pre-cache = "/etc/fqdnd/pre.json"
@@ -105,6 +109,8 @@ pre-cache = "/etc/fqdnd/pre.json"
     CHECK(s.max_ip_per_hostname == 5);
     CHECK(s.idle_connection_grace_period == std::chrono::seconds(30));
     CHECK(s.max_deferred_connection_deletes == 7);
+    CHECK(s.max_names == 300);
+    CHECK(s.max_addresses == 4000);
     CHECK(s.response_max_delay == std::chrono::milliseconds(250));
     CHECK(s.reject_response_code == RejectCode::name_error);
     CHECK(s.pre_cache == "/etc/fqdnd/pre.json");
@@ -143,6 +149,16 @@ TEST_CASE("errors carry file:line:column")
     CHECK(only_error(load("[fqdn]\nmin-ttl = -1\n")).starts_with("/etc/fqdnd/fqdnd.toml:2:11: min-ttl: -1 is out of range"));
     CHECK(only_error(load("[daemon]\ntable = \"a b\"\n")).starts_with("/etc/fqdnd/fqdnd.toml:2:9: table:"));
     CHECK(only_error(load("[daemon]\nqueue = 65535\nqueues = 2\n")).starts_with("/etc/fqdnd/fqdnd.toml:3:10: queues:"));
+    CHECK(only_error(load("[fqdn]\nmax-names = \"lots\"\n"))
+          == "/etc/fqdnd/fqdnd.toml:2:13: max-names: expected an integer, got a string");
+    CHECK(only_error(load("[fqdn]\nmax-names = 0\n"))
+          == "/etc/fqdnd/fqdnd.toml:2:13: max-names: 0 is out of range (1 to 100000000)");
+    CHECK(only_error(load("[fqdn]\nmax-addresses = 1.5\n"))
+          == "/etc/fqdnd/fqdnd.toml:2:17: max-addresses: expected an integer, got a float");
+    CHECK(only_error(load("[fqdn]\nmax-addresses = 2000000000\n"))
+          == "/etc/fqdnd/fqdnd.toml:2:17: max-addresses: 2000000000 is out of range (1 to 1000000000)");
+    CHECK(only_error(load("[daemon]\nmax-names = 5\n"))
+          == "/etc/fqdnd/fqdnd.toml:2:1: unknown key \"max-names\" in [daemon]; it belongs in [fqdn]");
     CHECK(only_error(load("[deamon]\n")).starts_with("/etc/fqdnd/fqdnd.toml:1:2: unknown key \"deamon\""));
     CHECK(contains(only_error(load("[deamon]\n")), "did you mean \"daemon\"?"));
 }

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -254,7 +255,14 @@ TEST_CASE("through random answers, flows and time, the sets hold what the cache 
     std::map<std::string, uint64_t> tag_of;
     for (const auto& s : selectors)
         tag_of[s.to_string()] = ruleset::selector_tag(s);
-    Fixture f(Limits{std::chrono::seconds(1), 3, std::chrono::seconds(2), 4});
+    Limits limits{std::chrono::seconds(1), 3, std::chrono::seconds(2), 4};
+    SUBCASE("within every bound") {}
+    SUBCASE("over max-names and max-addresses")
+    {
+        limits.max_names = 4;
+        limits.max_addresses = 6;
+    }
+    Fixture f(limits);
     f.cache.set_selectors(selectors, f.now, f.ops);
     std::map<std::pair<uint64_t, Address>, Time> kernel;
     auto apply = [&] {
@@ -279,10 +287,12 @@ TEST_CASE("through random answers, flows and time, the sets hold what the cache 
 
     for (int step = 0; step < 6000; ++step) {
         const size_t what = pick(100);
+        size_t taught = 0; // the names an answer taught may pass the bound
         if (what < 40) {
             std::vector<std::string> chain{names[pick(names.size())]};
             if (pick(3) == 0)
                 chain.push_back(names[pick(names.size())]);
+            taught = chain.size();
             std::vector<Address> addrs;
             for (size_t i = 0, n = 1 + pick(3); i < n; ++i)
                 addrs.push_back(pool[pick(pool.size())]);
@@ -311,11 +321,13 @@ TEST_CASE("through random answers, flows and time, the sets hold what the cache 
         }
         apply();
 
-        size_t total = 0, connections = 0;
+        size_t total = 0, connections = 0, lookup_names = 0;
         std::set<std::pair<uint64_t, Address>> held;
         for (const auto& e : f.cache.entries()) {
             REQUIRE(e.mappings.size() <= 3);
             total += e.mappings.size();
+            lookup_names += std::any_of(e.mappings.begin(), e.mappings.end(),
+                                        [](const Mapping& m) { return m.source == Source::lookup; });
             for (const auto& m : e.mappings) {
                 connections += m.source == Source::connection;
                 for (const auto& s : f.cache.selectors_matching({e.name})) {
@@ -335,17 +347,23 @@ TEST_CASE("through random answers, flows and time, the sets hold what the cache 
         REQUIRE(total == f.cache.addresses());
         REQUIRE(connections == f.cache.connection_addresses());
         REQUIRE(connections <= 4);
+        REQUIRE(lookup_names == f.cache.lookup_names());
+        REQUIRE(total - connections == f.cache.lookup_addresses());
+        REQUIRE(f.cache.lookup_names() <= std::max(limits.max_names, taught));
+        REQUIRE(f.cache.lookup_addresses() <= std::max(limits.max_addresses, 3 * taught));
         connections_seen = std::max(connections_seen, connections);
         if (const auto next = f.cache.next_deadline(); next && what >= 75 && what < 97)
             REQUIRE(*next > f.now);
     }
     CHECK(connections_seen > 0); // the walk reached the connection states
+    if (limits.max_names < 100)
+        CHECK(f.cache.evictions() > 0); // and the bound
 
     // What is left round-trips through the state file.
     std::string error;
     const auto records = from_json(to_json(f.cache.entries()), error);
     REQUIRE_MESSAGE(records, error);
-    Fixture g(Limits{std::chrono::seconds(1), 3, std::chrono::seconds(2), 4});
+    Fixture g(limits);
     g.cache.set_selectors(selectors, f.now, g.ops);
     restore_all(g.cache, *records, f.now, g.ops);
     auto flat = [](const std::vector<Cache::Entry>& entries) {
@@ -356,4 +374,159 @@ TEST_CASE("through random answers, flows and time, the sets hold what the cache 
         return out;
     };
     CHECK(flat(g.cache.entries()) == flat(f.cache.entries()));
+}
+
+namespace {
+
+// The lifecycle fixture with a global bound of `names` and `addresses`.
+Limits bounded(size_t names, size_t addresses)
+{
+    Limits l{std::chrono::seconds(1), 50, std::chrono::seconds(5), 10000};
+    l.max_names = names;
+    l.max_addresses = addresses;
+    return l;
+}
+
+} // namespace
+
+TEST_CASE("max-addresses: the lookup that expires soonest is evicted, and leaves the set")
+{
+    Fixture f(bounded(100, 3));
+    f.cache.learn("192.0.2.2", {"a.k8s.intra."}, {ip("203.0.113.1")}, 300, f.now, f.ops);
+    f.cache.learn("192.0.2.2", {"b.k8s.intra."}, {ip("203.0.113.2")}, 100, f.now, f.ops);
+    f.cache.learn("192.0.2.2", {"c.k8s.intra."}, {ip("203.0.113.3")}, 200, f.now, f.ops);
+    CHECK(f.cache.evictions() == 0);
+    f.ops.clear();
+    f.cache.learn("192.0.2.2", {"d.k8s.intra."}, {ip("203.0.113.4")}, 400, f.now, f.ops);
+    CHECK(f.cache.addresses() == 3);
+    CHECK(f.cache.evictions() == 1);
+    CHECK(f.removed("203.0.113.2")); // b's, the soonest to expire
+    CHECK_FALSE(f.source_of("b.k8s.intra.", "203.0.113.2"));
+    CHECK(f.cache.names() == 3);
+    CHECK(f.cache.sets_holding(ip("203.0.113.2")).empty());
+}
+
+TEST_CASE("an answer is never evicted by itself, even when it expires soonest")
+{
+    Fixture f(bounded(100, 3));
+    f.cache.learn("192.0.2.2", {"a.k8s.intra."}, {ip("203.0.113.1")}, 300, f.now, f.ops);
+    f.cache.learn("192.0.2.2", {"b.k8s.intra."}, {ip("203.0.113.2")}, 200, f.now, f.ops);
+    f.ops.clear();
+    // Two addresses that expire before anything else: b's goes, not theirs.
+    f.cache.learn("192.0.2.2", {"e.k8s.intra."}, {ip("203.0.113.5"), ip("203.0.113.6")}, 10, f.now, f.ops);
+    CHECK(f.cache.addresses() == 3);
+    CHECK(f.source_of("e.k8s.intra.", "203.0.113.5") == Source::lookup);
+    CHECK(f.source_of("e.k8s.intra.", "203.0.113.6") == Source::lookup);
+    CHECK(f.removed("203.0.113.2"));
+    CHECK(f.source_of("a.k8s.intra.", "203.0.113.1") == Source::lookup);
+    // An answer larger than the bound stays whole, until the next one.
+    f.cache.learn("192.0.2.2", {"big.k8s.intra."},
+                  {ip("203.0.113.7"), ip("203.0.113.8"), ip("203.0.113.9"), ip("203.0.113.10")}, 10, f.now, f.ops);
+    CHECK(f.cache.names() == 1);
+    CHECK(f.cache.addresses() == 4);
+}
+
+TEST_CASE("max-names: the name whose address expires soonest is evicted whole")
+{
+    Fixture f(bounded(2, 1000));
+    f.cache.learn("192.0.2.2", {"a.k8s.intra."}, {ip("203.0.113.1")}, 300, f.now, f.ops);
+    f.cache.learn("192.0.2.2", {"a.k8s.intra."}, {ip("203.0.113.2")}, 50, f.now, f.ops);
+    f.cache.learn("192.0.2.2", {"b.k8s.intra."}, {ip("203.0.113.3")}, 100, f.now, f.ops);
+    f.ops.clear();
+    f.cache.learn("192.0.2.2", {"c.k8s.intra."}, {ip("203.0.113.4")}, 1, f.now, f.ops);
+    CHECK(f.cache.names() == 2);
+    CHECK(f.cache.lookup_names() == 2);
+    CHECK(f.removed("203.0.113.1"));
+    CHECK(f.removed("203.0.113.2"));
+    CHECK(f.cache.evictions() == 2); // one per address
+    CHECK(f.source_of("b.k8s.intra.", "203.0.113.3") == Source::lookup);
+    CHECK(f.source_of("c.k8s.intra.", "203.0.113.4") == Source::lookup);
+    // Names count per endpoint: the other endpoint's c evicts this one's c,
+    // which expires soonest.
+    f.cache.learn("192.0.2.3", {"c.k8s.intra."}, {ip("203.0.113.4")}, 200, f.now, f.ops);
+    CHECK(f.cache.names() == 2);
+    CHECK(f.source_of("b.k8s.intra.", "203.0.113.3") == Source::lookup);
+    const auto entries = f.cache.entries();
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[1].endpoint == "192.0.2.3");
+    CHECK(entries[1].name == "c.k8s.intra.");
+}
+
+TEST_CASE("a flood of names keeps the cache within both bounds, evicting soonest expiry first")
+{
+    Fixture f(bounded(100, 150));
+    for (uint32_t i = 0; i < 2000; ++i) {
+        // Two addresses per name; later answers live longer.
+        const Address a = ip(("2001:db8::" + std::to_string(i % 9000 + 1)).c_str());
+        Address b = a;
+        b.bytes[0] = 0x30;
+        f.cache.learn("192.0.2.2", {"n" + std::to_string(i) + ".k8s.intra."}, {a, b}, 60 + i, f.now, f.ops);
+        REQUIRE(f.cache.names() <= 100);
+        REQUIRE(f.cache.addresses() <= 150);
+    }
+    // What is left is the latest: 75 names of two addresses.
+    const auto entries = f.cache.entries();
+    CHECK(entries.size() == 75);
+    for (const auto& e : entries)
+        CHECK(std::stoul(e.name.substr(1)) >= 2000 - 75);
+    CHECK(f.cache.evictions() == 2 * (2000 - 75));
+}
+
+TEST_CASE("an evicted lookup with a live flow stays, as connection, within max-deferred-connection-deletes")
+{
+    Fixture f(bounded(100, 1));
+    f.learn("a.k8s.intra.", "203.0.113.1");
+    f.cache.flow_opened(1, client, ip("203.0.113.1"), f.now);
+    f.ops.clear();
+    f.learn("b.k8s.intra.", "203.0.113.2");
+    CHECK(f.cache.evictions() == 1);
+    CHECK(f.source_of("a.k8s.intra.", "203.0.113.1") == Source::connection);
+    CHECK_FALSE(f.removed("203.0.113.1")); // the flow goes on
+    CHECK(f.cache.lookup_addresses() == 1);
+    CHECK(f.cache.connection_addresses() == 1);
+    CHECK(f.cache.lookup_names() == 1);
+    // Then it lives as any connection address: gone after its flow and the grace.
+    f.cache.flow_closed(1, f.now);
+    f.advance(5100ms);
+    CHECK_FALSE(f.source_of("a.k8s.intra.", "203.0.113.1"));
+    CHECK(f.removed("203.0.113.1"));
+}
+
+TEST_CASE("a reload that lowers the bound evicts down to it")
+{
+    Fixture f(bounded(100, 1000));
+    const std::vector<FqdnSelector> selectors{*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)};
+    for (uint32_t i = 1; i <= 5; ++i)
+        f.cache.learn("192.0.2.2", {"n" + std::to_string(i) + ".k8s.intra."},
+                      {ip(("203.0.113." + std::to_string(i)).c_str())}, 100 * i, f.now, f.ops);
+    f.ops.clear();
+    // What start and reload do: the limits, then the selectors.
+    f.cache.set_limits(bounded(2, 1000));
+    f.cache.set_selectors(selectors, f.now, f.ops);
+    CHECK(f.cache.names() == 2);
+    CHECK(f.cache.evictions() == 3);
+    for (const char* gone : {"203.0.113.1", "203.0.113.2", "203.0.113.3"})
+        CHECK(f.removed(gone));
+    CHECK(f.source_of("n5.k8s.intra.", "203.0.113.5") == Source::lookup);
+    f.ops.clear();
+    f.cache.set_limits(bounded(100, 1));
+    f.cache.set_selectors(selectors, f.now, f.ops);
+    CHECK(f.cache.addresses() == 1);
+    CHECK(f.removed("203.0.113.4"));
+}
+
+TEST_CASE("a state file over the bound is restored down to it")
+{
+    Fixture f(bounded(100, 1000));
+    for (uint32_t i = 1; i <= 5; ++i)
+        f.cache.learn("192.0.2.2", {"n" + std::to_string(i) + ".k8s.intra."},
+                      {ip(("203.0.113." + std::to_string(i)).c_str())}, 100 * i, f.now, f.ops);
+    std::string error;
+    const auto records = from_json(to_json(f.cache.entries()), error);
+    REQUIRE(records);
+    Fixture g(bounded(3, 1000));
+    restore_all(g.cache, *records, g.now, g.ops);
+    CHECK(g.cache.names() == 3);
+    CHECK_FALSE(g.source_of("n1.k8s.intra.", "203.0.113.1"));
+    CHECK(g.source_of("n5.k8s.intra.", "203.0.113.5") == Source::lookup);
 }
