@@ -465,8 +465,12 @@ void Manager::commit_round()
         arm_expiry();
         mark_dirty();
     }
-    for (const RoundVerdict& v : round_verdicts_)
-        queues_.verdict(v.queue, v.id, v.accept);
+    for (const RoundVerdict& v : round_verdicts_) {
+        if (v.accept && !v.replacement.empty())
+            queues_.verdict(v.queue, v.id, v.replacement);
+        else
+            queues_.verdict(v.queue, v.id, v.accept);
+    }
     queues_.flush();
     round_verdicts_.clear();
     round_ops_.clear();
@@ -484,6 +488,16 @@ void Manager::on_packet(const nfq::Packet& p)
     case 3: meta.hook = dns::Hook::output; break;
     default: meta.hook = dns::Hook::other; break;
     }
+    // Conntrack's direction when the kernel attaches it; else the rules
+    // queue only original packets at output and reply packets at input.
+    if (p.ct_info)
+        meta.direction = *p.ct_info >= nfq::ct_info_number ? dns::Direction::unknown
+            : *p.ct_info >= nfq::ct_info_is_reply          ? dns::Direction::reply
+                                                           : dns::Direction::original;
+    else if (meta.hook == dns::Hook::output)
+        meta.direction = dns::Direction::original;
+    else if (meta.hook == dns::Hook::input)
+        meta.direction = dns::Direction::reply;
     meta.uid = p.uid;
     meta.gid = p.gid;
     if (p.indev)
@@ -501,7 +515,7 @@ void Manager::on_packet(const nfq::Packet& p)
     }
     for (const auto& reply : out.replies)
         send_reply(reply);
-    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept});
+    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, std::move(out.replacement)});
 }
 
 std::string Manager::interface_name(uint32_t index)
@@ -802,6 +816,17 @@ std::vector<metrics::Sample> Manager::metric_samples() const
          static_cast<double>(st.answers_unmatched - st.answers_wrong_question)},
         {"fqdnd_dns_answers_total", "result=\"wrong-question\"", static_cast<double>(st.answers_wrong_question)},
         {"fqdnd_dns_answers_total", "result=\"malformed\"", static_cast<double>(st.answers_malformed)},
+        {"fqdnd_dns_packets_undecodable_total", "", static_cast<double>(st.packets_undecodable)},
+        {"fqdnd_dns_packets_no_direction_total", "", static_cast<double>(st.packets_no_direction)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unknown-stream\"", static_cast<double>(st.tcp_unknown_stream)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"gap\"", static_cast<double>(st.tcp_gap)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"retransmit-changed\"",
+         static_cast<double>(st.tcp_retransmit_changed)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unacked-full\"", static_cast<double>(st.tcp_unacked_full)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"oversized\"", static_cast<double>(st.tcp_oversized)},
+        {"fqdnd_dns_tcp_queries_blanked_total", "", static_cast<double>(st.tcp_queries_blanked)},
+        {"fqdnd_dns_tcp_streams_freed_total", "reason=\"evicted\"", static_cast<double>(st.tcp_streams_evicted)},
+        {"fqdnd_dns_tcp_streams_freed_total", "reason=\"expired\"", static_cast<double>(st.tcp_streams_expired)},
         {"fqdnd_datapath_update_timeouts_total", "", static_cast<double>(datapath_timeouts_)},
         {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
         {"fqdnd_nfqueue_packets_total", "", static_cast<double>(queues_.stats().packets)},

@@ -177,6 +177,7 @@ private:
         uint16_t queue;
         uint32_t id;
         bool accept;
+        std::vector<uint8_t> replacement; // the packet to pass instead, when not empty
     };
     std::vector<RoundVerdict> round_verdicts_;
     std::vector<cache::ElementOp> round_ops_;

@@ -49,7 +49,7 @@ size_t Engine::QueryKeyHash::operator()(const QueryKey& k) const noexcept
 
 size_t Engine::StreamKeyHash::operator()(const StreamKey& k) const noexcept
 {
-    return hash_address(hash_address((static_cast<size_t>(k.sport) << 16) ^ k.dport, k.src), k.dst);
+    return hash_address(hash_address((static_cast<size_t>(k.client_port) << 16) ^ k.server_port, k.client), k.server);
 }
 
 Engine::Engine(const config::Config& config, cache::Cache& cache) : cache_(cache)
@@ -117,23 +117,23 @@ Outcome Engine::handle(std::span<const uint8_t> packet, const PacketMeta& meta)
     forget_old(meta.now);
     const auto pkt = decode(packet);
     if (!pkt) {
-        // Not something fqdnd can read (a fragment, another protocol): the
-        // kernel only queues DNS flows, so this is odd; let it go unlearned.
+        // Not something fqdnd can read (a fragment, another protocol, too
+        // many extension headers) on a DNS flow: it cannot be judged.
         ++stats_.packets_undecodable;
-        return out;
-    }
-    if (pkt->transport == Transport::tcp) {
-        handle_tcp(*pkt, meta, out);
-        return out;
-    }
-    if (pkt->payload.size() < 3) {
-        ++stats_.queries_malformed;
-        ++stats_.malformed[static_cast<size_t>(Malformed::unparsable)];
         out.accept = false;
         return out;
     }
-    const bool is_answer = pkt->payload[2] & 0x80;
-    if (is_answer) {
+    PacketMeta judged = meta;
+    judged.direction = direction_of(*pkt, meta);
+    if (judged.direction == Direction::unknown)
+        ++stats_.packets_no_direction;
+    if (pkt->transport == Transport::tcp) {
+        handle_tcp(packet, *pkt, judged, out);
+        return out;
+    }
+    // The flow's direction says query or answer, never the QR bit the
+    // client wrote: from the client's side everything is a query.
+    if (judged.direction == Direction::reply) {
         on_answer(pkt->payload, *pkt, meta, out);
         return out;
     }
@@ -145,11 +145,33 @@ Outcome Engine::handle(std::span<const uint8_t> packet, const PacketMeta& meta)
         out.accept = false;
         return out;
     }
-    out.accept = on_query(*q, *pkt, meta, out);
+    out.accept = on_query(*q, *pkt, meta);
+    if (!out.accept)
+        refuse(*q, *pkt, out);
     return out;
 }
 
-bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
+Direction Engine::direction_of(const PacketInfo& pkt, const PacketMeta& meta) const
+{
+    if (meta.direction != Direction::unknown)
+        return meta.direction;
+    // Without conntrack's word (a kernel without NETFILTER_NETLINK_GLUE_CT):
+    // fqdnd queues only flows that began toward a listed server's DNS port,
+    // so that side is the server's. A packet that fits both ways, or
+    // neither, stays unknown.
+    auto server_side = [&](const Address& a, uint16_t port) {
+        return std::any_of(rules_.begin(), rules_.end(), [&](const DnsRule& r) {
+            return port_allows(r.ports, port, pkt.transport)
+                && std::any_of(r.servers.begin(), r.servers.end(), [&](const Cidr& c) { return c.contains(a); });
+        });
+    };
+    const bool to_server = server_side(pkt.dst, pkt.dport), from_server = server_side(pkt.src, pkt.sport);
+    if (to_server != from_server)
+        return to_server ? Direction::original : Direction::reply;
+    return Direction::unknown;
+}
+
+bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta)
 {
     const std::string endpoint = endpoint_of(pkt, meta);
     bool allowed = false;
@@ -170,7 +192,6 @@ bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& m
                                 q.question, {}, {}, 0, pkt.dst, 0, false});
     if (!allowed) {
         ++stats_.queries_refused;
-        refuse(q, pkt, out);
         return false;
     }
     ++stats_.queries_allowed;
@@ -191,17 +212,32 @@ void Engine::refuse(const Query& q, const PacketInfo& pkt, Outcome& out)
     }
     // TCP: the answer goes in the server's name at the server's next
     // sequence number when fqdnd saw it; otherwise the client is reset.
-    const uint32_t ack = pkt.seq + static_cast<uint32_t>(pkt.payload.size());
-    auto reverse = streams_.find(StreamKey{pkt.dst, pkt.src, pkt.dport, pkt.sport});
-    if (reverse != streams_.end() && reverse->second.synced) {
-        std::vector<uint8_t> framed{static_cast<uint8_t>(reply.size() >> 8), static_cast<uint8_t>(reply.size())};
-        framed.insert(framed.end(), reply.begin(), reply.end());
-        out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, reverse->second.next_seq, ack,
-                                        tcp_psh | tcp_ack, framed));
-        reverse->second.next_seq += static_cast<uint32_t>(framed.size());
-    } else {
-        out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, 0, ack, tcp_rst | tcp_ack, {}));
+    auto it = streams_.find(StreamKey{pkt.src, pkt.dst, pkt.sport, pkt.dport});
+    if (it == streams_.end() || !it->second.synced) {
+        reset_client(pkt, out);
+        return;
     }
+    const uint32_t ack = pkt.seq + static_cast<uint32_t>(pkt.payload.size());
+    std::vector<uint8_t> framed{static_cast<uint8_t>(reply.size() >> 8), static_cast<uint8_t>(reply.size())};
+    framed.insert(framed.end(), reply.begin(), reply.end());
+    Half& server = it->second.server;
+    out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, server.next_seq, ack, tcp_psh | tcp_ack,
+                                    framed));
+    server.next_seq += static_cast<uint32_t>(framed.size());
+}
+
+void Engine::reset_client(const PacketInfo& pkt, Outcome& out)
+{
+    // Linux takes a RST only at exactly the sequence number it expects
+    // (RFC 5961): the client's acknowledgement; in SYN-SENT, one whose
+    // ACK covers its SYN.
+    const uint32_t len = static_cast<uint32_t>(pkt.payload.size());
+    if (pkt.tcp_flags & tcp_syn)
+        out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, 0, pkt.seq + 1 + len,
+                                        tcp_rst | tcp_ack, {}));
+    else if (pkt.tcp_flags & tcp_ack)
+        out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ack, pkt.seq + len,
+                                        tcp_rst | tcp_ack, {}));
 }
 
 void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
@@ -243,87 +279,265 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
     cache_.learn(endpoint, a->names, a->addresses, a->ttl, meta.now, out.ops);
 }
 
-void Engine::handle_tcp(const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
+namespace {
+
+// How far sequence number a is after b (negative: before).
+int32_t seq_after(uint32_t a, uint32_t b) noexcept
 {
-    const StreamKey key{pkt.src, pkt.dst, pkt.sport, pkt.dport};
-    if (pkt.tcp_flags & (tcp_rst)) {
-        streams_.erase(key);
-        streams_.erase(StreamKey{pkt.dst, pkt.src, pkt.dport, pkt.sport});
+    return static_cast<int32_t>(a - b);
+}
+
+} // namespace
+
+void Engine::expire_streams(cache::Time now)
+{
+    if (now >= streams_swept_ && now - streams_swept_ < std::chrono::seconds(1))
+        return;
+    streams_swept_ = now;
+    std::erase_if(streams_, [&](const auto& entry) {
+        const Stream& s = entry.second;
+        const bool gone = s.last + tcp_idle_timeout <= now || (s.closed && *s.closed + tcp_fin_linger <= now);
+        stats_.tcp_streams_expired += gone;
+        return gone;
+    });
+}
+
+void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
+{
+    expire_streams(meta.now);
+    const bool from_server = meta.direction == Direction::reply;
+    const StreamKey key = from_server ? StreamKey{pkt.dst, pkt.src, pkt.dport, pkt.sport}
+                                      : StreamKey{pkt.src, pkt.dst, pkt.sport, pkt.dport};
+    auto it = streams_.find(key);
+    if (pkt.tcp_flags & tcp_rst) {
+        // Whether the peer takes it or not (RFC 5961), fqdnd forgets the
+        // stream: the client's later data on it is unknown, and dropped.
+        if (it != streams_.end())
+            streams_.erase(it);
+        out.accept = pkt.payload.empty();
         return;
     }
-    auto it = streams_.find(key);
-    if (it == streams_.end()) {
-        if (streams_.size() >= max_tcp_streams) {
-            // Drop the stalest stream to bound memory.
-            auto oldest = std::min_element(streams_.begin(), streams_.end(),
-                                           [](const auto& a, const auto& b) { return a.second.last < b.second.last; });
-            streams_.erase(oldest);
+    if (!from_server && (pkt.tcp_flags & (tcp_syn | tcp_ack)) == tcp_syn) {
+        // A connection from its first byte. A SYN on a stream fqdnd follows
+        // starts it over: until the server's SYN-ACK agrees, no data passes.
+        if (it == streams_.end()) {
+            if (streams_.size() >= max_tcp_streams) {
+                auto oldest = std::min_element(streams_.begin(), streams_.end(), [](const auto& a, const auto& b) {
+                    return a.second.last < b.second.last;
+                });
+                streams_.erase(oldest);
+                ++stats_.tcp_streams_evicted;
+            }
+            it = streams_.emplace(key, Stream{}).first;
         }
-        it = streams_.emplace(key, Stream{}).first;
+        Stream& s = it->second;
+        s = Stream{};
+        s.client.next_seq = pkt.seq + 1;
+        s.acked = pkt.seq + 1;
+        s.last = meta.now;
+        if (!pkt.payload.empty()) // TCP Fast Open: inspected like any data
+            tcp_from_client(packet, pkt, meta, s, out);
+        return;
+    }
+    if (it == streams_.end()) {
+        // fqdnd never saw it begin (evicted, expired, reset, restarted):
+        // it cannot tell what the server has read.
+        if (!pkt.payload.empty()) {
+            ++stats_.tcp_unknown_stream;
+            out.accept = false;
+            if (!from_server)
+                reset_client(pkt, out);
+        }
+        return;
     }
     Stream& s = it->second;
     s.last = meta.now;
-    if (pkt.tcp_flags & tcp_syn) {
-        s = Stream{pkt.seq + 1, true, false, {}, meta.now};
+    if (from_server)
+        tcp_from_server(pkt, meta, s, out);
+    else
+        tcp_from_client(packet, pkt, meta, s, out);
+    if (s.client.fin && s.server.fin && !s.closed)
+        s.closed = meta.now;
+}
+
+void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta,
+                             Stream& s, Outcome& out)
+{
+    const bool syn = pkt.tcp_flags & tcp_syn;
+    const uint32_t seq = pkt.seq + (syn ? 1 : 0);
+    const uint32_t len = static_cast<uint32_t>(pkt.payload.size());
+    auto drop = [&](uint64_t& counter) {
+        ++counter;
+        out.accept = false;
+    };
+    if (len == 0) {
+        if ((pkt.tcp_flags & tcp_fin) && seq == s.client.next_seq)
+            s.client.fin = true;
         return;
     }
-    if (s.refused && !pkt.payload.empty()) {
+    if (s.refused) {
         out.accept = false;
         return;
     }
-    if (!pkt.payload.empty()) {
-        if (!s.synced) {
-            s.synced = true; // joined mid-stream (fqdnd restarted): start here
-            s.next_seq = pkt.seq;
+    if (!s.synced && !syn)
+        return drop(stats_.tcp_unknown_stream); // before the server's SYN-ACK
+    if (seq_after(seq, s.client.next_seq) > 0)
+        return drop(stats_.tcp_gap);
+    // Bytes below the server's acknowledgement it discards; those from it
+    // to next_seq it may not have yet: they must be the bytes inspected.
+    const uint32_t end = seq + len;
+    const uint32_t from = seq_after(seq, s.acked) > 0 ? seq : s.acked;
+    const uint32_t to = seq_after(end, s.client.next_seq) < 0 ? end : s.client.next_seq;
+    if (seq_after(to, from) > 0) {
+        const auto resent = pkt.payload.subspan(from - seq, to - from);
+        const auto kept = s.unacked.begin() + (from - s.acked);
+        if (!std::equal(resent.begin(), resent.end(), kept))
+            return drop(stats_.tcp_retransmit_changed);
+    }
+    if (seq_after(end, s.client.next_seq) <= 0) {
+        if (pkt.tcp_flags & tcp_fin)
+            s.client.fin = true;
+        return; // nothing new
+    }
+    const size_t skip = s.client.next_seq - seq;
+    const auto fresh = pkt.payload.subspan(skip);
+    if (s.unacked.size() + fresh.size() > max_tcp_unacked)
+        return drop(stats_.tcp_unacked_full); // resent once the server acknowledges
+
+    std::vector<uint8_t>& buffer = s.client.buffer;
+    const size_t before = buffer.size(); // bytes of earlier segments
+    buffer.insert(buffer.end(), fresh.begin(), fresh.end());
+    s.unacked.insert(s.unacked.end(), fresh.begin(), fresh.end());
+    s.client.next_seq = end;
+    if (pkt.tcp_flags & tcp_fin)
+        s.client.fin = true;
+
+    // Each complete message (two-byte length, then the message) is judged.
+    // Refused ones wholly in this segment can be blanked when it also
+    // carries allowed ones; one begun in an earlier segment cannot.
+    bool allowed = false, partly_passed = false;
+    std::vector<std::pair<size_t, size_t>> blank; // payload offset and length of refused messages
+    std::vector<Query> refused;
+    size_t used = 0;
+    while (buffer.size() - used >= 2) {
+        const size_t mlen = be16(&buffer[used]);
+        if (buffer.size() - used - 2 < mlen)
+            break;
+        const std::span<const uint8_t> msg(&buffer[used + 2], mlen);
+        const bool whole = used >= before;
+        const size_t at = whole ? skip + (used - before) + 2 : 0;
+        used += 2 + mlen;
+        Malformed why;
+        const auto q = parse_query(msg, &why); // a message with QR set is malformed here
+        if (!q) {
+            ++stats_.queries_malformed;
+            ++stats_.malformed[static_cast<size_t>(why)];
+        } else if (on_query(*q, pkt, meta)) {
+            allowed = true;
+            continue;
+        } else {
+            refused.push_back(*q);
         }
-        const uint32_t len = static_cast<uint32_t>(pkt.payload.size());
-        const int32_t offset = static_cast<int32_t>(s.next_seq - pkt.seq);
-        if (offset < 0) {
-            // A gap: a segment went missing or came out of order. Nothing
-            // after it can be read; the stream passes uninspected.
-            ++stats_.tcp_streams_broken;
-            streams_.erase(it);
-            return;
-        }
-        if (static_cast<uint32_t>(offset) < len) {
-            s.buffer.insert(s.buffer.end(), pkt.payload.begin() + offset, pkt.payload.end());
-            s.next_seq = pkt.seq + len;
-        }
-        // Each complete message (two-byte length, then the message).
-        size_t used = 0;
-        while (s.buffer.size() - used >= 2) {
-            const size_t mlen = be16(&s.buffer[used]);
-            if (s.buffer.size() - used - 2 < mlen)
-                break;
-            const std::span<const uint8_t> msg(&s.buffer[used + 2], mlen);
-            used += 2 + mlen;
-            if (mlen >= 3 && (msg[2] & 0x80)) {
-                on_answer(msg, pkt, meta, out);
-                continue;
-            }
-            Malformed why;
-            const auto q = parse_query(msg, &why);
-            if (!q) {
-                ++stats_.queries_malformed;
-                ++stats_.malformed[static_cast<size_t>(why)];
-                out.accept = false;
-                s.refused = true;
-                continue;
-            }
-            if (!on_query(*q, pkt, meta, out)) {
-                out.accept = false;
-                s.refused = true;
-            }
-        }
-        s.buffer.erase(s.buffer.begin(), s.buffer.begin() + static_cast<std::ptrdiff_t>(used));
-        if (s.buffer.size() > 65537 + 2) {
-            ++stats_.tcp_streams_broken;
-            streams_.erase(it);
+        if (whole)
+            blank.emplace_back(at, mlen);
+        else
+            partly_passed = true;
+    }
+    buffer.erase(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(used));
+    if (buffer.size() > max_tcp_message) {
+        // Cannot be (the length prefix bounds it); if it were, fail closed.
+        ++stats_.tcp_oversized;
+        out.accept = false;
+        s.refused = true;
+        return;
+    }
+    if (blank.empty() && !partly_passed)
+        return;
+    if (allowed && !partly_passed) {
+        // The allowed queries pass; each refused one is overwritten in
+        // place (same length: TCP stays in step) by a message with its id
+        // and no question, which the server answers with an error.
+        std::vector<uint8_t> payload(pkt.payload.begin(), pkt.payload.end());
+        for (const auto& [at, n] : blank)
+            std::fill(payload.begin() + static_cast<std::ptrdiff_t>(at + std::min<size_t>(n, 2)),
+                      payload.begin() + static_cast<std::ptrdiff_t>(at + n), uint8_t{0});
+        out.replacement = replace_tcp_payload(packet, pkt, payload);
+        stats_.tcp_queries_blanked += blank.size();
+        return;
+    }
+    // Only refused queries, or one the server has already seen the start
+    // of: dropped, answered in the server's name, the stream closed to the
+    // client's later data.
+    out.accept = false;
+    s.refused = true;
+    for (const Query& q : refused)
+        refuse(q, pkt, out);
+}
+
+void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stream& s, Outcome& out)
+{
+    const uint32_t len = static_cast<uint32_t>(pkt.payload.size());
+    if (pkt.tcp_flags & tcp_syn) {
+        // The SYN-ACK: it must acknowledge the client's SYN, and at most
+        // what the client sent with it. Only then is `acked` the server's.
+        if ((pkt.tcp_flags & tcp_ack) && !s.synced && seq_after(pkt.ack, s.acked) >= 0
+            && seq_after(pkt.ack, s.client.next_seq) <= 0) {
+            s.synced = true;
+            s.server.next_seq = pkt.seq + 1;
+        } else if (len != 0) {
+            out.accept = false;
             return;
         }
     }
+    if (!s.synced) {
+        if (len != 0) {
+            ++stats_.tcp_unknown_stream;
+            out.accept = false;
+        }
+        return;
+    }
+    if (pkt.tcp_flags & tcp_ack) {
+        // Never past what fqdnd passed (the FIN's one aside).
+        uint32_t ack = pkt.ack;
+        if (seq_after(ack, s.client.next_seq) > 0)
+            ack = s.client.fin && seq_after(ack, s.client.next_seq) == 1 ? s.client.next_seq : s.acked;
+        if (seq_after(ack, s.acked) > 0) {
+            s.unacked.erase(s.unacked.begin(), s.unacked.begin() + (ack - s.acked));
+            s.acked = ack;
+        }
+    }
+    if (len == 0 || (pkt.tcp_flags & tcp_syn)) {
+        if (pkt.tcp_flags & tcp_fin)
+            s.server.fin = true;
+        return;
+    }
+    if (seq_after(pkt.seq, s.server.next_seq) > 0) {
+        ++stats_.tcp_gap;
+        out.accept = false;
+        return;
+    }
     if (pkt.tcp_flags & tcp_fin)
-        s.next_seq += 1;
+        s.server.fin = true;
+    const uint32_t end = pkt.seq + len;
+    if (seq_after(end, s.server.next_seq) <= 0)
+        return; // the server sends again what the client may have missed
+    const auto fresh = pkt.payload.subspan(s.server.next_seq - pkt.seq);
+    std::vector<uint8_t>& buffer = s.server.buffer;
+    buffer.insert(buffer.end(), fresh.begin(), fresh.end());
+    s.server.next_seq = end;
+    size_t used = 0;
+    while (buffer.size() - used >= 2) {
+        const size_t mlen = be16(&buffer[used]);
+        if (buffer.size() - used - 2 < mlen)
+            break;
+        on_answer(std::span<const uint8_t>(&buffer[used + 2], mlen), pkt, meta, out);
+        used += 2 + mlen;
+    }
+    buffer.erase(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(used));
+    if (buffer.size() > max_tcp_message) {
+        ++stats_.tcp_oversized;
+        out.accept = false;
+    }
 }
 
 } // namespace fqdnd::dns

@@ -25,8 +25,15 @@ namespace fqdnd::dns {
 
 enum class Hook : uint8_t { input, forward, output, other };
 
+// The packet's direction in its conntrack flow. fqdnd queues only flows
+// whose first packet went from a client to a listed server, so `original`
+// is the client's side. Unknown: told by the listed servers' addresses and
+// ports when one side only fits; otherwise judged as original (a query).
+enum class Direction : uint8_t { unknown, original, reply };
+
 struct PacketMeta {
     Hook hook = Hook::forward;
+    Direction direction = Direction::unknown;
     std::optional<uint32_t> uid, gid; // the socket's owner, for local processes
     std::string indev;                // input interface, for forwarded clients
     cache::Time now{};
@@ -34,6 +41,9 @@ struct PacketMeta {
 
 struct Outcome {
     bool accept = true;
+    // When accepted: the packet to pass instead of the one queued, of the
+    // same length (a TCP segment whose refused queries were blanked).
+    std::vector<uint8_t> replacement;
     std::vector<std::vector<uint8_t>> replies; // IP packets to send in the server's name
     std::vector<cache::ElementOp> ops;         // to be in the kernel before the verdict
 };
@@ -47,8 +57,17 @@ struct Stats {
     uint64_t answers_learned = 0;
     uint64_t answers_unmatched = 0;   // no remembered query: state unchanged
     uint64_t answers_malformed = 0;
-    uint64_t packets_undecodable = 0;
-    uint64_t tcp_streams_broken = 0;  // a gap: the stream is passed uninspected
+    uint64_t packets_undecodable = 0;   // dropped
+    uint64_t packets_no_direction = 0;  // no direction, not even from the addresses: judged as queries
+    // TCP segments dropped, each fail-closed (by reason).
+    uint64_t tcp_unknown_stream = 0;     // data on a stream fqdnd does not follow (client reset)
+    uint64_t tcp_gap = 0;                // beyond the next byte expected: the sender retransmits
+    uint64_t tcp_retransmit_changed = 0; // resent bytes differ from those inspected
+    uint64_t tcp_unacked_full = 0;       // too many bytes not yet acknowledged by the server
+    uint64_t tcp_oversized = 0;          // a message longer than DNS allows
+    uint64_t tcp_queries_blanked = 0;    // refused queries overwritten in a segment passed for allowed ones
+    uint64_t tcp_streams_evicted = 0;    // the table was full: the stalest stream was freed
+    uint64_t tcp_streams_expired = 0;    // idle, or closed and lingered
     uint64_t answers_wrong_question = 0; // matched a query's id and ports, not its question
     // Queries and answers refused as malformed, by reason (index: Malformed).
     std::array<uint64_t, static_cast<size_t>(Malformed::count)> malformed{};
@@ -86,6 +105,14 @@ public:
     static constexpr std::chrono::seconds query_timeout{10};
     static constexpr size_t max_pending_queries = 65536;
     static constexpr size_t max_tcp_streams = 4096;
+    // A stream is freed when idle this long, or this long after both FINs.
+    static constexpr std::chrono::seconds tcp_idle_timeout{60};
+    static constexpr std::chrono::seconds tcp_fin_linger{5};
+    // Client bytes passed but not yet acknowledged by the server, kept to
+    // check retransmissions against; beyond it segments wait for an ack.
+    static constexpr size_t max_tcp_unacked = 16384;
+    // The two-byte length and the longest DNS message.
+    static constexpr size_t max_tcp_message = 2 + 65535;
 
 private:
     struct DnsRule {
@@ -108,30 +135,44 @@ private:
         std::string endpoint;
         cache::Time time;
     };
+    // A TCP connection, by its client's side.
     struct StreamKey {
-        Address src, dst;
-        uint16_t sport, dport;
+        Address client, server;
+        uint16_t client_port, server_port;
         bool operator==(const StreamKey&) const = default;
     };
     struct StreamKeyHash {
         size_t operator()(const StreamKey& k) const noexcept;
     };
+    struct Half {
+        uint32_t next_seq = 0;       // the first byte not yet inspected
+        std::vector<uint8_t> buffer; // an incomplete message
+        bool fin = false;
+    };
     struct Stream {
-        uint32_t next_seq = 0;
-        bool synced = false;
+        Half client, server;
+        bool synced = false;  // the server's SYN-ACK was seen: `acked` is the server's
         bool refused = false; // a query was refused: the client's later data is dropped
-        std::vector<uint8_t> buffer;
+        uint32_t acked = 0;   // the server's highest acknowledgement of client bytes
+        std::vector<uint8_t> unacked; // client bytes [acked, client.next_seq), as passed
         cache::Time last{};
+        std::optional<cache::Time> closed; // both sides sent FIN
     };
 
     bool selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const;
     std::string endpoint_of(const PacketInfo& pkt, const PacketMeta& meta) const;
+    Direction direction_of(const PacketInfo& pkt, const PacketMeta& meta) const;
     // Queries: true to let the message through.
-    bool on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
+    bool on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta);
     void on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
     void refuse(const Query& q, const PacketInfo& pkt, Outcome& out);
-    void handle_tcp(const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
+    void handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
+    void tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Stream& s,
+                         Outcome& out);
+    void tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stream& s, Outcome& out);
+    void reset_client(const PacketInfo& pkt, Outcome& out);
     void forget_old(cache::Time now);
+    void expire_streams(cache::Time now);
 
     cache::Cache& cache_;
     uint8_t reject_rcode_ = rcode_refused;
@@ -141,6 +182,7 @@ private:
     std::unordered_map<QueryKey, Pending, QueryKeyHash> queries_;
     std::deque<std::pair<cache::Time, QueryKey>> query_order_;
     std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
+    cache::Time streams_swept_{};
     Stats stats_;
     std::vector<Event> events_;
     bool record_events_ = true;

@@ -46,6 +46,12 @@ uint16_t fold(uint32_t acc) noexcept
     return static_cast<uint16_t>(~acc);
 }
 
+// Hop-by-hop options, routing, destination options.
+bool is_walked_extension(uint8_t next) noexcept
+{
+    return next == 0 || next == 43 || next == 60;
+}
+
 bool transport(std::span<const uint8_t> l4, uint8_t proto, PacketInfo& info) noexcept
 {
     if (proto == 17) {
@@ -141,6 +147,7 @@ std::optional<PacketInfo> decode(std::span<const uint8_t> p) noexcept
         info.dst = Address::v4(&p[16]);
         if (!transport(p.subspan(ihl, total - ihl), p[9], info))
             return std::nullopt;
+        info.l4_offset = ihl;
         return info;
     }
     if (version == 6) {
@@ -155,15 +162,19 @@ std::optional<PacketInfo> decode(std::span<const uint8_t> p) noexcept
         size_t off = 40;
         // Hop-by-hop, routing and destination options; a fragment header
         // ends the walk (not inspected).
-        for (int hops = 0; hops < 8 && (next == 0 || next == 43 || next == 60); ++hops) {
+        int hops = 0;
+        for (; hops < max_ipv6_extension_headers && is_walked_extension(next); ++hops) {
             if (off + 8 > total)
                 return std::nullopt;
             const size_t len = (static_cast<size_t>(p[off + 1]) + 1) * 8;
             next = p[off];
             off += len;
         }
+        // Past the bound another extension header would be read as the
+        // transport header: not decoded (transport() takes only TCP and UDP).
         if (off > total || !transport(p.subspan(off, total - off), next, info))
             return std::nullopt;
+        info.l4_offset = off;
         return info;
     }
     return std::nullopt;
@@ -194,7 +205,7 @@ std::optional<FlowHeaders> decode_headers(std::span<const uint8_t> p) noexcept
         h.dst = Address::v6(&p[24]);
         uint8_t next = p[6];
         off = 40;
-        for (int hops = 0; hops < 8 && (next == 0 || next == 43 || next == 60 || next == 44); ++hops) {
+        for (int hops = 0; hops < max_ipv6_extension_headers && (is_walked_extension(next) || next == 44); ++hops) {
             if (off + 8 > p.size())
                 break; // cut short: the protocol is as far as we can see
             if (next == 44) {
@@ -215,6 +226,19 @@ std::optional<FlowHeaders> decode_headers(std::span<const uint8_t> p) noexcept
     if (ports && first_fragment && off + 4 <= p.size())
         h.dport = be16(&p[off + 2]);
     return h;
+}
+
+std::vector<uint8_t> replace_tcp_payload(std::span<const uint8_t> packet, const PacketInfo& info,
+                                         std::span<const uint8_t> payload)
+{
+    std::vector<uint8_t> out(packet.begin(), packet.end());
+    const size_t start = static_cast<size_t>(info.payload.data() - packet.data());
+    std::copy(payload.begin(), payload.end(), out.begin() + static_cast<std::ptrdiff_t>(start));
+    const size_t end = start + info.payload.size();
+    const std::span<uint8_t> l4(out.data() + info.l4_offset, end - info.l4_offset);
+    put16(&l4[16], 0);
+    put16(&l4[16], fold(sum(l4, pseudo(info.src, info.dst, 6, l4.size()))));
+    return out;
 }
 
 std::vector<uint8_t> build_udp(const Address& from, uint16_t sport, const Address& to, uint16_t dport,

@@ -18,6 +18,7 @@ struct PacketInfo {
     Transport transport = Transport::udp;
     uint16_t sport = 0, dport = 0;
     std::span<const uint8_t> payload; // UDP or TCP payload
+    size_t l4_offset = 0;             // where the UDP or TCP header starts in the packet
     // TCP only
     uint32_t seq = 0, ack = 0;
     uint8_t tcp_flags = 0;
@@ -25,13 +26,24 @@ struct PacketInfo {
 
 inline constexpr uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_rst = 0x04, tcp_psh = 0x08, tcp_ack = 0x10;
 
+// IPv6 extension headers walked at most; a packet with more is not decoded
+// (the kernel walks them all, so its transport would go unread).
+inline constexpr int max_ipv6_extension_headers = 8;
+
 // IPv4 or IPv6 (extension headers walked), then UDP or TCP. Nothing for a
-// fragment, a truncated header or any other protocol.
+// fragment, a truncated header, too many extension headers or any other
+// protocol.
 std::optional<PacketInfo> decode(std::span<const uint8_t> packet) noexcept;
+
+// `packet` (as decode() read it into `info`) with its TCP payload replaced by
+// `payload` of the same length, the TCP checksum computed anew.
+std::vector<uint8_t> replace_tcp_payload(std::span<const uint8_t> packet, const PacketInfo& info,
+                                         std::span<const uint8_t> payload);
 
 // The headers of a packet that may be cut short (NFLOG hands over its first
 // bytes): addresses, protocol, and the destination port of TCP, UDP and
-// SCTP (0 for other protocols or when the port was cut off).
+// SCTP (0 for other protocols or when the port was cut off). Past
+// max_ipv6_extension_headers the protocol is the extension header's.
 struct FlowHeaders {
     Address src, dst;
     uint8_t protocol = 0;

@@ -117,6 +117,8 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
                 p.gid = ntohl(mnl_attr_get_u32(attr[NFQA_GID]));
             if (attr[NFQA_IFINDEX_INDEV])
                 p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
+            if (attr[NFQA_CT_INFO])
+                p.ct_info = ntohl(mnl_attr_get_u32(attr[NFQA_CT_INFO]));
             ++stats_.packets;
             ++handled;
             handler(p);
@@ -125,13 +127,27 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
     return handled;
 }
 
-void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch) noexcept
+void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
+                          std::span<const uint8_t> packet) noexcept
 {
-    std::array<char, 256> buf{};
+    std::vector<char> buf(MNL_ALIGN(sizeof(nlmsghdr)) + 256 + MNL_ALIGN(packet.size() + sizeof(nlattr)));
     nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), batch ? NFQNL_MSG_VERDICT_BATCH : NFQNL_MSG_VERDICT, queue);
     nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), accept ? NF_ACCEPT : NF_DROP);
+    if (!packet.empty())
+        nfq_nlmsg_verdict_put_pkt(nlh, packet.data(), static_cast<uint32_t>(packet.size()));
     if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0)
         ++stats_.verdict_errors;
+}
+
+void Queues::verdict(uint16_t queue, uint32_t id, std::span<const uint8_t> packet) noexcept
+{
+    // The accepts before it go first: a batch would also cover this id.
+    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& x) { return x.queue == queue; });
+    if (it != pending_.end()) {
+        send_verdict(it->queue, it->last_id, true, true);
+        pending_.erase(it);
+    }
+    send_verdict(queue, id, true, false, packet);
 }
 
 void Queues::verdict(uint16_t queue, uint32_t id, bool accept) noexcept

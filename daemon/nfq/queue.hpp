@@ -21,7 +21,13 @@ struct Packet {
     std::span<const uint8_t> payload;
     std::optional<uint32_t> uid, gid;
     uint32_t indev = 0;
+    // enum ip_conntrack_info (IP_CT_IS_REPLY and above: the reply
+    // direction); none when the kernel attached no conntrack.
+    std::optional<uint32_t> ct_info;
 };
+
+inline constexpr uint32_t ct_info_is_reply = 3; // IP_CT_IS_REPLY
+inline constexpr uint32_t ct_info_number = 5;   // IP_CT_NUMBER: values from here are no direction
 
 struct QueueStats {
     uint64_t packets = 0;
@@ -45,6 +51,9 @@ public:
     // verdict (every id up to the last) when a drop comes, after a few, or
     // at flush(); by then every accepted packet's work must be done.
     void verdict(uint16_t queue, uint32_t id, bool accept) noexcept;
+    // NF_ACCEPT with the packet replaced by `packet` (same length keeps TCP
+    // in step); sent at once, after the accepts gathered before it.
+    void verdict(uint16_t queue, uint32_t id, std::span<const uint8_t> packet) noexcept;
     void flush() noexcept;
 
     // Unbinds: the kernel then accepts (fail-open) or drops what it queues.
@@ -67,7 +76,8 @@ private:
         uint32_t count;
     };
     std::vector<Pending> pending_; // one per queue with accepts not yet sent
-    void send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch) noexcept;
+    void send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
+                      std::span<const uint8_t> packet = {}) noexcept;
     static constexpr uint32_t max_batch = 32;
     QueueStats stats_;
     bool conntrack_info_ = true;

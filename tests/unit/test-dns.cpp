@@ -43,13 +43,16 @@ struct Fixture {
         cache.set_selectors(config.fqdn_selectors(), now, ops);
     }
 
-    dns::Outcome packet(const std::vector<uint8_t>& p)
+    // From the client (conntrack's original direction), or from the server.
+    dns::Outcome packet(const std::vector<uint8_t>& p, dns::Direction d = dns::Direction::original)
     {
         dns::PacketMeta meta;
         meta.hook = dns::Hook::forward;
+        meta.direction = d;
         meta.now = now;
         return engine.handle(p, meta);
     }
+    dns::Outcome reply(const std::vector<uint8_t>& p) { return packet(p, dns::Direction::reply); }
     dns::Outcome query(const std::string& name, uint16_t id = 4242, uint16_t sport = 40000)
     {
         Message m;
@@ -59,7 +62,7 @@ struct Fixture {
     }
     dns::Outcome answer(const Message& m, uint16_t dport = 40000, const std::string& client = "192.0.2.2")
     {
-        return packet(udp("203.0.113.53", 53, client, dport, m.wire()));
+        return reply(udp("203.0.113.53", 53, client, dport, m.wire()));
     }
     static Message echo_answer(uint16_t id = 4242)
     {
@@ -211,46 +214,308 @@ TEST_CASE("a chain longer than the bound is not followed")
     CHECK(f.answer(m).ops.empty());
 }
 
+namespace {
+
+std::vector<uint8_t> framed(const std::vector<uint8_t>& m)
+{
+    std::vector<uint8_t> v{static_cast<uint8_t>(m.size() >> 8), static_cast<uint8_t>(m.size())};
+    v.insert(v.end(), m.begin(), m.end());
+    return v;
+}
+
+std::vector<uint8_t> query_wire(const std::string& name, uint16_t id = 4242)
+{
+    Message m;
+    m.id = id;
+    m.questions = {{name, 1}};
+    return m.wire();
+}
+
+// One TCP connection from 192.0.2.2 to the DNS server, through the engine:
+// the handshake done, each side's next sequence number kept.
+struct Tcp {
+    Fixture& f;
+    uint16_t port;
+    Address client = *Address::parse("192.0.2.2"), server = *Address::parse("203.0.113.53");
+    uint32_t cseq = 1000, sseq = 5000;
+
+    explicit Tcp(Fixture& fx, uint16_t p = 40000, bool handshake = true) : f(fx), port(p)
+    {
+        if (!handshake)
+            return;
+        CHECK(f.packet(from_client(cseq, dns::tcp_syn, {})).accept);
+        CHECK(f.reply(from_server(sseq, cseq + 1, dns::tcp_syn | dns::tcp_ack, {})).accept);
+        ++cseq;
+        ++sseq;
+    }
+    std::vector<uint8_t> from_client(uint32_t seq, uint8_t flags, const std::vector<uint8_t>& data) const
+    {
+        return dns::build_tcp(client, port, server, 53, seq, sseq, flags, data);
+    }
+    std::vector<uint8_t> from_server(uint32_t seq, uint32_t ack, uint8_t flags, const std::vector<uint8_t>& data) const
+    {
+        return dns::build_tcp(server, 53, client, port, seq, ack, flags, data);
+    }
+    // Client data at seq (the next byte by default).
+    dns::Outcome send(const std::vector<uint8_t>& data, std::optional<uint32_t> seq = std::nullopt)
+    {
+        const uint32_t at = seq.value_or(cseq);
+        auto out = f.packet(from_client(at, dns::tcp_ack | dns::tcp_psh, data));
+        if (out.accept && static_cast<int32_t>(at + static_cast<uint32_t>(data.size()) - cseq) > 0)
+            cseq = at + static_cast<uint32_t>(data.size());
+        return out;
+    }
+    dns::Outcome server_ack(uint32_t ack) { return f.reply(from_server(sseq, ack, dns::tcp_ack, {})); }
+    dns::Outcome answer(const std::vector<uint8_t>& data)
+    {
+        auto out = f.reply(from_server(sseq, cseq, dns::tcp_ack | dns::tcp_psh, data));
+        sseq += static_cast<uint32_t>(data.size());
+        return out;
+    }
+};
+
+} // namespace
+
 TEST_CASE("DNS over TCP: an answer split over segments is learned when complete")
 {
     Fixture f;
-    const auto client = *Address::parse("192.0.2.2"), server = *Address::parse("203.0.113.53");
-    auto seg = [&](bool from_client, uint32_t seq, uint8_t flags, std::vector<uint8_t> data) {
-        return from_client ? dns::build_tcp(client, 40000, server, 53, seq, 0, flags, data)
-                           : dns::build_tcp(server, 53, client, 40000, seq, 0, flags, data);
-    };
-    auto framed = [](const std::vector<uint8_t>& m) {
-        std::vector<uint8_t> v{static_cast<uint8_t>(m.size() >> 8), static_cast<uint8_t>(m.size())};
-        v.insert(v.end(), m.begin(), m.end());
-        return v;
-    };
-    CHECK(f.packet(seg(true, 1000, dns::tcp_syn, {})).accept);
-    CHECK(f.packet(seg(false, 5000, dns::tcp_syn | dns::tcp_ack, {})).accept);
-    Message q;
-    q.questions = {{"echo.k8s.intra", 1}};
-    const auto qw = framed(q.wire());
-    CHECK(f.packet(seg(true, 1001, dns::tcp_ack | dns::tcp_psh, qw)).accept);
+    Tcp t(f);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra"))).accept);
     const auto aw = framed(Fixture::echo_answer().wire());
-    const std::vector<uint8_t> part1(aw.begin(), aw.begin() + 10), part2(aw.begin() + 10, aw.end());
-    auto first = f.packet(seg(false, 5001, dns::tcp_ack, part1));
+    auto first = t.answer({aw.begin(), aw.begin() + 10});
     CHECK(first.accept);
     CHECK(first.ops.empty());
-    auto second = f.packet(seg(false, 5011, dns::tcp_ack | dns::tcp_psh, part2));
+    auto second = t.answer({aw.begin() + 10, aw.end()});
     CHECK(second.accept);
     REQUIRE(second.ops.size() == 1);
     CHECK(second.ops[0].address == *Address::parse("203.0.113.2"));
 
     // A refused query over TCP is answered in the stream, at the server's
     // next sequence number, and the client's later data is dropped.
-    Message bad;
-    bad.questions = {{"other.example", 1}};
-    auto refused = f.packet(seg(true, 1001 + static_cast<uint32_t>(qw.size()), dns::tcp_ack | dns::tcp_psh, framed(bad.wire())));
+    auto refused = t.send(framed(query_wire("other.example")));
     CHECK_FALSE(refused.accept);
     REQUIRE(refused.replies.size() == 1);
     const auto r = dns::decode(refused.replies[0]);
     REQUIRE(r);
-    CHECK(r->seq == 5001 + aw.size());
+    CHECK(r->seq == t.sseq);
     CHECK(dns::parse_answer(r->payload.subspan(2), nullptr)->rcode == dns::rcode_refused);
+    CHECK_FALSE(t.send(framed(query_wire("echo.k8s.intra"))).accept);
+}
+
+TEST_CASE("the flow's direction says query or answer, not the QR bit the client writes")
+{
+    Fixture f;
+    // An answer-shaped message from the client toward the server (UDP).
+    Message forged = Fixture::echo_answer();
+    forged.questions = {{"secret.example", 1}};
+    auto out = f.packet(udp("192.0.2.2", 40000, "203.0.113.53", 53, forged.wire()));
+    CHECK_FALSE(out.accept);
+    CHECK(f.engine.stats().malformed[static_cast<size_t>(dns::Malformed::not_a_query)] == 1);
+    // Without conntrack's direction, the listed server's address and port
+    // tell it: the client's answer-shaped message is still a query...
+    out = f.packet(udp("192.0.2.2", 53, "203.0.113.53", 53, forged.wire()), dns::Direction::unknown);
+    CHECK_FALSE(out.accept);
+    // ...and where both sides fit, it is judged as a query.
+    out = f.packet(udp("203.0.113.53", 53, "203.0.113.53", 53, Fixture::echo_answer().wire()), dns::Direction::unknown);
+    CHECK_FALSE(out.accept);
+    CHECK(out.ops.empty());
+    CHECK(f.engine.stats().packets_no_direction == 1);
+    f.query("echo.k8s.intra", 9);
+    CHECK(f.packet(udp("203.0.113.53", 53, "192.0.2.2", 40000, Fixture::echo_answer(9).wire()), dns::Direction::unknown)
+              .ops.size() == 1);
+    // The same over TCP.
+    Tcp t(f);
+    CHECK_FALSE(t.send(framed(forged.wire())).accept);
+    CHECK(f.engine.stats().malformed[static_cast<size_t>(dns::Malformed::not_a_query)] == 4);
+    // The real answer, from the reply direction, still counts.
+    f.query("echo.k8s.intra");
+    f.answer(Fixture::echo_answer());
+    CHECK(f.engine.stats().answers_learned == 2);
+}
+
+TEST_CASE("TCP: a segment after a gap is dropped and the stream kept in step")
+{
+    Fixture f;
+    Tcp t(f);
+    const auto q = framed(query_wire("other.example"));
+    const std::vector<uint8_t> head(q.begin(), q.begin() + 6), tail(q.begin() + 6, q.end());
+    // The rest of a refused query, sent past a gap, is not passed...
+    CHECK_FALSE(t.send(tail, t.cseq + 6).accept);
+    CHECK(f.engine.stats().tcp_gap == 1);
+    // ...nor is the query once whole.
+    CHECK(t.send(head).accept);
+    CHECK_FALSE(t.send(tail).accept);
+    CHECK(f.engine.stats().queries_refused == 1);
+
+    Fixture g;
+    Tcp u(g);
+    const auto ok = framed(query_wire("echo.k8s.intra"));
+    CHECK_FALSE(u.send({ok.begin() + 4, ok.end()}, u.cseq + 4).accept);
+    CHECK(u.send({ok.begin(), ok.begin() + 4}).accept);
+    CHECK(u.send({ok.begin() + 4, ok.end()}).accept);
+    CHECK(g.engine.stats().queries_allowed == 1);
+}
+
+TEST_CASE("TCP: data on a stream fqdnd has not followed from its start is dropped and the client reset")
+{
+    Fixture f;
+    Tcp t(f, 40000, false);
+    auto out = t.send(framed(query_wire("echo.k8s.intra")));
+    CHECK_FALSE(out.accept);
+    REQUIRE(out.replies.size() == 1);
+    const auto rst = dns::decode(out.replies[0]);
+    REQUIRE(rst);
+    CHECK((rst->tcp_flags & dns::tcp_rst));
+    CHECK(rst->seq == t.sseq); // the client's acknowledgement: Linux takes it
+    CHECK(rst->src == t.server);
+    // An answer on a stream fqdnd does not know: dropped.
+    CHECK_FALSE(t.answer(framed(Fixture::echo_answer().wire())).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 2);
+
+    // After an RST (taken by the server or not), the same.
+    Tcp u(f, 40001);
+    CHECK(u.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    CHECK(f.packet(u.from_client(u.cseq + 100, dns::tcp_rst, {})).accept);
+    CHECK_FALSE(u.send(framed(query_wire("other.example", 2))).accept);
+
+    // A client SYN on a followed stream starts it over: nothing passes
+    // until the server agrees with a SYN-ACK.
+    Tcp v(f, 40002);
+    CHECK(f.packet(v.from_client(v.cseq + 70000, dns::tcp_syn, {})).accept);
+    CHECK(v.server_ack(v.cseq).accept); // the server's challenge ACK
+    CHECK_FALSE(v.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+}
+
+TEST_CASE("TCP: retransmissions pass only as the bytes inspected")
+{
+    Fixture f;
+    Tcp t(f);
+    const auto ok = framed(query_wire("echo.k8s.intra", 1));
+    const uint32_t start = t.cseq;
+    CHECK(t.send(ok).accept);
+    // Not acknowledged yet: the same bytes again pass, other bytes do not.
+    CHECK(t.send(ok, start).accept);
+    auto other = framed(query_wire("evil.example", 1));
+    other.resize(ok.size());
+    CHECK_FALSE(t.send(other, start).accept);
+    CHECK(f.engine.stats().tcp_retransmit_changed == 1);
+    // Overlapping into new data: the new part is inspected.
+    auto more = ok;
+    const auto refused = framed(query_wire("other.example", 2));
+    more.insert(more.end(), refused.begin(), refused.end());
+    CHECK_FALSE(t.send(more, start).accept);
+    CHECK(f.engine.stats().queries_refused == 1);
+
+    // Once the server acknowledged them, old bytes are its to discard.
+    Fixture g;
+    Tcp u(g);
+    const uint32_t begin = u.cseq;
+    CHECK(u.send(ok).accept);
+    CHECK(u.server_ack(u.cseq).accept);
+    CHECK(u.send(other, begin).accept);
+    CHECK(g.engine.stats().tcp_retransmit_changed == 0);
+}
+
+TEST_CASE("TCP Fast Open: a query in the SYN is inspected")
+{
+    Fixture f;
+    Tcp t(f, 40000, false);
+    auto out = f.packet(t.from_client(t.cseq, dns::tcp_syn, framed(query_wire("other.example"))));
+    CHECK_FALSE(out.accept);
+    REQUIRE(out.replies.size() == 1);
+    const auto rst = dns::decode(out.replies[0]);
+    REQUIRE(rst);
+    CHECK((rst->tcp_flags & (dns::tcp_rst | dns::tcp_ack)) == (dns::tcp_rst | dns::tcp_ack));
+    CHECK(f.engine.stats().queries_refused == 1);
+
+    Tcp u(f, 40001, false);
+    const auto q = framed(query_wire("echo.k8s.intra"));
+    CHECK(f.packet(u.from_client(u.cseq, dns::tcp_syn, q)).accept);
+    CHECK(f.engine.stats().queries_allowed == 1);
+    // The server took the data with the SYN; its answer is learned.
+    const uint32_t after = u.cseq + 1 + static_cast<uint32_t>(q.size());
+    CHECK(f.reply(u.from_server(u.sseq, after, dns::tcp_syn | dns::tcp_ack, {})).accept);
+    u.cseq = after;
+    ++u.sseq;
+    CHECK(u.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+}
+
+TEST_CASE("TCP streams are bounded, expire when idle and are freed after FIN")
+{
+    Fixture f;
+    for (size_t p = 0; p < dns::Engine::max_tcp_streams + 10; ++p) {
+        Tcp t(f, static_cast<uint16_t>(20000 + p), false);
+        f.packet(t.from_client(1, dns::tcp_syn, {}));
+    }
+    CHECK(f.engine.stats().tcp_streams_evicted == 10);
+    f.now += dns::Engine::tcp_idle_timeout + 1s;
+    Tcp t(f, 50000);
+    CHECK(f.engine.stats().tcp_streams_expired == dns::Engine::max_tcp_streams);
+    // Closed both ways: freed after the linger.
+    CHECK(f.packet(t.from_client(t.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    CHECK(f.reply(t.from_server(t.sseq, t.cseq + 1, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    f.now += dns::Engine::tcp_fin_linger + 1s;
+    Tcp other(f, 50001);
+    CHECK(f.engine.stats().tcp_streams_expired == dns::Engine::max_tcp_streams + 1);
+}
+
+TEST_CASE("TCP: in one segment, allowed queries pass and refused ones are blanked")
+{
+    Fixture f;
+    Tcp t(f);
+    auto data = framed(query_wire("echo.k8s.intra", 1));
+    const auto bad = framed(query_wire("secret.example", 2));
+    data.insert(data.end(), bad.begin(), bad.end());
+    const auto packet = t.from_client(t.cseq, dns::tcp_ack | dns::tcp_psh, data);
+    auto out = f.packet(packet);
+    CHECK(out.accept);
+    CHECK(out.replies.empty());
+    REQUIRE(out.replacement.size() == packet.size());
+    const auto pkt = dns::decode(out.replacement);
+    REQUIRE(pkt);
+    const std::string text(pkt->payload.begin(), pkt->payload.end());
+    CHECK(text.find("secret") == std::string::npos);
+    CHECK(text.find("echo") != std::string::npos);
+    // The refused message keeps its id and length; no question is left.
+    const size_t at = data.size() - bad.size();
+    CHECK(pkt->payload[at + 2] == 0);
+    CHECK(pkt->payload[at + 3] == 2);
+    dns::Malformed why;
+    CHECK_FALSE(dns::parse_query(pkt->payload.subspan(at + 2), &why));
+    // Checksums as build_tcp makes them.
+    CHECK(dns::replace_tcp_payload(packet, *dns::decode(packet), data) == packet);
+    CHECK(dns::replace_tcp_payload(out.replacement, *pkt, data) == packet);
+    CHECK(f.engine.stats().tcp_queries_blanked == 1);
+    CHECK(f.engine.stats().queries_refused == 1);
+    CHECK(f.engine.stats().queries_allowed == 1);
+}
+
+TEST_CASE("IPv6: more extension headers than walked is undecodable, and dropped")
+{
+    Fixture f;
+    auto with_options = [](int headers) {
+        auto p = dns::build_udp(*Address::parse("2001:db8:1::2"), 40000, *Address::parse("2001:db8:4::53"), 53,
+                                query_wire("echo.k8s.intra"));
+        const uint8_t transport = p[6];
+        std::vector<uint8_t> ext;
+        for (int i = 0; i < headers; ++i) // destination options, padded to 8 bytes
+            ext.insert(ext.end(), {static_cast<uint8_t>(i + 1 < headers ? 60 : transport), 0, 1, 4, 0, 0, 0, 0});
+        p[6] = headers ? 60 : transport;
+        p.insert(p.begin() + 40, ext.begin(), ext.end());
+        const size_t len = p.size() - 40;
+        p[4] = static_cast<uint8_t>(len >> 8);
+        p[5] = static_cast<uint8_t>(len);
+        return p;
+    };
+    CHECK(dns::decode(with_options(dns::max_ipv6_extension_headers)));
+    CHECK_FALSE(dns::decode(with_options(dns::max_ipv6_extension_headers + 1)));
+    const auto h = dns::decode_headers(with_options(dns::max_ipv6_extension_headers + 1));
+    REQUIRE(h);
+    CHECK(h->protocol == 60);
+    CHECK(h->dport == 0);
+    CHECK(dns::decode_headers(with_options(dns::max_ipv6_extension_headers))->dport == 53);
+    CHECK_FALSE(f.packet(with_options(dns::max_ipv6_extension_headers + 1)).accept);
+    CHECK(f.engine.stats().packets_undecodable == 1);
 }
 
 TEST_CASE("packets that are not IP/UDP/TCP, or truncated, are not trusted")
@@ -260,7 +525,7 @@ TEST_CASE("packets that are not IP/UDP/TCP, or truncated, are not trusted")
     CHECK_FALSE(dns::decode(std::vector<uint8_t>(p.begin(), p.begin() + 25)));
     p[9] = 1; // ICMP
     CHECK_FALSE(dns::decode(p));
-    CHECK(f.packet(std::vector<uint8_t>{0x45, 0, 0}).accept); // undecodable: let go, counted
+    CHECK_FALSE(f.packet(std::vector<uint8_t>{0x45, 0, 0}).accept); // undecodable on a DNS flow: dropped, counted
     CHECK(f.engine.stats().packets_undecodable == 1);
 }
 
@@ -329,14 +594,14 @@ TEST_CASE("more hostile answers: each changes nothing and is counted by reason")
     // A compression pointer that points at itself, in the question.
     f.query("echo.k8s.intra", 3);
     std::vector<uint8_t> loop{0, 3, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1};
-    CHECK(f.packet(udp("203.0.113.53", 53, "192.0.2.2", 40000, loop)).ops.empty());
+    CHECK(f.reply(udp("203.0.113.53", 53, "192.0.2.2", 40000, loop)).ops.empty());
     CHECK(malformed(Malformed::unparsable) == 1);
 
     // Truncated in the middle of its answer record.
     f.query("echo.k8s.intra", 4);
     auto cut = Fixture::echo_answer(4).wire();
     cut.resize(cut.size() - 3);
-    CHECK(f.packet(udp("203.0.113.53", 53, "192.0.2.2", 40000, cut)).ops.empty());
+    CHECK(f.reply(udp("203.0.113.53", 53, "192.0.2.2", 40000, cut)).ops.empty());
     CHECK(malformed(Malformed::unparsable) == 2);
 
     // EDNS: an extended RCODE (BADVERS) makes it no NOERROR answer.

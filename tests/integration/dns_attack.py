@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Hostile DNS clients for test-dns-gate.sh; each exits within seconds.
+  udp-answer SERVER NAME        an answer-shaped (QR=1) message asking NAME, to SERVER:53 over UDP
+  tcp-answer SERVER NAME        the same over a TCP connection
+  tcp-gap SRC SERVER NAME       raw TCP: the end of a query for NAME past a gap, then its start
+  tcp-rst SRC SERVER NAME       raw TCP: the start of a query, an in-window RST, the rest
+  tcp-two SERVER NAME1 NAME2    two queries in one segment; prints "id rcode address..." per answer
+  v6-ext SRC SERVER NAME COUNT  a UDP query over IPv6 behind COUNT destination options headers
+  sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
+                                side: what reached it, whether its DNS server logs it or not)
+Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
+import os
+import random
+import select
+import socket
+import struct
+import sys
+import time
+
+MARK = 7
+
+
+def name_wire(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\0"
+
+
+def message(qid, name, answer=False):
+    flags = 0x8180 if answer else 0x0100
+    return struct.pack("!HHHHHH", qid, flags, 1, 0, 0, 0) + name_wire(name) + struct.pack("!HH", 1, 1)
+
+
+def framed(m):
+    return struct.pack("!H", len(m)) + m
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+class RawTcp:
+    """A TCP connection made by hand, so that sequence numbers are ours."""
+
+    def __init__(self, src, dst, dport=53):
+        self.src, self.dst, self.dport = src, dst, dport
+        self.sport = random.randint(20000, 60000)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
+        self.isn = random.randint(0, 2**31)
+        self.seq = self.isn + 1
+        self.send(self.isn, 0, 0x02, b"")
+        deadline = time.monotonic() + 3
+        self.ack = None
+        while time.monotonic() < deadline and self.ack is None:
+            r, _, _ = select.select([self.sock], [], [], 0.2)
+            if not r:
+                continue
+            pkt = self.sock.recv(65535)
+            ihl = (pkt[0] & 15) * 4
+            sport, dport, seq, _, _, flags = struct.unpack("!HHIIBB", pkt[ihl:ihl + 14])
+            if socket.inet_ntoa(pkt[12:16]) == dst and sport == self.dport and dport == self.sport and flags & 0x12 == 0x12:
+                self.ack = (seq + 1) % 2**32
+        if self.ack is None:
+            sys.exit("no SYN-ACK")
+        self.send(self.seq, self.ack, 0x10, b"")
+
+    def send(self, seq, ack, flags, data):
+        hdr = struct.pack("!HHIIBBHHH", self.sport, self.dport, seq % 2**32, ack, 5 << 4, flags, 65535, 0, 0)
+        pseudo = socket.inet_aton(self.src) + socket.inet_aton(self.dst) + struct.pack("!BBH", 0, 6, len(hdr) + len(data))
+        c = checksum(pseudo + hdr + data)
+        self.sock.sendto(hdr[:16] + struct.pack("!H", c) + hdr[18:] + data, (self.dst, 0))
+
+    def data(self, offset, data):
+        self.send(self.seq + offset, self.ack, 0x18, data)
+
+
+cmd = sys.argv[1]
+if cmd == "udp-answer":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1)
+    s.sendto(message(4711, sys.argv[3], answer=True), (sys.argv[2], 53))
+    try:
+        s.recvfrom(4096)
+    except OSError:
+        pass
+elif cmd == "tcp-answer":
+    with socket.create_connection((sys.argv[2], 53), timeout=2) as s:
+        s.sendall(framed(message(4712, sys.argv[3], answer=True)))
+        try:
+            s.recv(4096)
+        except OSError:
+            pass
+elif cmd in ("tcp-gap", "tcp-rst"):
+    src, server, name = sys.argv[2:5]
+    c = RawTcp(src, server)
+    q = framed(message(4713, name))
+    if cmd == "tcp-gap":
+        c.data(6, q[6:])   # past a gap: fqdnd has not seen bytes 0-5
+        time.sleep(0.3)
+        c.data(0, q[:6])
+    else:
+        c.data(0, q[:4])   # length and id
+        time.sleep(0.3)
+        c.send(c.seq + 4 + 1000, c.ack, 0x04, b"")  # in the window, not exact: the server ignores it
+        time.sleep(0.3)
+        c.data(4, q[4:])   # flags first: read as a length, a stream out of step reads garbage
+    time.sleep(1)
+elif cmd == "tcp-two":
+    server, first, second = sys.argv[2:5]
+    with socket.create_connection((server, 53), timeout=3) as s:
+        s.sendall(framed(message(1, first)) + framed(message(2, second)))
+        buf = b""
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                n = struct.unpack("!H", buf[:2])[0]
+                m, buf = buf[2:2 + n], buf[2 + n:]
+                qid, flags = struct.unpack("!HH", m[:4])
+                addrs = [socket.inet_ntoa(m[i + 10:i + 14]) for i in range(len(m) - 13)
+                         if m[i:i + 4] == b"\x00\x01\x00\x01" and m[i + 8:i + 10] == b"\x00\x04"]
+                print(qid, flags & 15, *addrs)
+            try:
+                chunk = s.recv(4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+elif cmd == "v6-ext":
+    src, dst, name, count = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    payload = message(4714, name)
+    sport = random.randint(20000, 60000)
+    udp = struct.pack("!HHHH", sport, 53, 8 + len(payload), 0) + payload
+    pseudo = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst) \
+        + struct.pack("!IxxxB", len(udp), 17)
+    udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp) or 0xFFFF) + udp[8:]
+    ext = b""
+    for i in range(count):  # destination options, each padded (PadN) to 8 bytes
+        ext += bytes([60 if i + 1 < count else 17, 0, 1, 4, 0, 0, 0, 0])
+    body = ext + udp
+    ip = struct.pack("!IHBB", 6 << 28, len(body), 60 if count else 17, 64) \
+        + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(ip + body, (dst, 0))
+    time.sleep(0.5)
+elif cmd == "sniff":
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
+    s.settimeout(0.2)
+    end = time.monotonic() + float(sys.argv[2])
+    with open(sys.argv[3], "ab", buffering=0) as out:
+        while time.monotonic() < end:
+            try:
+                frame, addr = s.recvfrom(65535)
+            except OSError:
+                continue
+            if addr[2] != socket.PACKET_OUTGOING:
+                out.write(frame)
+else:
+    sys.exit(__doc__)

@@ -1,0 +1,57 @@
+#!/bin/bash
+# The DNS gate fails closed (issue #14): a selected client that writes
+# answers toward the server, throws fqdnd's TCP reassembly out of step,
+# hides a refused query next to an allowed one, or hides its transport
+# behind IPv6 extension headers must not get a refused name to the server.
+. "$(dirname "$0")/lib.sh"
+
+seed_topology
+printf '203.0.113.2 echo.k8s.intra\n2001:db8:4::2 echo.k8s.intra\n' > "$WORK/hosts"
+dns_server "$WORK/hosts" || exit 1
+echo_config node1 192.0.2.0/29
+sed -i 's|^sources = .*|sources = ["192.0.2.0/29", "2001:db8:1::/64"]|; s|^dns = .*|dns = [{ match-pattern = "*.k8s.intra" }]|;
+        s|^to-dns-servers = .*|to-dns-servers = ["203.0.113.53", "2001:db8:4::53"]|' "$WORK/node1/policy.d/echo.toml"
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+# Raw TCP from p1a: its kernel must not reset the connections it does not know.
+in_ns p1a nft -f - <<'NFT'
+table inet gate {
+    chain out { type filter hook output priority 0; meta mark != 7 tcp flags & rst == rst drop; }
+}
+NFT
+
+attack() { in_ns p1a python3 "$TESTS_DIR/dns_attack.py" "$@"; }
+# Reached the server: dnsmasq logged it, or it arrived in svc at all
+# (dnsmasq ignores some of what it receives without a word).
+: > "$WORK/svc.frames"
+background svc python3 "$TESTS_DIR/dns_attack.py" sniff 120 "$WORK/svc.frames"
+sleep 0.3
+asked() { grep -q "$1" "$WORK/dnsmasq.log" || grep -aq "$1" "$WORK/svc.frames"; }
+
+check "control: an allowed name resolves" test "$(resolve p1a echo.k8s.intra)" = 203.0.113.2
+check "control: a refused name is refused over TCP" test "$(dns_status p1a blocked.example +tcp)" = REFUSED
+
+attack udp-answer 203.0.113.53 qr-udp.example
+check_not "UDP: an answer-shaped (QR=1) message from the client never reaches the server" asked qr-udp
+attack tcp-answer 203.0.113.53 qr-tcp.example
+check_not "TCP: an answer-shaped (QR=1) message from the client never reaches the server" asked qr-tcp
+
+attack tcp-gap 192.0.2.2 203.0.113.53 gap-secret.example
+check_not "TCP: the rest of a refused query past a gap never reaches the server" asked gap-secret
+attack tcp-rst 192.0.2.2 203.0.113.53 rst-secret.example
+check_not "TCP: data after an in-window RST never reaches the server" asked rst-secret
+
+attack tcp-two 203.0.113.53 echo.k8s.intra two-secret.example > "$WORK/two.out" 2>&1
+check "TCP: of two queries in one segment the allowed one is answered" grep -q '^1 0 203.0.113.2' "$WORK/two.out"
+check_not "and the refused one never reaches the server" asked two-secret
+check "and the client gets an error for it" grep -qE '^2 [1-9]' "$WORK/two.out"
+
+attack v6-ext 2001:db8:1::2 2001:db8:4::53 ext8.k8s.intra 8
+check "control: IPv6 with 8 destination options headers is inspected and passes" asked ext8.k8s.intra
+attack v6-ext 2001:db8:1::2 2001:db8:4::53 ext9-secret.example 9
+check_not "IPv6 with 9 destination options headers never reaches the server" asked ext9-secret
+
+check "control: after all this, an allowed name over TCP still resolves" \
+    test "$(resolve p1a echo.k8s.intra +tcp)" = 203.0.113.2
+echo "--- two queries in one segment, answers (id rcode addresses):"; cat "$WORK/two.out"
+echo "--- dnsmasq saw:"; grep -oE 'query\[[A-Z]+\] [^ ]+' "$WORK/dnsmasq.log" | sort | uniq -c
+finish
