@@ -458,9 +458,16 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
         // place (same length: TCP stays in step) by a message with its id
         // and no question, which the server answers with an error.
         std::vector<uint8_t> payload(pkt.payload.begin(), pkt.payload.end());
-        for (const auto& [at, n] : blank)
-            std::fill(payload.begin() + static_cast<std::ptrdiff_t>(at + std::min<size_t>(n, 2)),
-                      payload.begin() + static_cast<std::ptrdiff_t>(at + n), uint8_t{0});
+        // The kept copy holds what the server gets, blanks included: a
+        // retransmission with the refused query in it differs, and is dropped.
+        const size_t unacked_at = s.unacked.size() - fresh.size();
+        for (const auto& [at, n] : blank) {
+            const auto first = static_cast<std::ptrdiff_t>(at + std::min<size_t>(n, 2)),
+                       last = static_cast<std::ptrdiff_t>(at + n);
+            std::fill(payload.begin() + first, payload.begin() + last, uint8_t{0});
+            const auto kept = static_cast<std::ptrdiff_t>(unacked_at - skip);
+            std::fill(s.unacked.begin() + kept + first, s.unacked.begin() + kept + last, uint8_t{0});
+        }
         out.replacement = replace_tcp_payload(packet, pkt, payload);
         stats_.tcp_queries_blanked += blank.size();
         return;

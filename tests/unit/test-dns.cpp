@@ -488,6 +488,12 @@ TEST_CASE("TCP: in one segment, allowed queries pass and refused ones are blanke
     CHECK(f.engine.stats().tcp_queries_blanked == 1);
     CHECK(f.engine.stats().queries_refused == 1);
     CHECK(f.engine.stats().queries_allowed == 1);
+    // Sent again as the client has it, before the server acknowledged it:
+    // the refused query would reach the server unblanked. Dropped; the
+    // blanked bytes, which the server got, still pass.
+    CHECK_FALSE(f.packet(packet).accept);
+    CHECK(f.engine.stats().tcp_retransmit_changed == 1);
+    CHECK(f.packet(out.replacement).accept);
 }
 
 TEST_CASE("IPv6: more extension headers than walked is undecodable, and dropped")
