@@ -45,11 +45,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     fqdnd::dns::PacketMeta meta;
     meta.hook = fqdnd::dns::Hook::forward;
     const auto client = *fqdnd::Address::parse("192.0.2.2"), server = *fqdnd::Address::parse("203.0.113.53");
+    using fqdnd::dns::tcp_ack, fqdnd::dns::tcp_psh, fqdnd::dns::tcp_syn;
     for (bool tcp : {false, true}) {
+        if (tcp) {
+            // A stream followed from its SYN: without one, data is dropped
+            // unread. Each input starts it over.
+            s.engine->handle(fqdnd::dns::build_tcp(client, 40000, server, 53, 0, 0, tcp_syn, {}), meta);
+            s.engine->handle(fqdnd::dns::build_tcp(server, 53, client, 40000, 1000, 1, tcp_syn | tcp_ack, {}), meta);
+        }
         // The input as a query, then as the answer to it.
-        auto query = tcp ? fqdnd::dns::build_tcp(client, 40000, server, 53, 1, 0, fqdnd::dns::tcp_psh, bytes)
+        auto query = tcp ? fqdnd::dns::build_tcp(client, 40000, server, 53, 1, 1001, tcp_psh | tcp_ack, bytes)
                          : fqdnd::dns::build_udp(client, 40000, server, 53, bytes);
-        auto answer = tcp ? fqdnd::dns::build_tcp(server, 53, client, 40000, 1, 0, fqdnd::dns::tcp_psh, bytes)
+        auto answer = tcp ? fqdnd::dns::build_tcp(server, 53, client, 40000, 1001, 1, tcp_psh | tcp_ack, bytes)
                           : fqdnd::dns::build_udp(server, 53, client, 40000, bytes);
         s.engine->handle(query, meta);
         s.engine->handle(answer, meta);
