@@ -11,6 +11,8 @@ printf '203.0.113.2 echo.k8s.intra\n' > "$WORK/hosts"
 dns_server "$WORK/hosts" --address=/flood.k8s.intra/203.0.113.5 || exit 1
 private_bus || exit 1
 echo_config node1 192.0.2.0/29 'max-names = 100'
+sed -i 's|^to-fqdns = .*|to-fqdns = [{ match-pattern = "*.k8s.intra" }, { match-pattern = "*.flood.k8s.intra" }]|' \
+    "$WORK/node1/policy.d/echo.toml"
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
 for i in $(seq 1 30); do "$FQDNCTL" status >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -37,7 +39,9 @@ echo "     evictions: $evicted"
 check "evictions are counted" test "${evicted:-0}" -ge 300
 check "the newest name stays" bash -c "'$FQDNCTL' cache list | grep -q 'n399.flood.k8s.intra'"
 check_not "the oldest went first" bash -c "'$FQDNCTL' cache list | grep -q ' n0.flood.k8s.intra'"
-check "the address of the names kept is still allowed" connects p1a 203.0.113.5 80
+check "the address the kept names share is still in the set" \
+    bash -c "ip netns exec '$(ns node1)' nft list set inet fqdnd fqdn4 | grep -q 203.0.113.5"
+check "and allowed" connects p1a 203.0.113.5 80
 check "a name asked now is learned and allowed" test "$(resolve p1a echo.k8s.intra)" = 203.0.113.2
 check "and connects" connects p1a 203.0.113.2 80
 finish
