@@ -17,14 +17,9 @@ import struct
 import sys
 import time
 
+from dnswire import checksum, name_wire
+
 MARK = 7
-
-
-def name_wire(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode()
-    return out + b"\0"
 
 
 def message(qid, name, answer=False):
@@ -34,15 +29,6 @@ def message(qid, name, answer=False):
 
 def framed(m):
     return struct.pack("!H", len(m)) + m
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 class RawTcp:

@@ -6,11 +6,8 @@ import socket
 import struct
 import sys
 
-def name_wire(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode()
-    return out + b"\0"
+from dnswire import name_wire
+
 
 def question(name):
     return name_wire(name) + struct.pack("!HH", 1, 1)

@@ -17,6 +17,8 @@ import struct
 import sys
 import time
 
+from dnswire import checksum, name_wire
+
 RCODES = {0: "NOERROR", 2: "SERVFAIL", 3: "NXDOMAIN", 5: "REFUSED"}
 
 
@@ -24,31 +26,15 @@ def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def qname(name):
-    out = b""
-    for label in name.rstrip(".").split("."):
-        out += bytes([len(label)]) + label.encode()
-    return out + b"\0"
-
-
 def query(qid, name, qtype):
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname(name) + struct.pack("!HH", qtype, 1)
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + name_wire(name) + struct.pack("!HH", qtype, 1)
 
 
 def answer(qid, name, addr):
     ip = ipaddress.ip_address(addr)
     qtype = 1 if ip.version == 4 else 28
-    msg = struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0) + qname(name) + struct.pack("!HH", qtype, 1)
+    msg = struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0) + name_wire(name) + struct.pack("!HH", qtype, 1)
     return msg + b"\xc0\x0c" + struct.pack("!HHIH", qtype, 1, 300, len(ip.packed)) + ip.packed
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
 
 
 def ip_udp(src, dst, sport, dport, payload):
