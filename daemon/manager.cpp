@@ -820,6 +820,8 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_dns_packets_no_direction_total", "", static_cast<double>(st.packets_no_direction)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unknown-stream\"", static_cast<double>(st.tcp_unknown_stream)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"gap\"", static_cast<double>(st.tcp_gap)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"urgent\"", static_cast<double>(st.tcp_urgent)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"second-syn\"", static_cast<double>(st.tcp_second_syn)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"retransmit-changed\"",
          static_cast<double>(st.tcp_retransmit_changed)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unacked-full\"", static_cast<double>(st.tcp_unacked_full)},

@@ -317,9 +317,31 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         out.accept = pkt.payload.empty();
         return;
     }
+    if (pkt.tcp_flags & tcp_urg) {
+        // DNS has no use for urgent data, and the receiving stack takes the
+        // urgent byte out of the stream (without SO_OOBINLINE): the server
+        // would read other bytes than fqdnd did.
+        ++stats_.tcp_urgent;
+        out.accept = false;
+        return;
+    }
     if (!from_server && (pkt.tcp_flags & (tcp_syn | tcp_ack)) == tcp_syn) {
-        // A connection from its first byte. A SYN on a stream fqdnd follows
-        // starts it over: until the server's SYN-ACK agrees, no data passes.
+        if (it != streams_.end() && !it->second.closed) {
+            // The same SYN again: nothing changes (data with it is judged
+            // as any resent data). Another sequence number: the server
+            // ignores it on a connection it has, and so does fqdnd.
+            if (pkt.seq != it->second.client_isn) {
+                ++stats_.tcp_second_syn;
+                out.accept = false;
+                return;
+            }
+            it->second.last = meta.now;
+            if (!pkt.payload.empty())
+                tcp_from_client(packet, pkt, meta, it->second, out);
+            return;
+        }
+        // A connection from its first byte (or the port used again once
+        // both sides closed): until the server's SYN-ACK agrees, no data passes.
         if (it == streams_.end()) {
             if (streams_.size() >= max_tcp_streams) {
                 auto oldest = std::min_element(streams_.begin(), streams_.end(), [](const auto& a, const auto& b) {
@@ -332,6 +354,7 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         }
         Stream& s = it->second;
         s = Stream{};
+        s.client_isn = pkt.seq;
         s.client.next_seq = pkt.seq + 1;
         s.acked = pkt.seq + 1;
         s.last = meta.now;

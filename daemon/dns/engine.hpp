@@ -62,6 +62,8 @@ struct Stats {
     // TCP segments dropped, each fail-closed (by reason).
     uint64_t tcp_unknown_stream = 0;     // data on a stream fqdnd does not follow (client reset)
     uint64_t tcp_gap = 0;                // beyond the next byte expected: the sender retransmits
+    uint64_t tcp_urgent = 0;             // URG set: the peer's stack would take bytes out of the stream
+    uint64_t tcp_second_syn = 0;         // a SYN with another sequence number on a stream followed
     uint64_t tcp_retransmit_changed = 0; // resent bytes differ from those inspected
     uint64_t tcp_unacked_full = 0;       // too many bytes not yet acknowledged by the server
     uint64_t tcp_oversized = 0;          // a message longer than DNS allows
@@ -154,6 +156,7 @@ private:
         bool synced = false;  // the server's SYN-ACK was seen: `acked` is the server's
         bool refused = false; // a query was refused: the client's later data is dropped
         uint32_t acked = 0;   // the server's highest acknowledgement of client bytes
+        uint32_t client_isn = 0;
         std::vector<uint8_t> unacked; // client bytes [acked, client.next_seq), as passed
         cache::Time last{};
         std::optional<cache::Time> closed; // both sides sent FIN

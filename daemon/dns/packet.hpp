@@ -24,7 +24,8 @@ struct PacketInfo {
     uint8_t tcp_flags = 0;
 };
 
-inline constexpr uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_rst = 0x04, tcp_psh = 0x08, tcp_ack = 0x10;
+inline constexpr uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_rst = 0x04, tcp_psh = 0x08, tcp_ack = 0x10,
+                          tcp_urg = 0x20;
 
 // IPv6 extension headers walked at most; a packet with more is not decoded
 // (the kernel walks them all, so its transport would go unread).

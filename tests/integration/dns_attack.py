@@ -4,6 +4,11 @@
   tcp-answer SERVER NAME        the same over a TCP connection
   tcp-gap SRC SERVER NAME       raw TCP: the end of a query for NAME past a gap, then its start
   tcp-rst SRC SERVER NAME       raw TCP: the start of a query, an in-window RST, the rest
+  tcp-urgent SRC SERVER NAME    raw TCP: an urgent byte (URG, pointer 1), then the query: the
+                                server's stack takes the byte out, a reader that keeps it is off by one
+  tcp-second-syn SRC SERVER NAME  raw TCP: after the handshake a second SYN 2 bytes earlier with 2
+                                bytes of data (the server ignores it), then, once the server resent
+                                its SYN-ACK, the query
   tcp-two SERVER NAME1 NAME2    two queries in one segment; prints "id rcode address..." per answer
   v6-ext SRC SERVER NAME COUNT  a UDP query over IPv6 behind COUNT destination options headers
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
@@ -34,31 +39,37 @@ def framed(m):
 class RawTcp:
     """A TCP connection made by hand, so that sequence numbers are ours."""
 
-    def __init__(self, src, dst, dport=53):
+    def __init__(self, src, dst, dport=53, complete=True):
         self.src, self.dst, self.dport = src, dst, dport
         self.sport = random.randint(20000, 60000)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
-        self.isn = random.randint(0, 2**31)
+        self.isn = random.randint(1000, 2**31)
         self.seq = self.isn + 1
         self.send(self.isn, 0, 0x02, b"")
-        deadline = time.monotonic() + 3
-        self.ack = None
-        while time.monotonic() < deadline and self.ack is None:
+        self.ack = self.syn_ack(3)
+        if self.ack is None:
+            sys.exit("no SYN-ACK")
+        if complete:
+            self.send(self.seq, self.ack, 0x10, b"")
+
+    def syn_ack(self, timeout):
+        """The server's SYN-ACK within timeout: the sequence number after it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             r, _, _ = select.select([self.sock], [], [], 0.2)
             if not r:
                 continue
             pkt = self.sock.recv(65535)
             ihl = (pkt[0] & 15) * 4
             sport, dport, seq, _, _, flags = struct.unpack("!HHIIBB", pkt[ihl:ihl + 14])
-            if socket.inet_ntoa(pkt[12:16]) == dst and sport == self.dport and dport == self.sport and flags & 0x12 == 0x12:
-                self.ack = (seq + 1) % 2**32
-        if self.ack is None:
-            sys.exit("no SYN-ACK")
-        self.send(self.seq, self.ack, 0x10, b"")
+            if socket.inet_ntoa(pkt[12:16]) == self.dst and sport == self.dport and dport == self.sport \
+                    and flags & 0x12 == 0x12:
+                return (seq + 1) % 2**32
+        return None
 
-    def send(self, seq, ack, flags, data):
-        hdr = struct.pack("!HHIIBBHHH", self.sport, self.dport, seq % 2**32, ack, 5 << 4, flags, 65535, 0, 0)
+    def send(self, seq, ack, flags, data, urgent=0):
+        hdr = struct.pack("!HHIIBBHHH", self.sport, self.dport, seq % 2**32, ack, 5 << 4, flags, 65535, 0, urgent)
         pseudo = socket.inet_aton(self.src) + socket.inet_aton(self.dst) + struct.pack("!BBH", 0, 6, len(hdr) + len(data))
         c = checksum(pseudo + hdr + data)
         self.sock.sendto(hdr[:16] + struct.pack("!H", c) + hdr[18:] + data, (self.dst, 0))
@@ -97,6 +108,18 @@ elif cmd in ("tcp-gap", "tcp-rst"):
         c.send(c.seq + 4 + 1000, c.ack, 0x04, b"")  # in the window, not exact: the server ignores it
         time.sleep(0.3)
         c.data(4, q[4:])   # flags first: read as a length, a stream out of step reads garbage
+    time.sleep(1)
+elif cmd == "tcp-urgent":
+    src, server, name = sys.argv[2:5]
+    c = RawTcp(src, server)
+    c.send(c.seq, c.ack, 0x18 | 0x20, b"\x01" + framed(message(4714, name)), urgent=1)
+    time.sleep(1)
+elif cmd == "tcp-second-syn":
+    src, server, name = sys.argv[2:5]
+    c = RawTcp(src, server, complete=False)
+    c.send(c.isn - 2, 0, 0x02, b"\x10\x00")  # out of the server's window: it ignores it
+    c.syn_ack(4)                              # the server resends its SYN-ACK (about 1 s)
+    c.send(c.seq, c.ack, 0x18, framed(message(4715, name)))  # completes the handshake with the query
     time.sleep(1)
 elif cmd == "tcp-two":
     server, first, second = sys.argv[2:5]

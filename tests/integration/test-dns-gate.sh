@@ -40,6 +40,11 @@ check_not "TCP: the rest of a refused query past a gap never reaches the server"
 attack tcp-rst 192.0.2.2 203.0.113.53 rst-secret.example
 check_not "TCP: data after an in-window RST never reaches the server" asked rst-secret
 
+attack tcp-urgent 192.0.2.2 203.0.113.53 urg-secret.example
+check_not "TCP: a refused query behind an urgent byte never reaches the server" asked urg-secret
+attack tcp-second-syn 192.0.2.2 203.0.113.53 syn-secret.example
+check_not "TCP: a second SYN with another sequence number does not put fqdnd out of step" asked syn-secret
+
 attack tcp-two 203.0.113.53 echo.k8s.intra two-secret.example > "$WORK/two.out" 2>&1
 check "TCP: of two queries in one segment the allowed one is answered" grep -q '^1 0 203.0.113.2' "$WORK/two.out"
 check_not "and the refused one never reaches the server" asked two-secret

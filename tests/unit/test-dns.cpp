@@ -378,12 +378,47 @@ TEST_CASE("TCP: data on a stream fqdnd has not followed from its start is droppe
     CHECK(f.packet(u.from_client(u.cseq + 100, dns::tcp_rst, {})).accept);
     CHECK_FALSE(u.send(framed(query_wire("other.example", 2))).accept);
 
-    // A client SYN on a followed stream starts it over: nothing passes
-    // until the server agrees with a SYN-ACK.
+}
+
+TEST_CASE("TCP: a second SYN with another sequence number is dropped and changes nothing")
+{
+    // The server ignores it on a connection it has (its challenge ACK
+    // aside); fqdnd starting the stream over from it would read the
+    // server's stream out of step. (An attack that got a refused query to
+    // the server that way, before.)
+    Fixture f;
     Tcp v(f, 40002);
-    CHECK(f.packet(v.from_client(v.cseq + 70000, dns::tcp_syn, {})).accept);
+    CHECK_FALSE(f.packet(v.from_client(v.cseq - 3, dns::tcp_syn, {0x10, 0x00})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 1);
     CHECK(v.server_ack(v.cseq).accept); // the server's challenge ACK
-    CHECK_FALSE(v.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    CHECK(v.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    CHECK_FALSE(v.send(framed(query_wire("other.example", 4))).accept);
+    // The same SYN again (a retransmission) is harmless.
+    Tcp w(f, 40003, false);
+    CHECK(f.packet(w.from_client(w.cseq, dns::tcp_syn, {})).accept);
+    CHECK(f.packet(w.from_client(w.cseq, dns::tcp_syn, {})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 1);
+    // Once both sides closed, the port may open a new connection.
+    Tcp x(f, 40004);
+    CHECK(f.packet(x.from_client(x.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    CHECK(f.reply(x.from_server(x.sseq, x.cseq + 1, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    CHECK(f.packet(x.from_client(x.cseq + 100000, dns::tcp_syn, {})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 1);
+}
+
+TEST_CASE("TCP: urgent data is dropped, whatever it holds")
+{
+    // The server's stack takes the urgent byte out of the stream: it would
+    // read other bytes than fqdnd (an attack that got a refused query
+    // through, before).
+    Fixture f;
+    Tcp t(f);
+    std::vector<uint8_t> data{0x01};
+    const auto q = framed(query_wire("other.example"));
+    data.insert(data.end(), q.begin(), q.end());
+    CHECK_FALSE(f.packet(t.from_client(t.cseq, dns::tcp_ack | dns::tcp_psh | dns::tcp_urg, data)).accept);
+    CHECK(f.engine.stats().tcp_urgent == 1);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra"))).accept);
 }
 
 TEST_CASE("TCP: retransmissions pass only as the bytes inspected")
