@@ -5,7 +5,7 @@
 # inspecting every answer (one name, each answer renews it); with every
 # answer bringing a new address (50,000 names, AAAA in 2001:db8::/32). Prints
 # qps, latency and where the CPU went for each, and the ratios to the first. Root; makes and removes its own namespaces. Never fails on
-# a timing. Usage: tests/bench/dnsperf.sh [SECONDS]
+# a timing. Usage: [REVERSE_PATH_FILTER=off] tests/bench/dnsperf.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
 seconds=${1:-10}
 QUEUE_ACCEPT=${QUEUE_ACCEPT:-$TESTS_DIR/../../build/tests/bench/queue-accept}
@@ -46,6 +46,9 @@ overflows() { in_ns dns awk '/^Udp:/ { if (h) print $6; h = 1 }' /proc/net/snmp;
 hz=$(getconf CLK_TCK)
 
 echo_config router 192.0.2.0/29
+# REVERSE_PATH_FILTER=off|loose|strict: to see what the check costs.
+[ -n "${REVERSE_PATH_FILTER:-}" ] && \
+    sed -i "s|^\[daemon\]|[daemon]\nreverse-path-filter = \"$REVERSE_PATH_FILTER\"|" "$WORK/router/fqdnd.toml"
 
 perf() { # perf NAME QUERYFILE [EXTRA]: one dnsperf run
     local out f0 d0 s0 f1 d1 s1 o0 o1
