@@ -255,6 +255,19 @@ int Manager::reload(std::vector<std::string>* errors)
         log::info("reload: nothing changed");
         return 0;
     }
+    const config::Settings &now_s = config_->settings, &new_s = loaded.config->settings;
+    if (new_s.queue != now_s.queue || new_s.queues != now_s.queues) {
+        // The queues are bound at start: rules queueing elsewhere would
+        // meet no listener and be bypassed, ungated.
+        const std::string e = "queue and queues change only at a restart (running: queue " + std::to_string(now_s.queue)
+            + ", queues " + std::to_string(now_s.queues) + ")";
+        log::error(e);
+        if (errors)
+            errors->push_back(e);
+        ++reload_failures_;
+        log::error("reload refused; the running configuration stays");
+        return -EINVAL;
+    }
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
     if (int r = apply_ruleset(*loaded.config, "reload"); r < 0) {
@@ -391,7 +404,7 @@ cache::Time Manager::now()
 int Manager::open_queues()
 {
     const auto& s = config_->settings;
-    if (int r = queues_.open(static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), 4096);
+    if (int r = queues_.open(static_cast<uint16_t>(s.queue), static_cast<uint16_t>(2 * s.queues), 4096);
         r < 0) {
         log::error("cannot bind NFQUEUE " + std::to_string(s.queue) + ": " + errno_text(r));
         return r;
@@ -488,16 +501,10 @@ void Manager::on_packet(const nfq::Packet& p)
     case 3: meta.hook = dns::Hook::output; break;
     default: meta.hook = dns::Hook::other; break;
     }
-    // Conntrack's direction when the kernel attaches it; else the rules
-    // queue only original packets at output and reply packets at input.
-    if (p.ct_info)
-        meta.direction = *p.ct_info >= nfq::ct_info_number ? dns::Direction::unknown
-            : *p.ct_info >= nfq::ct_info_is_reply          ? dns::Direction::reply
-                                                           : dns::Direction::original;
-    else if (meta.hook == dns::Hook::output)
-        meta.direction = dns::Direction::original;
-    else if (meta.hook == dns::Hook::input)
-        meta.direction = dns::Direction::reply;
+    // Conntrack's direction, as the rules queued it: queries (original)
+    // to the first queues, answers (reply) to the next as many.
+    const auto& s = config_->settings;
+    meta.direction = p.queue >= s.queue + s.queues ? dns::Direction::reply : dns::Direction::original;
     meta.uid = p.uid;
     meta.gid = p.gid;
     if (p.indev)
@@ -784,7 +791,7 @@ Manager::KernelQueueStats Manager::kernel_queue_stats() const
     KernelQueueStats k;
     std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
     const auto first = static_cast<uint64_t>(config_->settings.queue);
-    const auto last = first + static_cast<uint64_t>(config_->settings.queues);
+    const auto last = first + 2 * static_cast<uint64_t>(config_->settings.queues);
     uint64_t queue = 0, portid = 0, total = 0, mode = 0, range = 0, dropped = 0, user = 0;
     std::string rest;
     while (in >> queue >> portid >> total >> mode >> range >> dropped >> user && std::getline(in, rest))
@@ -817,7 +824,6 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_dns_answers_total", "result=\"wrong-question\"", static_cast<double>(st.answers_wrong_question)},
         {"fqdnd_dns_answers_total", "result=\"malformed\"", static_cast<double>(st.answers_malformed)},
         {"fqdnd_dns_packets_undecodable_total", "", static_cast<double>(st.packets_undecodable)},
-        {"fqdnd_dns_packets_no_direction_total", "", static_cast<double>(st.packets_no_direction)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unknown-stream\"", static_cast<double>(st.tcp_unknown_stream)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"gap\"", static_cast<double>(st.tcp_gap)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"urgent\"", static_cast<double>(st.tcp_urgent)},

@@ -29,8 +29,6 @@ inline constexpr Info table[] = {
      "Queries and answers dropped or ignored as malformed, by reason (a compression loop is unparsable; two OPT records are edns)."},
     {"fqdnd_dns_packets_undecodable_total", "counter",
      "Packets of DNS flows fqdnd could not decode (a fragment, more than 8 IPv6 extension headers): dropped."},
-    {"fqdnd_dns_packets_no_direction_total", "counter",
-     "Packets of DNS flows whose direction neither conntrack nor the listed servers told: judged as queries."},
     {"fqdnd_dns_tcp_segments_dropped_total", "counter",
      "TCP segments of DNS flows dropped because fqdnd could not follow them, by reason (unknown-stream: data on a "
      "connection not seen from its start, the client reset; gap; urgent: URG set; second-syn: a SYN with another "

@@ -14,10 +14,10 @@ constexpr SettingKey keys[] = {
      "Name of the nftables table (family inet) that fqdnd owns. It touches no other table.",
      &S::table},
     {"daemon", "queue", T::integer, "5300",
-     "First NFQUEUE number that DNS traffic is queued to.",
+     "First NFQUEUE number that DNS traffic is queued to: queries to the first `queues` from here, answers to as many after them.",
      &S::queue, 0, 65535},
     {"daemon", "queues", T::integer, "1",
-     "Number of queues, numbered from queue on; DNS flows are fanned out over them (one thread serves all).",
+     "Number of queues for queries, numbered from queue on, and as many for answers after them; DNS flows are fanned out over them (one thread serves all). queue and queues change only at a restart.",
      &S::queues, 1, 64},
     {"daemon", "fail-open", T::boolean, "true",
      "DNS still flows while fqdnd is not running (the kernel bypasses the queue); allowed addresses stay in the sets.",
@@ -266,10 +266,10 @@ void read_settings(const toml::table& root, TomlReader& reader, const std::files
             apply(*it, value, reader, base_dir, out);
         }
     }
-    if (out.queue + out.queues - 1 > 65535) {
+    if (out.queue + 2 * out.queues - 1 > 65535) {
         const toml::node* q = root.at_path("daemon.queues").node();
         reader.error(q ? q->source() : root.source(), "queues: queue " + std::to_string(out.queue) + " + "
-            + std::to_string(out.queues) + " queues go past 65535");
+            + std::to_string(out.queues) + " queues for queries and as many for answers go past 65535");
     }
 }
 

@@ -72,7 +72,10 @@ void Engine::configure(const config::Config& config)
 bool Engine::selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const
 {
     const config::Selector& s = p.selector;
-    if (meta.hook == Hook::forward) {
+    // Forwarded clients' queries come through forward, or through input
+    // when they ask this host's own resolver (queued only from outside
+    // the loopback).
+    if (meta.hook == Hook::forward || meta.hook == Hook::input) {
         if (std::any_of(s.sources.begin(), s.sources.end(), [&](const Cidr& c) { return c.contains(pkt.src); }))
             return true;
         return std::any_of(s.interfaces.begin(), s.interfaces.end(),
@@ -93,7 +96,7 @@ bool Engine::selects(const config::Policy& p, const PacketInfo& pkt, const Packe
 
 std::string Engine::endpoint_of(const PacketInfo& pkt, const PacketMeta& meta) const
 {
-    if (meta.hook == Hook::forward)
+    if (meta.hook == Hook::forward || meta.hook == Hook::input)
         return pkt.src.to_string();
     return meta.uid ? "uid:" + std::to_string(*meta.uid) : "local";
 }
@@ -155,10 +158,10 @@ Direction Engine::direction_of(const PacketInfo& pkt, const PacketMeta& meta) co
 {
     if (meta.direction != Direction::unknown)
         return meta.direction;
-    // Without conntrack's word (a kernel without NETFILTER_NETLINK_GLUE_CT):
-    // fqdnd queues only flows that began toward a listed server's DNS port,
-    // so that side is the server's. A packet that fits both ways, or
-    // neither, stays unknown.
+    // The daemon always says (by the queue, that is conntrack's direction);
+    // without its word (tests, fuzzing): fqdnd queues only flows that began
+    // toward a listed server's DNS port, so that side is the server's. A
+    // packet that fits both ways, or neither, stays unknown.
     auto server_side = [&](const Address& a, uint16_t port) {
         return std::any_of(rules_.begin(), rules_.end(), [&](const DnsRule& r) {
             return port_allows(r.ports, port, pkt.transport)

@@ -51,8 +51,9 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
     // Never NFQA_CFG_F_FAIL_OPEN: with it the kernel accepts what a full
     // queue cannot take, so a flood of queries would pass ungated while
     // fqdnd runs. A full queue drops (counted in queue_dropped); fail-open
-    // is the rules' bypass flag, for when no fqdnd listens at all.
-    uint32_t flags = NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID | NFQA_CFG_F_CONNTRACK;
+    // is the rules' bypass flag, for when no fqdnd listens at all. No
+    // conntrack info either: the queue a packet comes on tells its direction.
+    const uint32_t flags = NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID;
     for (uint16_t q = first; q < first + count; ++q) {
         int r = send_config(nl_, q, [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
         if (r < 0)
@@ -61,16 +62,9 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
             nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, copy_range);
             nfq_nlmsg_cfg_put_qmaxlen(nlh, max_len);
             mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags | NFQA_CFG_F_FAIL_OPEN));
+            mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK));
         };
         r = send_config(nl_, q, configure);
-        if (r == -EOPNOTSUPP && (flags & NFQA_CFG_F_CONNTRACK)) {
-            // Conntrack info with each packet needs CONFIG_NETFILTER_NETLINK_GLUE_CT;
-            // fqdnd matches answers to queries itself, so it can do without.
-            flags &= ~NFQA_CFG_F_CONNTRACK;
-            conntrack_info_ = false;
-            r = send_config(nl_, q, configure);
-        }
         if (r < 0)
             return r;
     }
@@ -117,8 +111,6 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
                 p.gid = ntohl(mnl_attr_get_u32(attr[NFQA_GID]));
             if (attr[NFQA_IFINDEX_INDEV])
                 p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
-            if (attr[NFQA_CT_INFO])
-                p.ct_info = ntohl(mnl_attr_get_u32(attr[NFQA_CT_INFO]));
             ++stats_.packets;
             ++handled;
             handler(p);

@@ -21,13 +21,7 @@ struct Packet {
     std::span<const uint8_t> payload;
     std::optional<uint32_t> uid, gid;
     uint32_t indev = 0;
-    // enum ip_conntrack_info (IP_CT_IS_REPLY and above: the reply
-    // direction); none when the kernel attached no conntrack.
-    std::optional<uint32_t> ct_info;
 };
-
-inline constexpr uint32_t ct_info_is_reply = 3; // IP_CT_IS_REPLY
-inline constexpr uint32_t ct_info_number = 5;   // IP_CT_NUMBER: values from here are no direction
 
 struct QueueStats {
     uint64_t packets = 0;
@@ -60,8 +54,6 @@ public:
     void close() noexcept;
 
     const QueueStats& stats() const noexcept { return stats_; }
-    // Whether the kernel attaches conntrack info (it may lack the glue).
-    bool conntrack_info() const noexcept { return conntrack_info_; }
 
     // Enough for a DNS message over TCP with its headers.
     static constexpr uint32_t copy_range = 0xffff;
@@ -80,7 +72,6 @@ private:
                       std::span<const uint8_t> packet = {}) noexcept;
     static constexpr uint32_t max_batch = 32;
     QueueStats stats_;
-    bool conntrack_info_ = true;
 };
 
 } // namespace fqdnd::nfq

@@ -349,14 +349,15 @@ private:
     }
     int put(const InterfaceName& x, std::string*)
     {
-        meta(NFT_META_IIFNAME);
+        meta(x.output ? NFT_META_OIFNAME : NFT_META_IIFNAME);
+        const uint32_t op = x.negate ? NFT_CMP_NEQ : NFT_CMP_EQ;
         // "veth*" compares the prefix only; a plain name includes its NUL.
         if (!x.name.empty() && x.name.back() == '*')
-            cmp(NFT_CMP_EQ, x.name.data(), static_cast<uint32_t>(x.name.size() - 1));
+            cmp(op, x.name.data(), static_cast<uint32_t>(x.name.size() - 1));
         else {
             char buf[16] = {};
             std::memcpy(buf, x.name.data(), std::min<size_t>(x.name.size(), 15));
-            cmp(NFT_CMP_EQ, buf, static_cast<uint32_t>(x.name.size() + 1));
+            cmp(op, buf, static_cast<uint32_t>(x.name.size() + 1));
         }
         return 0;
     }

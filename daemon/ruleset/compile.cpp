@@ -168,7 +168,12 @@ Ruleset compile(const config::Config& config)
     for (Family f : {Family::ipv4, Family::ipv6})
         rs.sets.push_back(AddressSet{fqdn_set(f), f, "FQDN selectors' addresses: selector tag . address", true});
 
+    // Queries (a flow's original direction, client toward server) go to
+    // the first `queues` queues, answers to the next as many: fqdnd tells
+    // one from the other by the queue, that is by conntrack's direction,
+    // never by a bit the client writes.
     const Queue queue{static_cast<uint16_t>(s.queue), static_cast<uint16_t>(s.queues), s.fail_open};
+    const Queue answers{static_cast<uint16_t>(s.queue + s.queues), static_cast<uint16_t>(s.queues), s.fail_open};
     const std::vector<Expr> dns_l4{L4Protos{{L4::udp, L4::tcp}}};
 
     // The DNS ports of every rule, and 53 always: DNS to any server no rule
@@ -197,17 +202,45 @@ Ruleset compile(const config::Config& config)
     for (Hook hook : {Hook::forward, Hook::output, Hook::input}) {
         Chain chain{hook == Hook::forward ? "forward" : hook == Hook::output ? "output" : "input", hook, {}};
         // DNS flows first, so that answers and the later segments of TCP
-        // queries reach fqdnd before the established-flow accept. Answers to
-        // local processes are queued at input, where every one arrives.
-        std::vector<Expr> dns_flow{CtMarkHas{ct_mark_dns}};
-        if (hook == Hook::output)
-            dns_flow.push_back(CtReply{false});
-        if (hook == Hook::input)
-            dns_flow.push_back(CtReply{true});
-        dns_flow = join(std::move(dns_flow), dns_l4);
-        dns_flow.insert(dns_flow.end(), {Counter{}, queue});
-        chain.rules.push_back(Rule{std::move(dns_flow), "DNS flows: answers are inspected by fqdnd"});
-        if (hook == Hook::input) {
+        // queries reach fqdnd before the established-flow accept. Local
+        // processes' queries are queued at output and their answers at
+        // input, where every one arrives; queries of forwarded clients to
+        // this host's own resolver at input and its answers at output. What
+        // crosses the loopback is queued once: at output going, at input
+        // coming back.
+        const InterfaceName loopback_in{"lo", false, true}, loopback_out{"lo", true, true};
+        auto dns_flow = [&](bool reply, std::optional<InterfaceName> not_lo, const char* what) {
+            std::vector<Expr> e{CtMarkHas{ct_mark_dns}, CtReply{reply}};
+            if (not_lo)
+                e.push_back(*not_lo);
+            e = join(std::move(e), dns_l4);
+            e.insert(e.end(), {Counter{}, reply ? answers : queue});
+            chain.rules.push_back(Rule{std::move(e), what});
+        };
+        if (hook == Hook::forward) {
+            dns_flow(false, std::nullopt, "DNS flows: queries are checked by fqdnd");
+            dns_flow(true, std::nullopt, "DNS flows: answers are inspected by fqdnd");
+        } else if (hook == Hook::output) {
+            dns_flow(false, std::nullopt, "DNS flows: queries are checked by fqdnd");
+            dns_flow(true, loopback_out, "DNS flows: this host's answers to clients are inspected by fqdnd");
+        } else {
+            dns_flow(true, std::nullopt, "DNS flows: answers are inspected by fqdnd");
+            dns_flow(false, loopback_in, "DNS flows: clients' queries to this host are checked by fqdnd");
+            // Forwarded clients asking this host's own resolver: gated as
+            // if it were beyond, only not through forward.
+            for (const Policy& p : config.policies)
+                if (has_dns_rules(p))
+                    for (const auto& m : selector_matches(p, Hook::forward))
+                        chain.rules.push_back(
+                            Rule{join(then(m, loopback_in), {Jump{dns_chain(p)}}), "policy " + p.name + ": DNS to this host"});
+            for (const Policy& p : config.policies)
+                if (!p.audit)
+                    for (const auto& m : selector_matches(p, Hook::forward)) {
+                        if (logging)
+                            chain.rules.push_back(log_rule(join(then(m, loopback_in), {other_dns}), "dns-server", p));
+                        chain.rules.push_back(Rule{join(then(m, loopback_in), {other_dns, Counter{}, Drop{}}),
+                                                   "policy " + p.name + ": DNS to this host, which no rule lists"});
+                    }
             rs.chains.push_back(std::move(chain));
             continue;
         }

@@ -47,7 +47,7 @@ struct AddrInSet { bool source; Family family; std::string set; std::optional<ui
 struct AddrInList { bool source; Family family; std::vector<Cidr> cidrs; }; // anonymous interval set
 struct L4Ports { std::vector<L4> protocols; std::vector<uint16_t> ports; }; // meta l4proto { } th dport { }
 struct L4Protos { std::vector<L4> protocols; };
-struct InterfaceName { std::string name; };                // "veth*" is a prefix
+struct InterfaceName { std::string name; bool output = false; bool negate = false; }; // "veth*" is a prefix
 struct SocketUid { uint32_t uid; };
 struct SocketGid { uint32_t gid; };
 struct SocketCgroup { std::string unit; };                // socket cgroupv2, resolved when encoded

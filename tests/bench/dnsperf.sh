@@ -76,7 +76,7 @@ perf "1. no fqdnd" "$WORK/one-name" "" base
 # takes its queue. No reader of the queue can do better than this.
 start_fqdnd router "$WORK/router/fqdnd.toml" >/dev/null || exit 1
 kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
-background router "$QUEUE_ACCEPT" 5300 1 $((seconds + 10))
+background router "$QUEUE_ACCEPT" 5300 2 $((seconds + 10)) # queries and answers
 READER_PID=$LAST_PID
 sleep 0.5
 perf "1b. fqdnd's rules, a reader accepting unread" "$WORK/one-name" "" queue

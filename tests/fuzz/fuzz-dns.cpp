@@ -49,7 +49,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     for (bool tcp : {false, true}) {
         if (tcp) {
             // A stream followed from its SYN: without one, data is dropped
-            // unread. Each input starts it over.
+            // unread. Each input has a stream of its own: the last one's
+            // was reset (a second SYN on a stream followed is dropped).
+            s.engine->handle(fqdnd::dns::build_tcp(client, 40000, server, 53, 0, 0, fqdnd::dns::tcp_rst, {}), meta);
             s.engine->handle(fqdnd::dns::build_tcp(client, 40000, server, 53, 0, 0, tcp_syn, {}), meta);
             s.engine->handle(fqdnd::dns::build_tcp(server, 53, client, 40000, 1000, 1, tcp_syn | tcp_ack, {}), meta);
         }

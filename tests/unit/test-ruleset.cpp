@@ -103,6 +103,7 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
 {
     const Ruleset rs = compile_text(two_policies);
     CHECK(comments(chain(rs, "forward")) == std::vector<std::string>{
+        "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "established and related flows",
         "policy a: DNS",
@@ -115,14 +116,54 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
     });
     // Local processes only where a policy selects them (b: uid 0).
     CHECK(comments(chain(rs, "output")) == std::vector<std::string>{
-        "DNS flows: answers are inspected by fqdnd",
+        "DNS flows: queries are checked by fqdnd",
+        "DNS flows: this host's answers to clients are inspected by fqdnd",
         "answers fqdnd sends itself",
         "established and related flows",
         "policy b: DNS to a server no rule lists",
         "policy b",
         "policy b: not allowed",
     });
-    CHECK(chain(rs, "input").rules.size() == 1);
+    // Forwarded clients (a) asking this host's own resolver: gated at input.
+    CHECK(comments(chain(rs, "input")) == std::vector<std::string>{
+        "DNS flows: answers are inspected by fqdnd",
+        "DNS flows: clients' queries to this host are checked by fqdnd",
+        "policy a: DNS to this host",
+        "policy a: DNS to this host, which no rule lists",
+        "policy b: DNS to this host, which no rule lists",
+    });
+}
+
+TEST_CASE("queries and answers go to queues of their own, by conntrack's direction")
+{
+    const Ruleset rs = compile_text(two_policies, "[daemon]\nlog-rate = 0\nqueue = 100\nqueues = 2\n");
+    auto queue_of = [](const Rule& r) {
+        for (const Expr& e : r.exprs)
+            if (const auto* q = std::get_if<Queue>(&e))
+                return *q;
+        FAIL("no queue in " << r.comment);
+        return Queue{};
+    };
+    auto reply_of = [](const Rule& r) {
+        for (const Expr& e : r.exprs)
+            if (const auto* d = std::get_if<CtReply>(&e))
+                return d->reply;
+        FAIL("no direction in " << r.comment);
+        return false;
+    };
+    size_t queued = 0;
+    for (const char* name : {"forward", "output", "input"})
+        for (const Rule& r : chain(rs, name).rules)
+            if (has<Queue>(r)) {
+                ++queued;
+                const Queue q = queue_of(r);
+                CHECK(q.count == 2);
+                CHECK(q.first == (reply_of(r) ? 102 : 100));
+            }
+    CHECK(queued == 6);
+    // A flow's first packet, in a policy's DNS chain, is a query.
+    for (const Rule& r : chain(rs, "dns_a").rules)
+        CHECK(queue_of(r).first == 100);
 }
 
 TEST_CASE("DNS servers are queued per family on tcp and udp 53 by default, marking the flow")
@@ -172,6 +213,7 @@ to-cidrs = ["198.51.100.0/24"]
 )", "");
     const Chain& fwd = chain(rs, "forward");
     CHECK(comments(fwd) == std::vector<std::string>{
+        "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "established and related flows",
         "policy watch",
@@ -238,9 +280,9 @@ TEST_CASE("local = true selects every local process; fail-open off drops DNS wit
     REQUIRE(r.config);
     const Ruleset rs = compile(*r.config);
     const Chain& out = chain(rs, "output");
-    REQUIRE(out.rules.size() == 7);
-    CHECK(std::get<Jump>(out.rules[3].exprs[0]).chain == "dns_l");
-    CHECK(chain(rs, "forward").rules.size() == 2);
+    REQUIRE(out.rules.size() == 8);
+    CHECK(std::get<Jump>(out.rules[4].exprs[0]).chain == "dns_l");
+    CHECK(chain(rs, "forward").rules.size() == 3);
     const Queue q = std::get<Queue>(chain(rs, "dns_l").rules[0].exprs.back());
     CHECK(q.first == 7);
     CHECK(q.count == 2);
