@@ -32,7 +32,8 @@ inline constexpr Info table[] = {
     {"fqdnd_dns_tcp_segments_dropped_total", "counter",
      "TCP segments of DNS flows dropped because fqdnd could not follow them, by reason (unknown-stream: data on a "
      "connection not seen from its start, the client reset; gap; urgent: URG set; second-syn: a SYN with another "
-     "sequence number on an open connection; retransmit-changed; unacked-full; oversized)."},
+     "sequence number on an open connection; retransmit-changed; unacked-full; oversized: a query longer than 4 KiB; "
+     "after-refusal: the server's data once fqdnd refused in its name)."},
     {"fqdnd_dns_tcp_queries_blanked_total", "counter",
      "Refused queries overwritten in a TCP segment passed for the allowed queries it also held."},
     {"fqdnd_dns_tcp_streams_freed_total", "counter",

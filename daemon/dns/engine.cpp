@@ -470,29 +470,34 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
             partly_passed = true;
     }
     buffer.erase(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(used));
-    if (buffer.size() > max_tcp_message) {
-        // Cannot be (the length prefix bounds it); if it were, fail closed.
+    if (buffer.size() >= 2 && be16(buffer.data()) > max_tcp_query) {
+        // Queries are small; waiting for a long one would let every stream
+        // pin 64 KiB. Refused unread, the connection closed to the client.
         ++stats_.tcp_oversized;
         out.accept = false;
         s.refused = true;
+        reset_client(pkt, out);
         return;
     }
     if (blank.empty() && !partly_passed)
         return;
-    if (allowed && !partly_passed) {
+    // A replacement travels in a netlink attribute (16-bit length): a
+    // larger segment (GSO) is dropped and answered like a refused one.
+    if (allowed && !partly_passed && packet.size() <= max_replacement) {
         // The allowed queries pass; each refused one is overwritten in
         // place (same length: TCP stays in step) by a message with its id
         // and no question, which the server answers with an error.
         std::vector<uint8_t> payload(pkt.payload.begin(), pkt.payload.end());
         // The kept copy holds what the server gets, blanks included: a
         // retransmission with the refused query in it differs, and is dropped.
-        const size_t unacked_at = s.unacked.size() - fresh.size();
+        // Payload offset p is s.unacked[p - skip + unacked_at]; p >= skip + 2.
+        const auto unacked_at = static_cast<std::ptrdiff_t>(s.unacked.size() - fresh.size());
+        const auto shift = unacked_at - static_cast<std::ptrdiff_t>(skip);
         for (const auto& [at, n] : blank) {
             const auto first = static_cast<std::ptrdiff_t>(at + std::min<size_t>(n, 2)),
                        last = static_cast<std::ptrdiff_t>(at + n);
             std::fill(payload.begin() + first, payload.begin() + last, uint8_t{0});
-            const auto kept = static_cast<std::ptrdiff_t>(unacked_at - skip);
-            std::fill(s.unacked.begin() + kept + first, s.unacked.begin() + kept + last, uint8_t{0});
+            std::fill(s.unacked.begin() + (shift + first), s.unacked.begin() + (shift + last), uint8_t{0});
         }
         out.replacement = replace_tcp_payload(packet, pkt, payload);
         stats_.tcp_queries_blanked += blank.size();
@@ -542,6 +547,14 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
     if (len == 0 || (pkt.tcp_flags & tcp_syn)) {
         if (pkt.tcp_flags & tcp_fin)
             s.server.fin = true;
+        return;
+    }
+    if (s.refused) {
+        // fqdnd's REFUSED took sequence numbers in the server's name: the
+        // server's own bytes no longer line up with what fqdnd would parse.
+        // The connection is closed to the client's data; learn nothing more.
+        ++stats_.tcp_after_refusal;
+        out.accept = false;
         return;
     }
     if (seq_after(pkt.seq, s.server.next_seq) > 0) {

@@ -66,7 +66,8 @@ struct Stats {
     uint64_t tcp_second_syn = 0;         // a SYN with another sequence number on a stream followed
     uint64_t tcp_retransmit_changed = 0; // resent bytes differ from those inspected
     uint64_t tcp_unacked_full = 0;       // too many bytes not yet acknowledged by the server
-    uint64_t tcp_oversized = 0;          // a message longer than DNS allows
+    uint64_t tcp_oversized = 0;          // a query longer than max_tcp_query, or an answer than DNS allows
+    uint64_t tcp_after_refusal = 0;      // server data after fqdnd refused in its name: out of step, dropped
     uint64_t tcp_queries_blanked = 0;    // refused queries overwritten in a segment passed for allowed ones
     uint64_t tcp_streams_evicted = 0;    // the table was full: the stalest stream was freed
     uint64_t tcp_streams_expired = 0;    // idle, or closed and lingered
@@ -115,6 +116,12 @@ public:
     static constexpr size_t max_tcp_unacked = 16384;
     // The two-byte length and the longest DNS message.
     static constexpr size_t max_tcp_message = 2 + 65535;
+    // The longest query over TCP fqdnd waits for (EDNS padding makes them
+    // a few hundred bytes); a longer length prefix is refused unread.
+    static constexpr size_t max_tcp_query = 4096;
+    // The largest packet a verdict may replace (a netlink attribute's
+    // length is 16 bits).
+    static constexpr size_t max_replacement = 65000;
 
 private:
     struct DnsRule {

@@ -54,8 +54,8 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
     // is the rules' bypass flag, for when no fqdnd listens at all. No
     // conntrack info either: the queue a packet comes on tells its direction.
     const uint32_t flags = NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID;
-    for (uint16_t q = first; q < first + count; ++q) {
-        int r = send_config(nl_, q, [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
+    for (uint32_t q = first; q < uint32_t{first} + count; ++q) {
+        int r = send_config(nl_, static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
         if (r < 0)
             return r;
         auto configure = [&](nlmsghdr* nlh) {
@@ -64,7 +64,7 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
             mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
             mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK));
         };
-        r = send_config(nl_, q, configure);
+        r = send_config(nl_, static_cast<uint16_t>(q), configure);
         if (r < 0)
             return r;
     }
@@ -174,8 +174,8 @@ void Queues::flush() noexcept
 
 void Queues::close() noexcept
 {
-    for (uint16_t q = first_; q < first_ + count_ && nl_.is_open(); ++q)
-        send_config(nl_, q, [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
+    for (uint32_t q = first_; q < uint32_t{first_} + count_ && nl_.is_open(); ++q)
+        send_config(nl_, static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
 }
 
 } // namespace fqdnd::nfq
