@@ -832,6 +832,7 @@ std::vector<metrics::Sample> Manager::metric_samples() const
          static_cast<double>(st.tcp_retransmit_changed)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unacked-full\"", static_cast<double>(st.tcp_unacked_full)},
         {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"oversized\"", static_cast<double>(st.tcp_oversized)},
+        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"after-refusal\"", static_cast<double>(st.tcp_after_refusal)},
         {"fqdnd_dns_tcp_queries_blanked_total", "", static_cast<double>(st.tcp_queries_blanked)},
         {"fqdnd_dns_tcp_streams_freed_total", "reason=\"evicted\"", static_cast<double>(st.tcp_streams_evicted)},
         {"fqdnd_dns_tcp_streams_freed_total", "reason=\"expired\"", static_cast<double>(st.tcp_streams_expired)},

@@ -416,7 +416,7 @@ private:
         ct(NFT_CT_MARK);
         const uint32_t zero = 0;
         bitwise(4, &x.bits, &zero);
-        cmp(NFT_CMP_EQ, &x.bits, 4);
+        cmp(x.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &x.bits, 4);
         return 0;
     }
     int put(const CtReply& x, std::string*)

@@ -246,6 +246,14 @@ Ruleset compile(const config::Config& config)
         }
         if (hook == Hook::output)
             chain.rules.push_back(Rule{{MetaMarkHas{packet_mark_reply}, Accept{}}, "answers fqdnd sends itself"});
+        // A flow whose original direction came from outside (a packet
+        // spoofed in a server's name, let through as no policy selects its
+        // source) must not carry a selected client's DNS as its reply,
+        // established and unqueued.
+        for (const Policy& p : config.policies)
+            for (const auto& m : p.audit ? std::vector<std::vector<Expr>>{} : selector_matches(p, hook))
+                chain.rules.push_back(Rule{join(m, {CtReply{true}, CtMarkHas{ct_mark_dns, true}, other_dns, Counter{}, Drop{}}),
+                                           "policy " + p.name + ": DNS as the reply of a flow from outside"});
         chain.rules.push_back(Rule{{CtStateEstablished{}, Accept{}}, "established and related flows"});
 
         for (const Policy& p : config.policies)
@@ -282,7 +290,7 @@ Ruleset compile(const config::Config& config)
     // whose other direction is the client's, and the client's next query
     // from that port would ride it as established, unqueued.
     rs.chains.push_back(Chain{"notrack_replies", Hook::output,
-                              {Rule{{MetaMarkHas{packet_mark_reply}, Notrack{}},
+                              {Rule{{MetaMarkHas{packet_mark_reply}, L4Protos{{L4::udp, L4::tcp}}, Notrack{}},
                                     "answers fqdnd sends itself leave no conntrack state"}},
                               notrack_priority});
 
@@ -292,6 +300,8 @@ Ruleset compile(const config::Config& config)
         const bool strict = s.reverse_path_filter == config::ReversePath::strict;
         Chain rp{"reverse_path", Hook::prerouting, {}, rpfilter_priority};
         rp.rules.push_back(Rule{{InterfaceName{"lo"}, Accept{}}, "loopback"});
+        rp.rules.push_back(Rule{{AddrInList{true, Family::ipv6, {Cidr{Address{Family::ipv6, {}}, 128}}}, Accept{}},
+                                "IPv6 from :: (address autoconfiguration; never forwarded)"});
         // Exempt only what cannot leave the link: a broadcast DHCP request
         // from 0.0.0.0, and neighbour discovery to link-scope multicast
         // (duplicate address detection comes from ::).

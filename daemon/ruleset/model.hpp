@@ -52,7 +52,7 @@ struct SocketUid { uint32_t uid; };
 struct SocketGid { uint32_t gid; };
 struct SocketCgroup { std::string unit; };                // socket cgroupv2, resolved when encoded
 struct CtStateEstablished {};                              // ct state established,related
-struct CtMarkHas { uint32_t bits; };                       // ct mark & bits == bits
+struct CtMarkHas { uint32_t bits; bool negate = false; };  // ct mark & bits == bits (negate: !=)
 struct CtReply { bool reply; };                            // ct direction
 struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits
 struct MetaMarkHas { uint32_t bits; };                     // meta mark & bits == bits

@@ -9,6 +9,10 @@
       CLIENT (after a warm-up query from the same port), then sends over AF_PACKET (CAP_NET_RAW) to the router's MAC an
       answer in SERVER's name giving ADDR, to be forwarded back to CLIENT;
       prints the addresses of the answers that came back
+  prime IFACE ROUTER_MAC SERVER CLIENT NAME: over AF_PACKET, a packet "from"
+      SERVER:53 to CLIENT:P bounced off the router (so that conntrack there
+      holds a flow whose reply direction is CLIENT:P -> SERVER:53), then a
+      query for NAME from port P; prints its RCODE name, or "timeout"
 Every wait is bounded."""
 import ipaddress
 import random
@@ -151,6 +155,31 @@ def forge(iface, router_mac, server, client, name, addr):
     print(" ".join(got) if got else "none", flush=True)
 
 
+def prime(iface, router_mac, server, client, name):
+    s = socket.socket(family(server), socket.SOCK_DGRAM)
+    s.bind((client, 0))
+    s.settimeout(2)
+    cport = s.getsockname()[1]
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    raw.bind((iface, 0))
+    ethertype, packet = ip_udp(server, client, 53, cport, answer(1, name, "203.0.113.9"))
+    raw.send(bytes.fromhex(router_mac.replace(":", "")) + raw.getsockname()[4] + struct.pack("!H", ethertype) + packet)
+    time.sleep(0.3)
+    qid = random.randrange(65536)
+    s.sendto(query(qid, name, 1), (server, 53))
+    got = "timeout"
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            msg, _ = s.recvfrom(4096)
+        except OSError:
+            break
+        if len(msg) >= 4 and struct.unpack("!H", msg[:2])[0] == qid:
+            got = RCODES.get(msg[3] & 0xf, str(msg[3] & 0xf))
+            break
+    print(got, flush=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "ask-again":
@@ -161,5 +190,7 @@ if __name__ == "__main__":
         send_from(*args)
     elif cmd == "forge":
         forge(*args)
+    elif cmd == "prime":
+        prime(*args)
     else:
         sys.exit("unknown command " + cmd)

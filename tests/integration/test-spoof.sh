@@ -8,7 +8,7 @@
 SPOOF="$TESTS_DIR/spoof.py"
 
 seed_topology
-printf '203.0.113.2 echo.k8s.intra\n2001:db8:4::2 echo.k8s.intra\n' > "$WORK/hosts"
+printf '203.0.113.2 echo.k8s.intra\n2001:db8:4::2 echo.k8s.intra\n203.0.113.9 primed.example\n' > "$WORK/hosts"
 # slow.k8s.intra is forwarded to a server that never answers (a sink on
 # 203.0.113.6): only a forged answer can come back.
 background svc python3 "$SPOOF" sink 203.0.113.6 53 "$WORK/blackhole"
@@ -81,6 +81,16 @@ check "control: the pod still resolves and reaches an allowed name (IPv4)" test 
 check "and connects" connects p1a 203.0.113.2 80
 check "control: IPv6 too" test "$(resolve p1a echo.k8s.intra AAAA)" = 2001:db8:4::2
 check "and connects" connects p1a 2001:db8:4::2 80
+
+echo "-- reverse-path-filter = \"loose\": a flow primed in the server's name does not carry a query"
+stop_fqdnd
+sed -i 's|^\[daemon\]|[daemon]\nreverse-path-filter = "loose"|' "$WORK/node1/fqdnd.toml"
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+primed=$(in_ns p1a python3 "$SPOOF" prime v-node1 "$router_mac" 203.0.113.53 192.0.2.2 primed.example)
+echo "     the query from the primed port got: $primed"
+check_not "a refused name asked from a port primed by a packet in the server's name is not answered" test "$primed" = NOERROR
+check_not "and never reaches the server" asked primed.example
+sed -i '/^reverse-path-filter = "loose"/d' "$WORK/node1/fqdnd.toml"
 
 echo "-- reverse-path-filter = \"off\" lets the spoofed source through (what the setting relaxes)"
 stop_fqdnd

@@ -105,6 +105,8 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
     CHECK(comments(chain(rs, "forward")) == std::vector<std::string>{
         "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
+        "policy a: DNS as the reply of a flow from outside",
+        "policy b: DNS as the reply of a flow from outside",
         "established and related flows",
         "policy a: DNS",
         "policy a: DNS to a server no rule lists",
@@ -119,6 +121,7 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
         "DNS flows: queries are checked by fqdnd",
         "DNS flows: this host's answers to clients are inspected by fqdnd",
         "answers fqdnd sends itself",
+        "policy b: DNS as the reply of a flow from outside",
         "established and related flows",
         "policy b: DNS to a server no rule lists",
         "policy b",
@@ -280,8 +283,8 @@ TEST_CASE("local = true selects every local process; fail-open off drops DNS wit
     REQUIRE(r.config);
     const Ruleset rs = compile(*r.config);
     const Chain& out = chain(rs, "output");
-    REQUIRE(out.rules.size() == 8);
-    CHECK(std::get<Jump>(out.rules[4].exprs[0]).chain == "dns_l");
+    REQUIRE(out.rules.size() == 9);
+    CHECK(std::get<Jump>(out.rules[5].exprs[0]).chain == "dns_l");
     CHECK(chain(rs, "forward").rules.size() == 3);
     const Queue q = std::get<Queue>(chain(rs, "dns_l").rules[0].exprs.back());
     CHECK(q.first == 7);
