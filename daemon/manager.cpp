@@ -5,6 +5,7 @@
 
 
 #include "cache/format.hpp"
+#include "cache/journal.hpp"
 #include "cache/persist.hpp"
 #include "dns/packet.hpp"
 #include "fqdn/matcher.hpp"
@@ -32,6 +33,7 @@
 #include <unistd.h>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -169,10 +171,24 @@ int Manager::start()
             std::filesystem::remove(it->path(), ignored);
         }
     load_cache_file(state_file(), "state file", ops);
+    // Then what was learned after it, up to the moment fqdnd stopped.
+    journal_ = std::make_unique<cache::Journal>(config_->settings.state_directory);
+    const auto journals = journal_->on_disk();
+    for (const auto& [generation, path] : journals)
+        replay_journal(path, ops);
     if (!config_->settings.pre_cache.empty())
         load_cache_file(config_->settings.pre_cache, "pre-cache", ops);
     if (!ops.empty() && table_->update(table, ops, refresh_, &problem) < 0)
         log::warning("restoring the sets from the cache: " + problem);
+    reconcile_sets();
+    if (int r = cache::can_lower_priority(); r < 0)
+        log::warning("the state writer cannot lower its priority (setpriority: " + errno_text(r)
+                     + "); it writes at fqdnd's own");
+    std::filesystem::create_directories(config_->settings.state_directory, ec);
+    if (int r = journal_->start(journals.empty() ? 1 : journals.back().first + 1); r < 0)
+        count_state_write_error(r);
+    if (!journals.empty())
+        mark_dirty(); // a snapshot, then the journals replayed go
     if (int r = open_conntrack(); r < 0)
         return r;
 
@@ -256,11 +272,17 @@ int Manager::reload(std::vector<std::string>* errors)
         return 0;
     }
     const config::Settings &now_s = config_->settings, &new_s = loaded.config->settings;
-    if (new_s.queue != now_s.queue || new_s.queues != now_s.queues) {
-        // The queues are bound at start: rules queueing elsewhere would
-        // meet no listener and be bypassed, ungated.
-        const std::string e = "queue and queues change only at a restart (running: queue " + std::to_string(now_s.queue)
+    std::string fixed;
+    // The queues are bound at start: rules queueing elsewhere would meet no
+    // listener and be bypassed, ungated. The journal is open in the state
+    // directory.
+    if (new_s.queue != now_s.queue || new_s.queues != now_s.queues)
+        fixed = "queue and queues change only at a restart (running: queue " + std::to_string(now_s.queue)
             + ", queues " + std::to_string(now_s.queues) + ")";
+    else if (new_s.state_directory != now_s.state_directory)
+        fixed = "state-directory changes only at a restart (running: " + now_s.state_directory + ")";
+    if (!fixed.empty()) {
+        const std::string& e = fixed;
         log::error(e);
         if (errors)
             errors->push_back(e);
@@ -461,6 +483,14 @@ void Manager::serve_queues(size_t max)
 void Manager::commit_round()
 {
     int64_t hold_us = 0;
+    if (!journal_lines_.empty()) {
+        // Before the verdicts: what a client was told is learned survives
+        // a crash of fqdnd.
+        if (int r = journal_->append(journal_lines_); r < 0)
+            count_state_write_error(r);
+        journal_lines_.clear();
+        mark_dirty();
+    }
     if (!round_ops_.empty()) {
         // One transaction for every answer of the round: under load most of
         // an answer's cost is the transaction, not its elements.
@@ -520,6 +550,8 @@ void Manager::on_packet(const nfq::Packet& p)
         round_ops_.insert(round_ops_.end(), out.ops.begin(), out.ops.end());
         round_holds_.push_back(std::chrono::steady_clock::now());
     }
+    for (const auto& l : out.learned)
+        journal_lines_ += cache::journal_learn(meta.now, l.endpoint, l.names, l.addresses, l.ttl);
     for (const auto& reply : out.replies)
         send_reply(reply);
     round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, std::move(out.replacement)});
@@ -846,6 +878,7 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
         {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
         {"fqdnd_state_write_errors_total", "", static_cast<double>(state_write_errors_)},
+        {"fqdnd_state_unexplained_elements_total", "", static_cast<double>(unexplained_elements_)},
         {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
         {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
         {"fqdnd_ruleset_restores_total", "", static_cast<double>(restores_)},
@@ -873,10 +906,13 @@ std::vector<metrics::Sample> Manager::metric_samples() const
     return out;
 }
 
-size_t Manager::clean_cache(const FqdnMatcher* pattern)
+size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text)
 {
     std::vector<cache::ElementOp> ops;
-    const size_t removed = cache_.clean(pattern, now(), ops);
+    const auto t = now();
+    const size_t removed = cache_.clean(pattern, t, ops);
+    if (int r = journal_->append(cache::journal_clean(t, pattern_text)); r < 0)
+        count_state_write_error(r);
     std::string problem;
     if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
         log::warning("cache clean: " + problem);
@@ -912,6 +948,77 @@ void Manager::load_cache_file(const std::filesystem::path& path, const char* wha
     cache::restore_all(cache_, *records, t, ops);
     log::info(std::string("loaded ") + std::to_string(cache_.addresses() - before) + " addresses from the " + what
               + " " + path.string() + " (" + std::to_string(records->size()) + " records)");
+}
+
+void Manager::replay_journal(const std::filesystem::path& path, std::vector<cache::ElementOp>& ops)
+{
+    std::ifstream in(path);
+    if (!in) {
+        log::warning("cannot read the journal " + path.string() + ": " + errno_text(errno));
+        return;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    const size_t before = cache_.addresses();
+    const cache::ReplayResult r = cache::replay_journal(text.str(), cache_, now(), ops);
+    log::info("replayed the journal " + path.string() + ": " + std::to_string(r.answers) + " answers, "
+              + std::to_string(r.cleans) + " cleans (" + std::to_string(cache_.addresses() - std::min(before, cache_.addresses()))
+              + " addresses more)" + (r.bad_lines ? "; " + std::to_string(r.bad_lines) + " unreadable lines skipped" : ""));
+}
+
+void Manager::reconcile_sets()
+{
+    // What the sets must hold, by the cache restored: anything else there
+    // is something fqdnd cannot account for (a journal lost to a full disk,
+    // policies changed while it was down, someone's `nft add element`).
+    std::vector<cache::ElementOp> want;
+    cache_.resync(now(), want);
+    std::set<std::pair<uint64_t, std::string>> explained;
+    for (const auto& op : want)
+        explained.emplace(op.tag, op.address.to_string());
+    std::map<uint64_t, std::string> selector_of;
+    for (const FqdnSelector& s : config_->fqdn_selectors())
+        selector_of.emplace(ruleset::selector_tag(s), s.to_string());
+    const std::string& table = config_->settings.table;
+    size_t removed = 0, logged = 0;
+    for (const Family f : {Family::ipv4, Family::ipv6}) {
+        const std::string set = ruleset::fqdn_set(f);
+        std::vector<nft::Table::ListedElement> listed;
+        if (int r = table_->list_elements(table, set, listed); r < 0) {
+            log::warning("cannot list the set " + set + " to check it against the cache: " + errno_text(r));
+            continue;
+        }
+        std::map<uint64_t, std::vector<Address>> extra;
+        for (const auto& e : listed) {
+            const uint64_t tag = e.tag.value_or(0);
+            if (explained.contains({tag, e.address.to_string()}))
+                continue;
+            extra[tag].push_back(e.address);
+            if (++logged > 20)
+                continue; // the count says the rest
+            const auto sel = selector_of.find(tag);
+            const auto names = cache_.names_of(e.address, 4);
+            std::string known;
+            for (const auto& n : names)
+                known += (known.empty() ? "" : ", ") + n;
+            log::warning("removing " + e.address.to_string() + " from set " + set + " (selector "
+                         + (sel != selector_of.end() ? sel->second : "of no running policy") + ", "
+                         + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(e.expires).count())
+                         + " s left in the kernel"
+                         + (known.empty() ? ", no name in the cache" : ", the cache knows it as " + known)
+                         + "): the state does not explain it");
+        }
+        for (const auto& [tag, addresses] : extra) {
+            std::string problem;
+            if (table_->delete_elements(table, set, tag, addresses, &problem) < 0)
+                log::warning("cannot remove unexplained elements from " + set + ": " + problem);
+            removed += addresses.size();
+        }
+    }
+    unexplained_elements_ += removed;
+    if (removed > 0)
+        log::warning("the sets held " + std::to_string(removed)
+                     + " elements that neither the state file nor the journal explains; removed");
 }
 
 void Manager::mark_dirty()
@@ -969,6 +1076,11 @@ void Manager::save_state()
     }
     std::error_code ec;
     std::filesystem::create_directories(config_->settings.state_directory, ec);
+    // The snapshot holds every journal before the one started now.
+    const int64_t g = journal_->next();
+    if (g < 0)
+        count_state_write_error(static_cast<int>(g));
+    snapshot_generation_ = g < 0 ? 0 : static_cast<uint64_t>(g);
     const pid_t pid = cache::spawn_writer(state_file(), cache_);
     if (pid < 0) {
         log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
@@ -985,6 +1097,8 @@ void Manager::save_state()
         saver_pid_ = -1;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             count_state_write_error(WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR);
+        else
+            journal_->drop_before(snapshot_generation_);
         return;
     }
     saver_source_.reset(src);
@@ -999,6 +1113,8 @@ int Manager::on_saver_exit(sd_event_source*, const siginfo_t* si, void* self)
         m->count_state_write_error(-EINTR); // killed by a signal
     else if (si->si_status != 0)
         m->count_state_write_error(-si->si_status);
+    else
+        m->journal_->drop_before(m->snapshot_generation_);
     if (m->save_again_) {
         m->save_again_ = false;
         m->save_state();
@@ -1019,6 +1135,8 @@ void Manager::save_state_now()
     save_again_ = false;
     std::error_code ec;
     std::filesystem::create_directories(config_->settings.state_directory, ec);
+    // Everything is in this snapshot: the open journal too.
+    snapshot_generation_ = journal_->generation() + 1;
     write_state_here();
 }
 
@@ -1026,6 +1144,8 @@ void Manager::write_state_here()
 {
     if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
         count_state_write_error(r);
+    else
+        journal_->drop_before(snapshot_generation_);
 }
 
 void Manager::report_events(uint64_t hold_us)

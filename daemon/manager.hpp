@@ -2,6 +2,7 @@
 
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
+#include "cache/journal.hpp"
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
@@ -97,7 +98,7 @@ public:
 
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
-    size_t clean_cache(const FqdnMatcher* pattern);
+    size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text);
 
 private:
     int apply_ruleset(const config::Config& config, const char* why);
@@ -121,6 +122,11 @@ private:
     // The cache snapshot: read back at start, written at most every few
     // seconds after a change, and at exit.
     void load_cache_file(const std::filesystem::path& path, const char* what, std::vector<cache::ElementOp>& ops);
+    // Appends what a journal left to the cache restored.
+    void replay_journal(const std::filesystem::path& path, std::vector<cache::ElementOp>& ops);
+    // At start, once the cache is back: removes (and logs) every element of
+    // the FQDN sets that the cache does not explain.
+    void reconcile_sets();
     void mark_dirty();
     // Writes the snapshot from a forked child: the copy-on-write image is
     // the snapshot, so the loop pays for the fork, not for the JSON. One
@@ -197,6 +203,12 @@ private:
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     std::unique_ptr<ManagerBus> bus_;
     uint64_t state_write_errors_ = 0;
+    uint64_t unexplained_elements_ = 0;
+    // What was learned since the last snapshot, and the lines of the round
+    // not yet written.
+    std::unique_ptr<cache::Journal> journal_;
+    std::string journal_lines_;
+    uint64_t snapshot_generation_ = 0; // the journals before it are in the snapshot being written
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
     bool foreign_change_ = false; // someone else changed the table: put it back

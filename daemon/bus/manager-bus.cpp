@@ -141,7 +141,8 @@ int method_clean_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
     std::optional<FqdnMatcher> matcher;
     if (int r = pattern_filter(pattern, matcher, error); r < 0)
         return r;
-    const size_t removed = manager_of(userdata).clean_cache(matcher ? &*matcher : nullptr);
+    const size_t removed = manager_of(userdata).clean_cache(
+        matcher ? &*matcher : nullptr, *pattern ? std::optional<std::string>(pattern) : std::nullopt);
     return sd_bus_reply_method_return(m, "u", static_cast<uint32_t>(removed));
 }
 

@@ -547,7 +547,27 @@ void Cache::restore(const std::string& endpoint, const std::string& raw_name, co
     NameEntry& e = entry(endpoint, *name);
     e.slots.reserve(std::min(e.slots.size() + fresh, limits_.max_ip_per_hostname));
     for (const Mapping& m : mappings) {
-        if (!live(m) || e.slots.size() >= limits_.max_ip_per_hostname || e.find(m.address) != npos)
+        if (!live(m))
+            continue;
+        if (const size_t i = e.find(m.address); i != npos) {
+            // Known already (a journal replayed over the state file, or a
+            // pre-cache): a later lookup renews, as a new answer would.
+            Slot& s = e.slots[i];
+            if (m.source != Source::lookup || (s.source == Source::lookup && m.expires <= s.expires))
+                continue;
+            if (s.source == Source::connection) {
+                drop_connection(e, m.address);
+                set_source(e, i, Source::lookup, now);
+            }
+            Slot& renewed = e.slots[i];
+            renewed.lookup = std::max(renewed.lookup, m.lookup);
+            renewed.expires = std::max(renewed.expires, m.expires);
+            renewed.ttl = m.ttl;
+            reschedule(e, i, renewed.expires);
+            renew(e, m.address, renewed.expires, now, ops);
+            continue;
+        }
+        if (e.slots.size() >= limits_.max_ip_per_hostname)
             continue;
         const Slot s{m.lookup, m.expires, m.address, m.source, m.ttl, 0};
         if (m.source == Source::lookup) {

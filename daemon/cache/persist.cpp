@@ -17,6 +17,7 @@
 #include <string_view>
 #include <utility>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 namespace fqdnd::cache {
 
@@ -323,6 +324,17 @@ int write_atomically(const std::filesystem::path& path, const std::string& text)
     return 0;
 }
 
+int can_lower_priority()
+{
+    // Setting the nice value it has is allowed to anyone, so what can fail
+    // is the call itself.
+    errno = 0;
+    const int now = ::getpriority(PRIO_PROCESS, 0);
+    if (now == -1 && errno != 0)
+        return -errno;
+    return ::setpriority(PRIO_PROCESS, 0, now) == 0 ? 0 : -errno;
+}
+
 pid_t spawn_writer(const std::filesystem::path& path, const Cache& cache)
 {
     const pid_t parent = ::getpid();
@@ -336,7 +348,9 @@ pid_t spawn_writer(const std::filesystem::path& path, const Cache& cache)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent)
         ::_exit(EINTR);
-    [[maybe_unused]] const int niced = ::nice(10);
+    // Where it is refused (a seccomp filter), the writer runs at fqdnd's
+    // own priority: fqdnd said so once at start (can_lower_priority).
+    [[maybe_unused]] const int lowered = ::setpriority(PRIO_PROCESS, 0, 10);
     const int r = write_atomically(path, to_json(cache.entries()));
     ::_exit(r < 0 ? std::min(-r, 255) : 0);
 }

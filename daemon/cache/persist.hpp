@@ -43,4 +43,8 @@ int write_atomically(const std::filesystem::path& path, const std::string& text)
 // the caller reaps it.
 pid_t spawn_writer(const std::filesystem::path& path, const Cache& cache);
 
+// Whether that child can lower its priority (setpriority), or the errno
+// that stops it (EPERM under a seccomp filter without it).
+int can_lower_priority();
+
 } // namespace fqdnd::cache

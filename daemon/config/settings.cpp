@@ -29,7 +29,7 @@ constexpr SettingKey keys[] = {
      "Directory of policy files (*.toml); a relative path is taken from the directory of fqdnd.toml, so the default is /etc/fqdnd/policy.d.",
      &S::policy_directory},
     {"daemon", "state-directory", T::path, R"("/var/lib/fqdnd")",
-     "Where the cache snapshot is kept across restarts.",
+     "Where the cache snapshot (cache.json) and its journal (cache.journal.N) are kept across restarts and crashes; changes only at a restart.",
      &S::state_directory},
     {"daemon", "log-group", T::integer, "5300",
      "NFLOG group that dropped packets of selected clients are logged to; fqdnd reads it for `fqdnctl monitor`.",

@@ -280,6 +280,7 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         return;
     ++stats_.answers_learned;
     cache_.learn(endpoint, a->names, a->addresses, a->ttl, meta.now, out.ops);
+    out.learned.push_back(Outcome::Learned{endpoint, a->names, a->addresses, a->ttl});
 }
 
 namespace {

@@ -46,6 +46,15 @@ struct Outcome {
     std::vector<uint8_t> replacement;
     std::vector<std::vector<uint8_t>> replies; // IP packets to send in the server's name
     std::vector<cache::ElementOp> ops;         // to be in the kernel before the verdict
+    // Answers taught to the cache, as learn() took them: for the journal,
+    // written before the verdict too.
+    struct Learned {
+        std::string endpoint;
+        std::vector<std::string> names;
+        std::vector<Address> addresses;
+        uint32_t ttl = 0;
+    };
+    std::vector<Learned> learned;
 };
 
 // Counters, each visible in metrics.

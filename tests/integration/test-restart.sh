@@ -66,4 +66,39 @@ check "pre-cache: its address is allowed at start, without any DNS" connects p1a
 check "pre-cache: the cache shows it" bash -c "grep -q 'loaded 1 addresses from the pre-cache' $WORK/fqdnd-node1.log"
 check_not "pre-cache: nothing else was opened" connects p1a 203.0.113.2 80
 
+# A crash right after an answer loses nothing: each answer is in the
+# journal before the client gets it, and the state file is still seconds
+# away.
+check "a name answered just before kill -9" test "$(resolve p1a echo.k8s.intra)" = 203.0.113.2
+kill -9 "$FQDND_PID_node1"; wait "$FQDND_PID_node1" 2>/dev/null
+check "the state file did not have it yet" bash -c "! grep -q echo.k8s.intra $WORK/node1/state/cache.json 2>/dev/null"
+logged_before=$(wc -l < "$WORK/fqdnd-node1.log")
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+check "after restart the cache has it, from the journal" bash -c "grep -q 'replayed the journal .*: 1 answers' $WORK/fqdnd-node1.log"
+cache_rows > "$WORK/after-crash"
+check "the cache lists it" grep -q 'echo.k8s.intra' "$WORK/after-crash"
+check "and allows it" connects p1a 203.0.113.2 80
+check "the kernel's element is explained: nothing removed at start" \
+    bash -c "! tail -n +$((logged_before + 1)) $WORK/fqdnd-node1.log | grep 'the state does not explain it'"
+check "the journals replayed are gone once a state file holds them" \
+    bash -c "sleep 3; test \$(ls $WORK/node1/state | grep -c '^cache.journal.') = 1 && grep -q echo.k8s.intra $WORK/node1/state/cache.json"
+
+# An element of fqdnd's sets that nothing fqdnd knows explains (put there
+# while it was down) is removed at start, and said so.
+stop_fqdnd
+in_ns node1 nft add element inet fqdnd fqdn4 "{ $(tag_of 'match-pattern: *.k8s.intra.') . 203.0.113.77 timeout 1h }"
+start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
+check "an unexplained element is logged with what is known of it" \
+    grep -q 'removing 203.0.113.77 from set fqdn4 (selector match-pattern: \*.k8s.intra., [0-9]* s left in the kernel, no name in the cache): the state does not explain it' "$WORK/fqdnd-node1.log"
+in_set() { set_addresses node1 'match-pattern: *.k8s.intra.' 4 | grep -qx "$1"; }
+check_not "and removed from the set" in_set 203.0.113.77
+check "what the state explains stays" in_set 203.0.113.2
+
+# The journal is open in the state directory: moving it waits for a restart.
+sed -i "s|^state-directory = .*|state-directory = \"$WORK/node1/state2\"|" "$WORK/node1/fqdnd.toml"
+kill -HUP "$FQDND_PID_node1"; sleep 0.5
+check "a reload that moves the state directory is refused" grep -q "state-directory changes only at a restart" "$WORK/fqdnd-node1.log"
+check "and the answers go on to the running journal" test "$(resolve p1b other.k8s.intra)" = 203.0.113.3
+check "in the state directory fqdnd started with" bash -c "grep -q other.k8s.intra $WORK/node1/state/cache.journal.* $WORK/node1/state/cache.json"
+
 finish
