@@ -1,7 +1,7 @@
 #!/bin/bash
+# The table across reloads, foreign changes, crashes and removal: enforcement
 # never lapses, allowed connections never fail, set contents that the state
 # explains survive.
-# never lapses, allowed connections never fail, set contents survive.
 . "$(dirname "$0")/lib.sh"
 
 router_topology
