@@ -1,6 +1,7 @@
 #include "cache/cache.hpp"
 
 #include "fqdn/name.hpp"
+#include "fnv.hpp"
 #include "ruleset/compile.hpp"
 
 #include <algorithm>
@@ -27,13 +28,6 @@ Duration remaining(Time until, Time now)
     return until > now ? std::chrono::duration_cast<Duration>(until - now) : Duration(1000);
 }
 
-size_t hash_bytes(size_t h, const Address& a) noexcept
-{
-    for (size_t i = 0; i < a.size(); ++i)
-        h = (h ^ a.bytes[i]) * 1099511628211ULL;
-    return h;
-}
-
 // Kernel timeouts in whole seconds, rounded up: the element may outlive
 // its mapping by less than a second, never the other way round.
 uint32_t whole_seconds(Time t)
@@ -55,17 +49,17 @@ constexpr auto half_margin = std::chrono::duration_cast<std::chrono::millisecond
 
 size_t Cache::HoldKeyHash::operator()(const HoldKey& k) const noexcept
 {
-    return hash_bytes((k.selector + 1) * 0x9e3779b97f4a7c15ULL, k.address);
+    return fnv::hash(k.address, (k.selector + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
 size_t Cache::AddressHash::operator()(const Address& a) const noexcept
 {
-    return hash_bytes(1469598103934665603ULL, a);
+    return fnv::hash(a);
 }
 
 size_t Cache::PairHash::operator()(const std::pair<Address, Address>& p) const noexcept
 {
-    return hash_bytes(hash_bytes(1469598103934665603ULL, p.first), p.second);
+    return fnv::hash(p.second, fnv::hash(p.first));
 }
 
 void coalesce(std::vector<ElementOp>& ops)

@@ -1,5 +1,6 @@
 #include "dns/engine.hpp"
 
+#include "fnv.hpp"
 #include "fqdn/name.hpp"
 
 #include <algorithm>
@@ -7,13 +8,6 @@
 namespace fqdnd::dns {
 
 namespace {
-
-size_t hash_address(size_t h, const Address& a) noexcept
-{
-    for (size_t i = 0; i < a.size(); ++i)
-        h = (h ^ a.bytes[i]) * 1099511628211ULL;
-    return h;
-}
 
 bool interface_matches(const std::string& pattern, const std::string& name)
 {
@@ -44,12 +38,12 @@ size_t Engine::QueryKeyHash::operator()(const QueryKey& k) const noexcept
 {
     size_t h = (static_cast<size_t>(k.client_port) << 32) ^ (static_cast<size_t>(k.server_port) << 16) ^ k.id
         ^ static_cast<size_t>(k.transport);
-    return hash_address(hash_address(h, k.client), k.server);
+    return fnv::hash(k.server, fnv::hash(k.client, h));
 }
 
 size_t Engine::StreamKeyHash::operator()(const StreamKey& k) const noexcept
 {
-    return hash_address(hash_address((static_cast<size_t>(k.client_port) << 16) ^ k.server_port, k.client), k.server);
+    return fnv::hash(k.server, fnv::hash(k.client, (static_cast<uint64_t>(k.client_port) << 16) ^ k.server_port));
 }
 
 Engine::Engine(const config::Config& config, cache::Cache& cache) : cache_(cache)

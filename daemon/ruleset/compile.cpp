@@ -1,5 +1,7 @@
 #include "ruleset/compile.hpp"
 
+#include "fnv.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <set>
@@ -10,17 +12,6 @@ namespace {
 
 using config::Policy;
 using config::Protocol;
-
-// FNV-1a: a stable name from the selector text, the same in every build.
-uint64_t fnv1a(std::string_view s) noexcept
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 std::vector<Cidr> of_family(const std::vector<Cidr>& cidrs, Family f)
 {
@@ -149,7 +140,8 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
 
 uint64_t selector_tag(const FqdnSelector& selector)
 {
-    return fnv1a(selector.to_string());
+    // A stable name from the selector text, the same in every build.
+    return fnv::hash(selector.to_string());
 }
 
 std::string set_key(const FqdnSelector& selector, Family family)
