@@ -1,5 +1,7 @@
 #include "client.hpp"
 
+#include "bus/names.hpp"
+
 #include <cstdio>
 #include <cstring>
 
@@ -21,7 +23,7 @@ void Client::report(const char* method, const sd_bus_error* error, int r)
     const std::string name = error && error->name ? error->name : "";
     if (name == "org.freedesktop.DBus.Error.ServiceUnknown" || name == "org.freedesktop.DBus.Error.NameHasNoOwner")
         std::fprintf(stderr, "fqdnctl: fqdnd is not running (nobody owns org.fqdnd1 on the system bus)\n");
-    else if (name == "org.fqdnd1.Error.AccessDenied" || name == "org.freedesktop.DBus.Error.AccessDenied")
+    else if (name == fqdnd::bus::error_access_denied || name == "org.freedesktop.DBus.Error.AccessDenied")
         std::fprintf(stderr, "fqdnctl: access denied: %s\n",
                      error->message ? error->message : "reading is for root and the fqdnd group, changes for root");
     else

@@ -1,5 +1,8 @@
 #pragma once
 
+#include "bus/names.hpp"
+#include "sd-util.hpp"
+
 #include <systemd/sd-bus.h>
 
 #include <memory>
@@ -9,13 +12,7 @@
 // wrong in words and return an exit code.
 namespace fqdnctl {
 
-struct BusUnref {
-    void operator()(sd_bus* b) const noexcept { sd_bus_flush_close_unref(b); }
-};
-struct MessageUnref {
-    void operator()(sd_bus_message* m) const noexcept { sd_bus_message_unref(m); }
-};
-using MessagePtr = std::unique_ptr<sd_bus_message, MessageUnref>;
+using MessagePtr = fqdnd::SdBusMessagePtr;
 
 class Client {
 public:
@@ -29,7 +26,7 @@ public:
     {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message* reply = nullptr;
-        const int r = sd_bus_call_method(bus_.get(), "org.fqdnd1", "/org/fqdnd1", "org.fqdnd1.Manager", method, &error,
+        const int r = sd_bus_call_method(bus_.get(), fqdnd::bus::service, fqdnd::bus::object_path, fqdnd::bus::manager_interface, method, &error,
                                          &reply, signature, args...);
         if (r < 0) {
             report(method, &error, r);
@@ -43,7 +40,19 @@ public:
 
 private:
     static void report(const char* method, const sd_bus_error* error, int r);
-    std::unique_ptr<sd_bus, BusUnref> bus_;
+    fqdnd::SdBusPtr bus_;
 };
+
+// Connects and calls a Manager method: the reply, or nothing after printing
+// why (fqdnd unreachable, or its error in words). The reply keeps what it
+// needs of the connection.
+template <typename... Args>
+MessagePtr ask(const char* method, const char* signature, Args... args)
+{
+    Client c;
+    if (c.connect())
+        return nullptr;
+    return c.call(method, signature, args...);
+}
 
 } // namespace fqdnctl

@@ -1,6 +1,7 @@
 // The verbs that ask the daemon, over org.fqdnd1.
 #include "verbs.hpp"
 
+#include "bus/names.hpp"
 #include "cache/format.hpp"
 #include "cache/persist.hpp"
 #include "client.hpp"
@@ -19,6 +20,8 @@
 #include <vector>
 
 namespace fqdnctl {
+
+namespace sig = fqdnd::bus::signature;
 
 namespace {
 
@@ -44,16 +47,13 @@ std::vector<std::string> read_strings(sd_bus_message* m)
 
 int status(bool json)
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("Status", "");
+    auto reply = ask("Status", "");
     if (!reply)
         return 1;
     const char *version, *table, *mode;
     uint32_t policies;
     uint64_t names, addresses, connections, flows, selectors, queue_full, queue_undelivered;
-    if (sd_bus_message_read(reply.get(), "sssuttttttt", &version, &table, &mode, &policies, &names, &addresses,
+    if (sd_bus_message_read(reply.get(), sig::status, &version, &table, &mode, &policies, &names, &addresses,
                             &connections, &flows, &selectors, &queue_full, &queue_undelivered) < 0)
         return 1;
     if (json) {
@@ -80,21 +80,18 @@ int status(bool json)
 
 int cache_list(const std::string& pattern, const std::string& endpoint, const std::string& source, bool json)
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("ListCache", "sss", pattern.c_str(), endpoint.c_str(), source.c_str());
+    auto reply = ask("ListCache", "sss", pattern.c_str(), endpoint.c_str(), source.c_str());
     if (!reply)
         return 1;
     // Back into cache entries, so that the table and the JSON are the very
     // ones fqdnd prints and pre-cache reads.
     std::vector<fqdnd::cache::Cache::Entry> entries;
-    sd_bus_message_enter_container(reply.get(), 'a', "(sssuttas)");
-    while (sd_bus_message_enter_container(reply.get(), 'r', "sssuttas") > 0) {
+    sd_bus_message_enter_container(reply.get(), 'a', sig::cache_entry);
+    while (sd_bus_message_enter_container(reply.get(), 'r', sig::cache_entry_fields) > 0) {
         const char *ep, *src, *name;
         uint32_t ttl;
         uint64_t lookup, expires;
-        sd_bus_message_read(reply.get(), "sssutt", &ep, &src, &name, &ttl, &lookup, &expires);
+        sd_bus_message_read(reply.get(), sig::cache_entry_head, &ep, &src, &name, &ttl, &lookup, &expires);
         for (const auto& ip : read_strings(reply.get())) {
             fqdnd::cache::Mapping m;
             m.address = fqdnd::Address::parse(ip).value_or(fqdnd::Address{});
@@ -128,10 +125,7 @@ int cache_clean(const std::string& pattern, bool force)
         if (answer != "y" && answer != "Y" && answer != "yes")
             return 1;
     }
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("CleanCache", "s", pattern.c_str());
+    auto reply = ask("CleanCache", "s", pattern.c_str());
     if (!reply)
         return 1;
     uint32_t removed = 0;
@@ -142,18 +136,15 @@ int cache_clean(const std::string& pattern, bool force)
 
 int selectors(bool json)
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("ListSelectors", "");
+    auto reply = ask("ListSelectors", "");
     if (!reply)
         return 1;
     nlohmann::json out = nlohmann::json::array();
     std::vector<Row> rows{{"Selector", "Sets", "Names", "IPs"}};
-    sd_bus_message_enter_container(reply.get(), 'a', "(sssasas)");
-    while (sd_bus_message_enter_container(reply.get(), 'r', "sssasas") > 0) {
+    sd_bus_message_enter_container(reply.get(), 'a', sig::selector);
+    while (sd_bus_message_enter_container(reply.get(), 'r', sig::selector_fields) > 0) {
         const char *sel, *set4, *set6;
-        sd_bus_message_read(reply.get(), "sss", &sel, &set4, &set6);
+        sd_bus_message_read(reply.get(), sig::selector_head, &sel, &set4, &set6);
         const auto names = read_strings(reply.get());
         const auto ips = read_strings(reply.get());
         sd_bus_message_exit_container(reply.get());
@@ -176,19 +167,16 @@ int selectors(bool json)
 
 int policy_list(bool json)
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("ListPolicies", "");
+    auto reply = ask("ListPolicies", "");
     if (!reply)
         return 1;
     nlohmann::json out = nlohmann::json::array();
     std::vector<Row> rows{{"Name", "Mode", "Rules", "File"}};
-    sd_bus_message_enter_container(reply.get(), 'a', "(sbsu)");
+    sd_bus_message_enter_container(reply.get(), 'a', sig::policy);
     const char *name, *where;
     int audit;
     uint32_t rules;
-    while (sd_bus_message_read(reply.get(), "(sbsu)", &name, &audit, &where, &rules) > 0) {
+    while (sd_bus_message_read(reply.get(), sig::policy, &name, &audit, &where, &rules) > 0) {
         out.push_back({{"name", name}, {"audit", audit != 0}, {"rules", rules}, {"file", where}});
         rows.push_back({name, audit ? "audit" : "enforce", std::to_string(rules), where});
     }
@@ -201,10 +189,7 @@ int policy_list(bool json)
 
 int reload()
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("Reload", "");
+    auto reply = ask("Reload", "");
     if (!reply)
         return 1;
     const auto errors = read_strings(reply.get());
@@ -221,17 +206,14 @@ int reload()
 
 int metrics()
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("Metrics", "");
+    auto reply = ask("Metrics", "");
     if (!reply)
         return 1;
     std::vector<fqdnd::metrics::Sample> samples;
-    sd_bus_message_enter_container(reply.get(), 'a', "(ssd)");
+    sd_bus_message_enter_container(reply.get(), 'a', sig::metric);
     const char *name, *labels;
     double value;
-    while (sd_bus_message_read(reply.get(), "(ssd)", &name, &labels, &value) > 0)
+    while (sd_bus_message_read(reply.get(), sig::metric, &name, &labels, &value) > 0)
         samples.push_back({name, labels, value});
     std::cout << fqdnd::metrics::format_prometheus(samples);
     return 0;
@@ -239,22 +221,19 @@ int metrics()
 
 int explain(const std::string& what, bool json)
 {
-    Client c;
-    if (c.connect())
-        return 1;
-    auto reply = c.call("Explain", "s", what.c_str());
+    auto reply = ask("Explain", "s", what.c_str());
     if (!reply)
         return 1;
     int is_address = 0, allowed = 0;
     const char* subject = nullptr;
-    sd_bus_message_read(reply.get(), "bsb", &is_address, &subject, &allowed);
+    sd_bus_message_read(reply.get(), sig::explanation_head, &is_address, &subject, &allowed);
     nlohmann::json holders = nlohmann::json::array();
     std::vector<Row> rows{{"Name", "Endpoint", "Source", "Until", "Selector", "Set", "Policies"}};
-    sd_bus_message_enter_container(reply.get(), 'a', "(ssssstas)");
-    while (sd_bus_message_enter_container(reply.get(), 'r', "ssssstas") > 0) {
+    sd_bus_message_enter_container(reply.get(), 'a', sig::explained_mapping);
+    while (sd_bus_message_enter_container(reply.get(), 'r', sig::explained_mapping_fields) > 0) {
         const char *name, *endpoint, *source, *selector, *set;
         uint64_t until;
-        sd_bus_message_read(reply.get(), "ssssst", &name, &endpoint, &source, &selector, &set, &until);
+        sd_bus_message_read(reply.get(), sig::explained_mapping_head, &name, &endpoint, &source, &selector, &set, &until);
         const auto policies = read_strings(reply.get());
         sd_bus_message_exit_container(reply.get());
         const std::string when = fqdnd::cache::rfc3339(fqdnd::cache::Time(std::chrono::milliseconds(until)));
@@ -448,7 +427,7 @@ int on_drop(sd_bus_message* m, void* userdata, sd_bus_error*)
 int on_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error*)
 {
     const char *name, *old_owner, *new_owner;
-    if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && std::string(name) == "org.fqdnd1"
+    if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 && std::string(name) == fqdnd::bus::service
         && *old_owner)
         static_cast<MonitorState*>(userdata)->daemon_gone = true;
     return 0;
@@ -463,10 +442,10 @@ int monitor(const std::string& type, bool json)
         return 1;
     MonitorState st{type, json, false};
     sd_bus* bus = c.bus();
-    if (sd_bus_match_signal(bus, nullptr, "org.fqdnd1", "/org/fqdnd1", "org.fqdnd1.Manager", "DnsEvent", on_dns_event,
+    if (sd_bus_match_signal(bus, nullptr, fqdnd::bus::service, fqdnd::bus::object_path, fqdnd::bus::manager_interface, "DnsEvent", on_dns_event,
                             &st)
             < 0
-        || sd_bus_match_signal(bus, nullptr, "org.fqdnd1", "/org/fqdnd1", "org.fqdnd1.Manager", "Drop", on_drop, &st)
+        || sd_bus_match_signal(bus, nullptr, fqdnd::bus::service, fqdnd::bus::object_path, fqdnd::bus::manager_interface, "Drop", on_drop, &st)
             < 0
         || sd_bus_add_match(bus, nullptr,
                             "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstring>
+#include <string>
 #include <string_view>
 
 // Logging to stderr, which journald reads: under systemd each line carries a
@@ -16,3 +18,14 @@ inline void notice(std::string_view m) noexcept { write(Level::notice, m); }
 inline void info(std::string_view m) noexcept { write(Level::info, m); }
 
 } // namespace fqdnd::log
+
+namespace fqdnd {
+
+// The text of an errno, given as -errno (what sd-* and fqdnd's calls return)
+// or as errno.
+inline std::string errno_text(int e)
+{
+    return std::strerror(e < 0 ? -e : e);
+}
+
+} // namespace fqdnd

@@ -58,11 +58,6 @@ cache::Limits limits_of(const config::Settings& s)
                          static_cast<size_t>(s.max_addresses)};
 }
 
-std::string errno_text(int r)
-{
-    return std::strerror(r < 0 ? -r : r);
-}
-
 // The table an nf_tables event is about, or "" when it cannot tell.
 std::string event_table(const nlmsghdr* nlh)
 {
@@ -198,10 +193,10 @@ int Manager::start()
         return r;
     open_nflog();
     // The metrics for node_exporter's textfile collector, when asked for.
-    sd_event_source* metrics_src = nullptr;
-    if (sd_event_add_time_relative(event_.get(), &metrics_src, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer, this)
-        >= 0)
-        metrics_timer_.reset(metrics_src);
+    if (int r = event_reset_time_relative(event_.get(), metrics_timer_, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer,
+                                          this);
+        r < 0)
+        log::error("cannot arm the metrics timer: " + errno_text(r));
     // The bus is how administrators look in; fqdnd enforces without it.
     bus_ = std::make_unique<ManagerBus>(*this);
     bus_->start(event_.get());
@@ -374,17 +369,10 @@ void Manager::on_nft_event()
 
 void Manager::schedule_restore()
 {
-    uint64_t now = 0;
-    sd_event_now(event_.get(), CLOCK_MONOTONIC, &now);
-    if (!restore_timer_) {
-        sd_event_source* src = nullptr;
-        if (sd_event_add_time(event_.get(), &src, CLOCK_MONOTONIC, now + restore_delay_usec, 10'000,
-                              on_restore_timer, this) >= 0)
-            restore_timer_.reset(src);
-        return;
-    }
-    sd_event_source_set_time(restore_timer_.get(), now + restore_delay_usec);
-    sd_event_source_set_enabled(restore_timer_.get(), SD_EVENT_ONESHOT);
+    if (int r = event_reset_time_relative(event_.get(), restore_timer_, CLOCK_MONOTONIC, restore_delay_usec, 10'000,
+                                          on_restore_timer, this);
+        r < 0)
+        log::error("cannot arm the timer that puts the table back: " + errno_text(r));
 }
 
 int Manager::on_restore_timer(sd_event_source*, uint64_t, void* self)
@@ -622,14 +610,8 @@ void Manager::arm_expiry()
     // CLOCK_REALTIME: expiries are wall-clock times, as the cache shows them.
     const uint64_t usec = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                     next->time_since_epoch()).count());
-    if (!expiry_timer_) {
-        sd_event_source* src = nullptr;
-        if (sd_event_add_time(event_.get(), &src, CLOCK_REALTIME, usec, 100'000, on_expiry_timer, this) >= 0)
-            expiry_timer_.reset(src);
-        return;
-    }
-    sd_event_source_set_time(expiry_timer_.get(), usec);
-    sd_event_source_set_enabled(expiry_timer_.get(), SD_EVENT_ONESHOT);
+    if (int r = event_reset_time(event_.get(), expiry_timer_, CLOCK_REALTIME, usec, 100'000, on_expiry_timer, this); r < 0)
+        log::error("cannot arm the expiry timer: " + errno_text(r));
 }
 
 int Manager::open_conntrack()
@@ -662,17 +644,10 @@ int Manager::on_conntrack(sd_event_source*, int, uint32_t, void* self)
         // right. Soon, not at once: the burst that overran us is still on.
         log::warning("conntrack events lost (overrun " + std::to_string(m->conntrack_.overruns())
                      + "); receive buffer now " + std::to_string(m->conntrack_.buffer()) + " bytes; resyncing");
-        uint64_t usec = 0;
-        sd_event_now(m->event_.get(), CLOCK_MONOTONIC, &usec);
-        if (!m->resync_timer_) {
-            sd_event_source* src = nullptr;
-            if (sd_event_add_time(m->event_.get(), &src, CLOCK_MONOTONIC, usec + 100'000, 10'000, on_resync_timer, m)
-                >= 0)
-                m->resync_timer_.reset(src);
-        } else {
-            sd_event_source_set_time(m->resync_timer_.get(), usec + 100'000);
-            sd_event_source_set_enabled(m->resync_timer_.get(), SD_EVENT_ONESHOT);
-        }
+        if (int r = event_reset_time_relative(m->event_.get(), m->resync_timer_, CLOCK_MONOTONIC, 100'000, 10'000,
+                                              on_resync_timer, m);
+            r < 0)
+            log::error("cannot arm the conntrack resync: " + errno_text(r));
     }
     m->expire();
     return 0;
@@ -1026,21 +1001,16 @@ void Manager::mark_dirty()
     if (dirty_)
         return;
     dirty_ = true;
-    uint64_t usec = 0;
-    sd_event_now(event_.get(), CLOCK_MONOTONIC, &usec);
     // At most one write every two seconds, however busy the DNS.
-    constexpr uint64_t delay = 2'000'000;
-    if (!save_timer_) {
-        sd_event_source* src = nullptr;
-        if (sd_event_add_time(event_.get(), &src, CLOCK_MONOTONIC, usec + delay, 100'000, on_save_timer, this) >= 0)
-            save_timer_.reset(src);
-        return;
+    if (int r = event_reset_time_relative(event_.get(), save_timer_, CLOCK_MONOTONIC, 2'000'000, 100'000,
+                                          on_save_timer, this);
+        r < 0) {
+        log::error("cannot arm the state writer's timer; writing now: " + errno_text(r));
+        save_state();
     }
-    sd_event_source_set_time(save_timer_.get(), usec + delay);
-    sd_event_source_set_enabled(save_timer_.get(), SD_EVENT_ONESHOT);
 }
 
-int Manager::on_metrics_timer(sd_event_source* s, uint64_t, void* self)
+int Manager::on_metrics_timer(sd_event_source*, uint64_t, void* self)
 {
     auto* m = static_cast<Manager*>(self);
     const std::string& file = m->config_->settings.metrics_file;
@@ -1049,8 +1019,10 @@ int Manager::on_metrics_timer(sd_event_source* s, uint64_t, void* self)
             log::warning("cannot write the metrics file " + file + ": " + errno_text(r));
     }
     // Every 15 s, whether or not a file is set now: a reload may set one.
-    sd_event_source_set_time_relative(s, 15'000'000);
-    sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+    if (int r = event_reset_time_relative(m->event_.get(), m->metrics_timer_, CLOCK_MONOTONIC, 15'000'000, 1'000'000,
+                                          on_metrics_timer, m);
+        r < 0)
+        log::error("cannot arm the metrics timer: " + errno_text(r));
     return 0;
 }
 

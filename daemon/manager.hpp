@@ -9,6 +9,7 @@
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 #include "metrics.hpp"
+#include "sd-util.hpp"
 #include "unique_fd.hpp"
 #include "nft/encode.hpp"
 #include "nft/netlink.hpp"
@@ -23,15 +24,6 @@
 #include <unordered_map>
 
 namespace fqdnd {
-
-struct SdEventUnref {
-    void operator()(sd_event* e) const noexcept { sd_event_unref(e); }
-};
-struct SdEventSourceUnref {
-    void operator()(sd_event_source* s) const noexcept { sd_event_source_disable_unref(s); }
-};
-using SdEventPtr = std::unique_ptr<sd_event, SdEventUnref>;
-using SdEventSourcePtr = std::unique_ptr<sd_event_source, SdEventSourceUnref>;
 
 struct Options {
     std::filesystem::path config_file;

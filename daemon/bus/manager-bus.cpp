@@ -17,6 +17,8 @@
 
 namespace fqdnd {
 
+namespace sig = bus::signature;
+
 namespace {
 
 Manager& manager_of(void* userdata)
@@ -35,14 +37,14 @@ int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std:
         m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT, &raw);
     if (r < 0)
         return sd_bus_error_set_errnof(error, -r, "cannot tell who is calling: %s", std::strerror(-r));
-    std::unique_ptr<sd_bus_creds, decltype(&sd_bus_creds_unref)> creds(raw, sd_bus_creds_unref);
+    SdBusCredsPtr creds(raw);
     uid_t uid = 0;
     if (sd_bus_creds_get_euid(creds.get(), &uid) < 0)
-        return sd_bus_error_set(error, "org.fqdnd1.Error.AccessDenied", "cannot tell who is calling");
+        return sd_bus_error_set(error, fqdnd::bus::error_access_denied, "cannot tell who is calling");
     if (uid == 0)
         return 0;
     if (change)
-        return sd_bus_error_set(error, "org.fqdnd1.Error.AccessDenied", "only root may change fqdnd's state");
+        return sd_bus_error_set(error, fqdnd::bus::error_access_denied, "only root may change fqdnd's state");
     const group* g = getgrnam(read_group.c_str());
     if (g) {
         gid_t egid = 0;
@@ -54,7 +56,7 @@ int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std:
             if (gids[i] == g->gr_gid)
                 return 0;
     }
-    return sd_bus_error_set(error, "org.fqdnd1.Error.AccessDenied",
+    return sd_bus_error_set(error, fqdnd::bus::error_access_denied,
                             ("reading fqdnd's state is for root and the " + read_group + " group").c_str());
 }
 
@@ -65,7 +67,7 @@ int reply_with(sd_bus_message* m, Fill fill)
     sd_bus_message* reply = nullptr;
     if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
         return r;
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> owned(reply, sd_bus_message_unref);
+    SdBusMessagePtr owned(reply);
     fill(reply);
     return sd_bus_send(nullptr, reply, nullptr);
 }
@@ -83,7 +85,7 @@ int pattern_filter(const char* pattern, std::optional<FqdnMatcher>& matcher, sd_
     std::string why;
     auto sel = FqdnSelector::parse_pattern(pattern, &why);
     if (!sel)
-        return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "%s", why.c_str());
+        return sd_bus_error_setf(error, fqdnd::bus::error_invalid_argument, "%s", why.c_str());
     matcher.emplace(std::vector<FqdnSelector>{*sel});
     return 0;
 }
@@ -93,7 +95,7 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
     const Manager::Status s = manager_of(userdata).status();
-    return sd_bus_reply_method_return(m, "sssuttttttt", FQDND_VERSION, s.table.c_str(), s.queue_mode.c_str(),
+    return sd_bus_reply_method_return(m, sig::status, FQDND_VERSION, s.table.c_str(), s.queue_mode.c_str(),
                                       s.policies, s.names, s.addresses, s.connection_addresses, s.live_flows,
                                       s.selectors, s.queue_dropped, s.queue_user_dropped);
 }
@@ -109,7 +111,7 @@ int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = pattern_filter(pattern, matcher, error); r < 0)
         return r;
     return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', "(sssuttas)");
+        sd_bus_message_open_container(reply, 'a', sig::cache_entry);
         for (const auto& e : manager_of(userdata).cache_entries()) {
             if (*endpoint && e.endpoint != endpoint)
                 continue;
@@ -120,8 +122,8 @@ int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
                 if (*source && src != source)
                     continue;
                 const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(mp.expires - mp.lookup).count();
-                sd_bus_message_open_container(reply, 'r', "sssuttas");
-                sd_bus_message_append(reply, "sssutt", e.endpoint.c_str(), src.c_str(), e.name.c_str(),
+                sd_bus_message_open_container(reply, 'r', sig::cache_entry_fields);
+                sd_bus_message_append(reply, sig::cache_entry_head, e.endpoint.c_str(), src.c_str(), e.name.c_str(),
                                       static_cast<uint32_t>(std::max<int64_t>(ttl, 0)), ms(mp.lookup), ms(mp.expires));
                 sd_bus_message_append(reply, "as", 1, mp.address.to_string().c_str());
                 sd_bus_message_close_container(reply);
@@ -151,10 +153,10 @@ int method_list_selectors(sd_bus_message* m, void* userdata, sd_bus_error* error
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
     return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', "(sssasas)");
+        sd_bus_message_open_container(reply, 'a', sig::selector);
         for (const auto& s : manager_of(userdata).selectors()) {
-            sd_bus_message_open_container(reply, 'r', "sssasas");
-            sd_bus_message_append(reply, "sss", s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
+            sd_bus_message_open_container(reply, 'r', sig::selector_fields);
+            sd_bus_message_append(reply, sig::selector_head, s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
             sd_bus_message_open_container(reply, 'a', "s");
             for (const auto& n : s.names)
                 sd_bus_message_append(reply, "s", n.c_str());
@@ -174,9 +176,9 @@ int method_list_policies(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
     return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', "(sbsu)");
+        sd_bus_message_open_container(reply, 'a', sig::policy);
         for (const auto& p : manager_of(userdata).policies())
-            sd_bus_message_append(reply, "(sbsu)", p.name.c_str(), p.audit, p.where.to_string().c_str(),
+            sd_bus_message_append(reply, sig::policy, p.name.c_str(), p.audit, p.where.to_string().c_str(),
                                   static_cast<uint32_t>(p.egress.size()));
         sd_bus_message_close_container(reply);
     });
@@ -205,14 +207,14 @@ int method_explain(sd_bus_message* m, void* userdata, sd_bus_error* error)
         return r;
     const auto x = manager_of(userdata).explain(what);
     if (!x)
-        return sd_bus_error_setf(error, "org.fqdnd1.Error.InvalidArgument", "\"%s\" is neither an address nor a name",
+        return sd_bus_error_setf(error, fqdnd::bus::error_invalid_argument, "\"%s\" is neither an address nor a name",
                                  what);
     return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_append(reply, "bsb", x->is_address, x->subject.c_str(), x->allowed);
-        sd_bus_message_open_container(reply, 'a', "(ssssstas)");
+        sd_bus_message_append(reply, sig::explanation_head, x->is_address, x->subject.c_str(), x->allowed);
+        sd_bus_message_open_container(reply, 'a', sig::explained_mapping);
         for (const auto& h : x->holders) {
-            sd_bus_message_open_container(reply, 'r', "ssssstas");
-            sd_bus_message_append(reply, "ssssst", h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
+            sd_bus_message_open_container(reply, 'r', sig::explained_mapping_fields);
+            sd_bus_message_append(reply, sig::explained_mapping_head, h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
                                   h.selector.c_str(), h.set.c_str(), ms(h.expires));
             sd_bus_message_open_container(reply, 'a', "s");
             for (const auto& p : h.policies)
@@ -235,9 +237,9 @@ int method_metrics(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
     return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', "(ssd)");
+        sd_bus_message_open_container(reply, 'a', sig::metric);
         for (const auto& s : manager_of(userdata).metric_samples())
-            sd_bus_message_append(reply, "(ssd)", s.name.c_str(), s.labels.c_str(), s.value);
+            sd_bus_message_append(reply, sig::metric, s.name.c_str(), s.labels.c_str(), s.value);
         sd_bus_message_close_container(reply);
     });
 }
@@ -307,18 +309,18 @@ const sd_bus_vtable manager_vtable[] = {
     SD_BUS_PROPERTY("Selectors", "t", get_property, 0, 0),
     SD_BUS_METHOD("Subscribe", "", "", method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("Unsubscribe", "", "", method_unsubscribe, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_SIGNAL_WITH_NAMES("DnsEvent", "tssssqyasasuast",
+    SD_BUS_SIGNAL_WITH_NAMES("DnsEvent", sig::dns_event,
                              SD_BUS_PARAM(time) SD_BUS_PARAM(kind) SD_BUS_PARAM(endpoint) SD_BUS_PARAM(server)
                                  SD_BUS_PARAM(name) SD_BUS_PARAM(type) SD_BUS_PARAM(rcode) SD_BUS_PARAM(chain)
                                      SD_BUS_PARAM(addresses) SD_BUS_PARAM(ttl) SD_BUS_PARAM(selectors)
                                          SD_BUS_PARAM(hold_usec),
                              0),
-    SD_BUS_SIGNAL_WITH_NAMES("Drop", "tssssssqsas",
+    SD_BUS_SIGNAL_WITH_NAMES("Drop", sig::drop,
                              SD_BUS_PARAM(time) SD_BUS_PARAM(kind) SD_BUS_PARAM(policy) SD_BUS_PARAM(endpoint)
                                  SD_BUS_PARAM(source) SD_BUS_PARAM(destination) SD_BUS_PARAM(protocol)
                                      SD_BUS_PARAM(port) SD_BUS_PARAM(interface) SD_BUS_PARAM(names),
                              0),
-    SD_BUS_METHOD_WITH_NAMES("Status", "", , "sssuttttttt",
+    SD_BUS_METHOD_WITH_NAMES("Status", "", , sig::status,
                              SD_BUS_PARAM(version) SD_BUS_PARAM(table) SD_BUS_PARAM(queue_mode)
                                  SD_BUS_PARAM(policies) SD_BUS_PARAM(names) SD_BUS_PARAM(addresses)
                                      SD_BUS_PARAM(connection_addresses) SD_BUS_PARAM(live_flows)
@@ -326,17 +328,17 @@ const sd_bus_vtable manager_vtable[] = {
                                              SD_BUS_PARAM(queue_user_dropped),
                              method_status, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("ListCache", "sss", SD_BUS_PARAM(pattern) SD_BUS_PARAM(endpoint) SD_BUS_PARAM(source),
-                             "a(sssuttas)", SD_BUS_PARAM(entries), method_list_cache, SD_BUS_VTABLE_UNPRIVILEGED),
+                             sig::cache_entries, SD_BUS_PARAM(entries), method_list_cache, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("CleanCache", "s", SD_BUS_PARAM(pattern), "u", SD_BUS_PARAM(removed),
                              method_clean_cache, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("ListSelectors", "", , "a(sssasas)", SD_BUS_PARAM(selectors), method_list_selectors,
+    SD_BUS_METHOD_WITH_NAMES("ListSelectors", "", , sig::selectors, SD_BUS_PARAM(selectors), method_list_selectors,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("ListPolicies", "", , "a(sbsu)", SD_BUS_PARAM(policies), method_list_policies,
+    SD_BUS_METHOD_WITH_NAMES("ListPolicies", "", , sig::policies, SD_BUS_PARAM(policies), method_list_policies,
                              SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD_WITH_NAMES("Reload", "", , "as", SD_BUS_PARAM(errors), method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("Metrics", "", , "a(ssd)", SD_BUS_PARAM(samples), method_metrics,
+    SD_BUS_METHOD_WITH_NAMES("Metrics", "", , sig::metrics, SD_BUS_PARAM(samples), method_metrics,
                              SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD_WITH_NAMES("Explain", "s", SD_BUS_PARAM(what), "bsba(ssssstas)asasas",
+    SD_BUS_METHOD_WITH_NAMES("Explain", "s", SD_BUS_PARAM(what), sig::explanation,
                              SD_BUS_PARAM(is_address) SD_BUS_PARAM(subject) SD_BUS_PARAM(allowed)
                                  SD_BUS_PARAM(holders) SD_BUS_PARAM(cidr_rules) SD_BUS_PARAM(selectors)
                                      SD_BUS_PARAM(dns_rules),
@@ -399,11 +401,8 @@ void ManagerBus::retry_later()
 {
     if (retry_)
         return;
-    uint64_t now = 0;
-    sd_event_now(event_, CLOCK_MONOTONIC, &now);
-    sd_event_source* s = nullptr;
-    if (sd_event_add_time(event_, &s, CLOCK_MONOTONIC, now + 2'000'000, 100'000, on_retry, this) >= 0)
-        retry_.reset(s);
+    if (int r = event_reset_time_relative(event_, retry_, CLOCK_MONOTONIC, 2'000'000, 100'000, on_retry, this); r < 0)
+        log::error("cannot arm the timer to reconnect to the bus: " + errno_text(r));
 }
 
 int ManagerBus::on_retry(sd_event_source*, uint64_t, void* self)
@@ -460,7 +459,7 @@ void ManagerBus::emit_signal(const char* member, Fill fill)
         sd_bus_message* raw = nullptr;
         if (sd_bus_message_new_signal(bus_.get(), &raw, bus::object_path, bus::manager_interface, member) < 0)
             return;
-        std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> m(raw, sd_bus_message_unref);
+        SdBusMessagePtr m(raw);
         if (sd_bus_message_set_destination(m.get(), name) < 0)
             continue;
         fill(m.get());

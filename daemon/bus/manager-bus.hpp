@@ -1,5 +1,7 @@
 #pragma once
 
+#include "sd-util.hpp"
+
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -11,13 +13,6 @@
 namespace fqdnd {
 
 class Manager;
-
-struct SdBusUnref {
-    void operator()(sd_bus* b) const noexcept { sd_bus_flush_close_unref(b); }
-};
-struct SdBusSlotUnref {
-    void operator()(sd_bus_slot* s) const noexcept { sd_bus_slot_unref(s); }
-};
 
 // org.fqdnd1.Manager at /org/fqdnd1 on the system bus (or the bus
 // DBUS_SYSTEM_BUS_ADDRESS names). Reading is for root and the fqdnd group;
@@ -78,17 +73,11 @@ private:
 
     Manager& manager_;
     sd_event* event_ = nullptr;
-    std::unique_ptr<sd_bus, SdBusUnref> bus_;
-    std::unique_ptr<sd_bus_slot, SdBusSlotUnref> slot_, disconnect_slot_;
-    struct SourceUnref {
-        void operator()(sd_event_source* s) const noexcept { sd_event_source_disable_unref(s); }
-    };
-    std::unique_ptr<sd_event_source, SourceUnref> retry_;
+    SdBusPtr bus_;
+    SdBusSlotPtr slot_, disconnect_slot_;
+    SdEventSourcePtr retry_;
     bool warned_ = false;
-    struct TrackUnref {
-        void operator()(sd_bus_track* t) const noexcept { sd_bus_track_unref(t); }
-    };
-    std::unique_ptr<sd_bus_track, TrackUnref> subscribers_;
+    SdBusTrackPtr subscribers_;
 };
 
 } // namespace fqdnd

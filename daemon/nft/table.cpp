@@ -1,4 +1,5 @@
 #include "nft/table.hpp"
+#include "log.hpp"
 
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
@@ -204,11 +205,6 @@ void element_messages(Batch& b, uint16_t type, const std::string& table, const s
         nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
         b.commit(nlh);
     }
-}
-
-std::string errno_text(int e)
-{
-    return std::strerror(-e);
 }
 
 int fail(std::string* problem, const std::vector<Batch::Error>& errors, int r)
