@@ -206,17 +206,20 @@ int Manager::start()
     sigemptyset(&mask);
     for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD}) // SIGCHLD: the state writer
         sigaddset(&mask, s);
-    sigprocmask(SIG_BLOCK, &mask, nullptr);
-    sd_event_source* src = nullptr;
-    sd_event_add_signal(event_.get(), &src, SIGTERM, on_signal, this);
-    sigterm_.reset(src);
-    sd_event_add_signal(event_.get(), &src, SIGINT, on_signal, this);
-    sigint_.reset(src);
-    sd_event_add_signal(event_.get(), &src, SIGHUP, on_signal, this);
-    sighup_.reset(src);
-    sd_event_add_signal(event_.get(), &src, SIGUSR1, on_signal, this);
-    sigusr1_.reset(src);
-    sd_event_set_watchdog(event_.get(), true);
+    if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0)
+        return -errno;
+    for (auto [signal, source] : {std::pair{SIGTERM, &sigterm_}, std::pair{SIGINT, &sigint_},
+                                  std::pair{SIGHUP, &sighup_}, std::pair{SIGUSR1, &sigusr1_}}) {
+        sd_event_source* src = nullptr;
+        // Without them fqdnd could be neither stopped cleanly nor reloaded.
+        if (int r = sd_event_add_signal(event_.get(), &src, signal, on_signal, this); r < 0) {
+            log::error(std::string("cannot watch ") + sigabbrev_np(signal) + ": " + errno_text(r));
+            return r;
+        }
+        source->reset(src);
+    }
+    if (int r = sd_event_set_watchdog(event_.get(), true); r < 0)
+        log::warning("cannot keep systemd's watchdog: " + errno_text(r));
 
     log::info("ready: " + config::summary(*config_) + "; table inet " + table);
     sd_notifyf(0, "READY=1\nSTATUS=Enforcing %zu policies in table inet %s", config_->policies.size(), table.c_str());

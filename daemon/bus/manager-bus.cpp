@@ -60,6 +60,45 @@ int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std:
                             ("reading fqdnd's state is for root and the " + read_group + " group").c_str());
 }
 
+// Appends to a message, keeping the first error: after one, nothing more is
+// appended and result() says what went wrong, so that a reply or signal is
+// sent whole or not at all.
+class Builder {
+public:
+    explicit Builder(sd_bus_message* m) : m_(m) {}
+    template <typename... Args>
+    Builder& append(const char* signature, Args... args)
+    {
+        if (r_ >= 0)
+            r_ = sd_bus_message_append(m_, signature, args...);
+        return *this;
+    }
+    Builder& open(char type, const char* contents)
+    {
+        if (r_ >= 0)
+            r_ = sd_bus_message_open_container(m_, type, contents);
+        return *this;
+    }
+    Builder& close()
+    {
+        if (r_ >= 0)
+            r_ = sd_bus_message_close_container(m_);
+        return *this;
+    }
+    Builder& strings(const std::vector<std::string>& list)
+    {
+        open('a', "s");
+        for (const auto& x : list)
+            append("s", x.c_str());
+        return close();
+    }
+    int result() const noexcept { return r_; }
+
+private:
+    sd_bus_message* m_;
+    int r_ = 0;
+};
+
 // Builds a method's reply with `fill` and sends it.
 template <typename Fill>
 int reply_with(sd_bus_message* m, Fill fill)
@@ -68,7 +107,10 @@ int reply_with(sd_bus_message* m, Fill fill)
     if (int r = sd_bus_message_new_method_return(m, &reply); r < 0)
         return r;
     SdBusMessagePtr owned(reply);
-    fill(reply);
+    Builder b(reply);
+    fill(b);
+    if (b.result() < 0)
+        return b.result();
     return sd_bus_send(nullptr, reply, nullptr);
 }
 
@@ -110,8 +152,8 @@ int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
     std::optional<FqdnMatcher> matcher;
     if (int r = pattern_filter(pattern, matcher, error); r < 0)
         return r;
-    return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', sig::cache_entry);
+    return reply_with(m, [&](Builder& b) {
+        b.open('a', sig::cache_entry);
         for (const auto& e : manager_of(userdata).cache_entries()) {
             if (*endpoint && e.endpoint != endpoint)
                 continue;
@@ -122,14 +164,14 @@ int method_list_cache(sd_bus_message* m, void* userdata, sd_bus_error* error)
                 if (*source && src != source)
                     continue;
                 const auto ttl = std::chrono::duration_cast<std::chrono::seconds>(mp.expires - mp.lookup).count();
-                sd_bus_message_open_container(reply, 'r', sig::cache_entry_fields);
-                sd_bus_message_append(reply, sig::cache_entry_head, e.endpoint.c_str(), src.c_str(), e.name.c_str(),
+                b.open('r', sig::cache_entry_fields);
+                b.append(sig::cache_entry_head, e.endpoint.c_str(), src.c_str(), e.name.c_str(),
                                       static_cast<uint32_t>(std::max<int64_t>(ttl, 0)), ms(mp.lookup), ms(mp.expires));
-                sd_bus_message_append(reply, "as", 1, mp.address.to_string().c_str());
-                sd_bus_message_close_container(reply);
+                b.append("as", 1, mp.address.to_string().c_str());
+                b.close();
             }
         }
-        sd_bus_message_close_container(reply);
+        b.close();
     });
 }
 
@@ -152,22 +194,16 @@ int method_list_selectors(sd_bus_message* m, void* userdata, sd_bus_error* error
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', sig::selector);
+    return reply_with(m, [&](Builder& b) {
+        b.open('a', sig::selector);
         for (const auto& s : manager_of(userdata).selectors()) {
-            sd_bus_message_open_container(reply, 'r', sig::selector_fields);
-            sd_bus_message_append(reply, sig::selector_head, s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
-            sd_bus_message_open_container(reply, 'a', "s");
-            for (const auto& n : s.names)
-                sd_bus_message_append(reply, "s", n.c_str());
-            sd_bus_message_close_container(reply);
-            sd_bus_message_open_container(reply, 'a', "s");
-            for (const auto& a : s.addresses)
-                sd_bus_message_append(reply, "s", a.c_str());
-            sd_bus_message_close_container(reply);
-            sd_bus_message_close_container(reply);
+            b.open('r', sig::selector_fields);
+            b.append(sig::selector_head, s.selector.c_str(), s.set4.c_str(), s.set6.c_str());
+            b.strings(s.names);
+            b.strings(s.addresses);
+            b.close();
         }
-        sd_bus_message_close_container(reply);
+        b.close();
     });
 }
 
@@ -175,12 +211,12 @@ int method_list_policies(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', sig::policy);
+    return reply_with(m, [&](Builder& b) {
+        b.open('a', sig::policy);
         for (const auto& p : manager_of(userdata).policies())
-            sd_bus_message_append(reply, sig::policy, p.name.c_str(), p.audit, p.where.to_string().c_str(),
+            b.append(sig::policy, p.name.c_str(), p.audit, p.where.to_string().c_str(),
                                   static_cast<uint32_t>(p.egress.size()));
-        sd_bus_message_close_container(reply);
+        b.close();
     });
 }
 
@@ -190,11 +226,8 @@ int method_reload(sd_bus_message* m, void* userdata, sd_bus_error* error)
         return r;
     std::vector<std::string> errors;
     manager_of(userdata).reload(&errors);
-    return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', "s");
-        for (const auto& e : errors)
-            sd_bus_message_append(reply, "s", e.c_str());
-        sd_bus_message_close_container(reply);
+    return reply_with(m, [&](Builder& b) {
+        b.strings(errors);
     });
 }
 
@@ -209,25 +242,19 @@ int method_explain(sd_bus_message* m, void* userdata, sd_bus_error* error)
     if (!x)
         return sd_bus_error_setf(error, fqdnd::bus::error_invalid_argument, "\"%s\" is neither an address nor a name",
                                  what);
-    return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_append(reply, sig::explanation_head, x->is_address, x->subject.c_str(), x->allowed);
-        sd_bus_message_open_container(reply, 'a', sig::explained_mapping);
+    return reply_with(m, [&](Builder& b) {
+        b.append(sig::explanation_head, x->is_address, x->subject.c_str(), x->allowed);
+        b.open('a', sig::explained_mapping);
         for (const auto& h : x->holders) {
-            sd_bus_message_open_container(reply, 'r', sig::explained_mapping_fields);
-            sd_bus_message_append(reply, sig::explained_mapping_head, h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
+            b.open('r', sig::explained_mapping_fields);
+            b.append(sig::explained_mapping_head, h.name.c_str(), h.endpoint.c_str(), h.source.c_str(),
                                   h.selector.c_str(), h.set.c_str(), ms(h.expires));
-            sd_bus_message_open_container(reply, 'a', "s");
-            for (const auto& p : h.policies)
-                sd_bus_message_append(reply, "s", p.c_str());
-            sd_bus_message_close_container(reply);
-            sd_bus_message_close_container(reply);
+            b.strings(h.policies);
+            b.close();
         }
-        sd_bus_message_close_container(reply);
+        b.close();
         for (const auto* list : {&x->cidr_rules, &x->selector_uses, &x->dns_rules}) {
-            sd_bus_message_open_container(reply, 'a', "s");
-            for (const auto& s : *list)
-                sd_bus_message_append(reply, "s", s.c_str());
-            sd_bus_message_close_container(reply);
+            b.strings(*list);
         }
     });
 }
@@ -236,11 +263,11 @@ int method_metrics(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    return reply_with(m, [&](sd_bus_message* reply) {
-        sd_bus_message_open_container(reply, 'a', sig::metric);
+    return reply_with(m, [&](Builder& b) {
+        b.open('a', sig::metric);
         for (const auto& s : manager_of(userdata).metric_samples())
-            sd_bus_message_append(reply, sig::metric, s.name.c_str(), s.labels.c_str(), s.value);
-        sd_bus_message_close_container(reply);
+            b.append(sig::metric, s.name.c_str(), s.labels.c_str(), s.value);
+        b.close();
     });
 }
 
@@ -286,14 +313,6 @@ int get_property(sd_bus* bus, const char*, const char*, const char* property, sd
     if (p == "LiveFlows")
         return sd_bus_message_append(reply, "t", s.live_flows);
     return sd_bus_message_append(reply, "t", s.selectors);
-}
-
-void append_strings(sd_bus_message* m, const std::vector<std::string>& strings)
-{
-    sd_bus_message_open_container(m, 'a', "s");
-    for (const auto& x : strings)
-        sd_bus_message_append(m, "s", x.c_str());
-    sd_bus_message_close_container(m);
 }
 
 const sd_bus_vtable manager_vtable[] = {
@@ -462,31 +481,35 @@ void ManagerBus::emit_signal(const char* member, Fill fill)
         SdBusMessagePtr m(raw);
         if (sd_bus_message_set_destination(m.get(), name) < 0)
             continue;
-        fill(m.get());
+        Builder b(m.get());
+        fill(b);
+        if (b.result() < 0) {
+            log::warning(std::string("cannot build the signal ") + member + ": " + errno_text(b.result()));
+            return;
+        }
         sd_bus_send(bus_.get(), m.get(), nullptr);
     }
 }
 
 void ManagerBus::emit(const MonitorDns& e)
 {
-    emit_signal("DnsEvent", [&](sd_bus_message* m) {
-        sd_bus_message_append(m, "tssssqy", e.time_ms, e.kind.c_str(), e.endpoint.c_str(), e.server.c_str(),
-                              e.name.c_str(), e.type, e.rcode);
-        append_strings(m, e.chain);
-        append_strings(m, e.addresses);
-        sd_bus_message_append(m, "u", e.ttl);
-        append_strings(m, e.selectors);
-        sd_bus_message_append(m, "t", e.hold_us);
+    emit_signal("DnsEvent", [&](Builder& b) {
+        b.append("tssssqy", e.time_ms, e.kind.c_str(), e.endpoint.c_str(), e.server.c_str(), e.name.c_str(), e.type,
+                 e.rcode)
+            .strings(e.chain)
+            .strings(e.addresses)
+            .append("u", e.ttl)
+            .strings(e.selectors)
+            .append("t", e.hold_us);
     });
 }
 
 void ManagerBus::emit(const MonitorDrop& d)
 {
-    emit_signal("Drop", [&](sd_bus_message* m) {
-        sd_bus_message_append(m, "tssssssqs", d.time_ms, d.kind.c_str(), d.policy.c_str(), d.endpoint.c_str(),
-                              d.source.c_str(), d.destination.c_str(), d.protocol.c_str(), d.port,
-                              d.interface.c_str());
-        append_strings(m, d.names);
+    emit_signal("Drop", [&](Builder& b) {
+        b.append("tssssssqs", d.time_ms, d.kind.c_str(), d.policy.c_str(), d.endpoint.c_str(), d.source.c_str(),
+                 d.destination.c_str(), d.protocol.c_str(), d.port, d.interface.c_str())
+            .strings(d.names);
     });
 }
 
