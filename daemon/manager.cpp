@@ -5,8 +5,8 @@
 
 
 #include "cache/format.hpp"
-#include "cache/journal.hpp"
 #include "cache/persist.hpp"
+#include "state/store.hpp"
 #include "dns/packet.hpp"
 #include "fqdn/matcher.hpp"
 #include "fqdn/name.hpp"
@@ -155,35 +155,15 @@ int Manager::start()
     engine_ = std::make_unique<dns::Engine>(*config_, cache_);
     engine_->record_events(options_.log_dns);
     // What the last run knew, and what the administrator preloads; the
-    // kernel's sets are renewed to agree with it.
-    // What writers killed halfway left behind (they die with fqdnd).
-    std::error_code ec;
-    const std::string tmp_prefix = state_file().filename().string() + ".tmp.";
-    for (std::filesystem::directory_iterator it(config_->settings.state_directory, ec), end; !ec && it != end;
-         it.increment(ec))
-        if (it->path().filename().string().rfind(tmp_prefix, 0) == 0) {
-            std::error_code ignored;
-            std::filesystem::remove(it->path(), ignored);
-        }
-    load_cache_file(state_file(), "state file", ops);
-    // Then what was learned after it, up to the moment fqdnd stopped.
-    journal_ = std::make_unique<cache::Journal>(config_->settings.state_directory);
-    const auto journals = journal_->on_disk();
-    for (const auto& [generation, path] : journals)
-        replay_journal(path, ops);
+    // kernel's sets are renewed to agree with it, and keep nothing else.
+    state_ = std::make_unique<state::Store>(event_.get(), config_->settings.state_directory, cache_);
+    state_->load(cache_, now(), ops);
     if (!config_->settings.pre_cache.empty())
-        load_cache_file(config_->settings.pre_cache, "pre-cache", ops);
+        state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
     if (!ops.empty() && table_->update(table, ops, refresh_, &problem) < 0)
         log::warning("restoring the sets from the cache: " + problem);
     reconcile_sets();
-    if (int r = cache::can_lower_priority(); r < 0)
-        log::warning("the state writer cannot lower its priority (setpriority: " + errno_text(r)
-                     + "); it writes at fqdnd's own");
-    std::filesystem::create_directories(config_->settings.state_directory, ec);
-    if (int r = journal_->start(journals.empty() ? 1 : journals.back().first + 1); r < 0)
-        count_state_write_error(r);
-    if (!journals.empty())
-        mark_dirty(); // a snapshot, then the journals replayed go
+    state_->begin();
     if (int r = open_conntrack(); r < 0)
         return r;
 
@@ -234,7 +214,7 @@ int Manager::run()
     // queues; from then on the kernel bypasses them (fail-open) or drops.
     serve_queues(SIZE_MAX);
     queues_.close();
-    save_state_now();
+    state_->save_now();
     // The table stays: enforcement goes on while fqdnd is down.
     log::info("stopping; table inet " + config_->settings.table + " stays in place");
     return r;
@@ -474,14 +454,9 @@ void Manager::serve_queues(size_t max)
 void Manager::commit_round()
 {
     int64_t hold_us = 0;
-    if (!journal_lines_.empty()) {
-        // Before the verdicts: what a client was told is learned survives
-        // a crash of fqdnd.
-        if (int r = journal_->append(journal_lines_); r < 0)
-            count_state_write_error(r);
-        journal_lines_.clear();
-        mark_dirty();
-    }
+    // Before the verdicts: what a client is told was learned survives a
+    // crash of fqdnd.
+    state_->flush();
     if (!round_ops_.empty()) {
         // One transaction for every answer of the round: under load most of
         // an answer's cost is the transaction, not its elements.
@@ -497,7 +472,7 @@ void Manager::commit_round()
             ++hold_us_[bucket];
         }
         arm_expiry();
-        mark_dirty();
+        state_->changed();
     }
     for (const RoundVerdict& v : round_verdicts_) {
         if (v.accept && !v.replacement.empty())
@@ -542,7 +517,7 @@ void Manager::on_packet(const nfq::Packet& p)
         round_holds_.push_back(std::chrono::steady_clock::now());
     }
     for (const auto& l : out.learned)
-        journal_lines_ += cache::journal_learn(meta.now, l.endpoint, l.names, l.addresses, l.ttl);
+        state_->learned(meta.now, l.endpoint, l.names, l.addresses, l.ttl);
     for (const auto& reply : out.replies)
         send_reply(reply);
     round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, std::move(out.replacement)});
@@ -691,7 +666,7 @@ void Manager::expire()
     if (!ops.empty())
         table_->update(config_->settings.table, ops, refresh_, &problem);
     if (!ops.empty() || cache_.addresses() != before || cache_.connection_addresses() != connections)
-        mark_dirty();
+        state_->changed();
     arm_expiry();
 }
 
@@ -855,7 +830,7 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_drop_log_packets_total", "", static_cast<double>(nflog_.packets())},
         {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
         {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
-        {"fqdnd_state_write_errors_total", "", static_cast<double>(state_write_errors_)},
+        {"fqdnd_state_write_errors_total", "", static_cast<double>(state_->write_errors())},
         {"fqdnd_state_unexplained_elements_total", "", static_cast<double>(unexplained_elements_)},
         {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
         {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
@@ -889,59 +864,13 @@ size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std:
     std::vector<cache::ElementOp> ops;
     const auto t = now();
     const size_t removed = cache_.clean(pattern, t, ops);
-    if (int r = journal_->append(cache::journal_clean(t, pattern_text)); r < 0)
-        count_state_write_error(r);
+    state_->cleaned(t, pattern_text);
     std::string problem;
     if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
         log::warning("cache clean: " + problem);
-    mark_dirty();
+    state_->changed();
     arm_expiry();
     return removed;
-}
-
-std::filesystem::path Manager::state_file() const
-{
-    return std::filesystem::path(config_->settings.state_directory) / "cache.json";
-}
-
-void Manager::load_cache_file(const std::filesystem::path& path, const char* what, std::vector<cache::ElementOp>& ops)
-{
-    std::ifstream in(path);
-    if (!in) {
-        if (errno != ENOENT)
-            log::warning(std::string("cannot read the ") + what + " " + path.string() + ": " + errno_text(errno));
-        return;
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    std::string error;
-    const auto records = cache::from_json(text.str(), error);
-    if (!records) {
-        // A corrupt file costs what it held, never the start.
-        log::warning(std::string("the ") + what + " " + path.string() + " is unreadable (" + error + "); ignored");
-        return;
-    }
-    const auto t = now();
-    const size_t before = cache_.addresses();
-    cache::restore_all(cache_, *records, t, ops);
-    log::info(std::string("loaded ") + std::to_string(cache_.addresses() - before) + " addresses from the " + what
-              + " " + path.string() + " (" + std::to_string(records->size()) + " records)");
-}
-
-void Manager::replay_journal(const std::filesystem::path& path, std::vector<cache::ElementOp>& ops)
-{
-    std::ifstream in(path);
-    if (!in) {
-        log::warning("cannot read the journal " + path.string() + ": " + errno_text(errno));
-        return;
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    const size_t before = cache_.addresses();
-    const cache::ReplayResult r = cache::replay_journal(text.str(), cache_, now(), ops);
-    log::info("replayed the journal " + path.string() + ": " + std::to_string(r.answers) + " answers, "
-              + std::to_string(r.cleans) + " cleans (" + std::to_string(cache_.addresses() - std::min(before, cache_.addresses()))
-              + " addresses more)" + (r.bad_lines ? "; " + std::to_string(r.bad_lines) + " unreadable lines skipped" : ""));
 }
 
 void Manager::reconcile_sets()
@@ -999,20 +928,6 @@ void Manager::reconcile_sets()
                      + " elements that neither the state file nor the journal explains; removed");
 }
 
-void Manager::mark_dirty()
-{
-    if (dirty_)
-        return;
-    dirty_ = true;
-    // At most one write every two seconds, however busy the DNS.
-    if (int r = event_reset_time_relative(event_.get(), save_timer_, CLOCK_MONOTONIC, 2'000'000, 100'000,
-                                          on_save_timer, this);
-        r < 0) {
-        log::error("cannot arm the state writer's timer; writing now: " + errno_text(r));
-        save_state();
-    }
-}
-
 int Manager::on_metrics_timer(sd_event_source*, uint64_t, void* self)
 {
     auto* m = static_cast<Manager*>(self);
@@ -1027,100 +942,6 @@ int Manager::on_metrics_timer(sd_event_source*, uint64_t, void* self)
         r < 0)
         log::error("cannot arm the metrics timer: " + errno_text(r));
     return 0;
-}
-
-int Manager::on_save_timer(sd_event_source*, uint64_t, void* self)
-{
-    static_cast<Manager*>(self)->save_state();
-    return 0;
-}
-
-void Manager::count_state_write_error(int error)
-{
-    // Enforcement goes on; only what a restart would remember is at stake.
-    if (state_write_errors_++ == 0 || state_write_errors_ % 100 == 0)
-        log::warning("cannot write the state file " + state_file().string() + ": " + errno_text(error));
-}
-
-void Manager::save_state()
-{
-    dirty_ = false;
-    if (saver_pid_ > 0) {
-        save_again_ = true;
-        return;
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(config_->settings.state_directory, ec);
-    // The snapshot holds every journal before the one started now.
-    const int64_t g = journal_->next();
-    if (g < 0)
-        count_state_write_error(static_cast<int>(g));
-    snapshot_generation_ = g < 0 ? 0 : static_cast<uint64_t>(g);
-    const pid_t pid = cache::spawn_writer(state_file(), cache_);
-    if (pid < 0) {
-        log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
-        write_state_here();
-        return;
-    }
-    saver_pid_ = pid;
-    sd_event_source* src = nullptr;
-    if (int r = sd_event_add_child(event_.get(), &src, pid, WEXITED, on_saver_exit, this); r < 0) {
-        // Cannot be told when it ends: wait for it here, as before.
-        log::warning("cannot watch the state writer: " + errno_text(r));
-        int status = 0;
-        waitpid(pid, &status, 0);
-        saver_pid_ = -1;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            count_state_write_error(WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR);
-        else
-            journal_->drop_before(snapshot_generation_);
-        return;
-    }
-    saver_source_.reset(src);
-}
-
-int Manager::on_saver_exit(sd_event_source*, const siginfo_t* si, void* self)
-{
-    auto* m = static_cast<Manager*>(self);
-    m->saver_pid_ = -1;
-    m->saver_source_.reset();
-    if (si->si_code != CLD_EXITED)
-        m->count_state_write_error(-EINTR); // killed by a signal
-    else if (si->si_status != 0)
-        m->count_state_write_error(-si->si_status);
-    else
-        m->journal_->drop_before(m->snapshot_generation_);
-    if (m->save_again_) {
-        m->save_again_ = false;
-        m->save_state();
-    }
-    return 0;
-}
-
-void Manager::save_state_now()
-{
-    if (saver_pid_ > 0) {
-        int status = 0;
-        while (waitpid(saver_pid_, &status, 0) < 0 && errno == EINTR) {
-        }
-        saver_pid_ = -1;
-        saver_source_.reset();
-    }
-    dirty_ = false;
-    save_again_ = false;
-    std::error_code ec;
-    std::filesystem::create_directories(config_->settings.state_directory, ec);
-    // Everything is in this snapshot: the open journal too.
-    snapshot_generation_ = journal_->generation() + 1;
-    write_state_here();
-}
-
-void Manager::write_state_here()
-{
-    if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
-        count_state_write_error(r);
-    else
-        journal_->drop_before(snapshot_generation_);
 }
 
 void Manager::report_events(uint64_t hold_us)
@@ -1279,7 +1100,7 @@ void Manager::dump_cache()
               + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)
               + "; answer hold: " + std::to_string(total) + " held, p50 < " + std::to_string(quantile(0.5))
               + " us, p99 < " + std::to_string(quantile(0.99)) + " us; state write errors "
-              + std::to_string(state_write_errors_));
+              + std::to_string(state_->write_errors()));
 }
 
 int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, void* self)

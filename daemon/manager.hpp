@@ -2,7 +2,6 @@
 
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
-#include "cache/journal.hpp"
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
@@ -10,6 +9,7 @@
 #include "nfq/queue.hpp"
 #include "metrics.hpp"
 #include "sd-util.hpp"
+#include "state/store.hpp"
 #include "unique_fd.hpp"
 #include "nft/encode.hpp"
 #include "nft/netlink.hpp"
@@ -111,25 +111,9 @@ private:
     void expire();
     int open_conntrack();
     void resync_flows();
-    // The cache snapshot: read back at start, written at most every few
-    // seconds after a change, and at exit.
-    void load_cache_file(const std::filesystem::path& path, const char* what, std::vector<cache::ElementOp>& ops);
-    // Appends what a journal left to the cache restored.
-    void replay_journal(const std::filesystem::path& path, std::vector<cache::ElementOp>& ops);
     // At start, once the cache is back: removes (and logs) every element of
     // the FQDN sets that the cache does not explain.
     void reconcile_sets();
-    void mark_dirty();
-    // Writes the snapshot from a forked child: the copy-on-write image is
-    // the snapshot, so the loop pays for the fork, not for the JSON. One
-    // child at a time; a change meanwhile writes again when it is done.
-    void save_state();
-    // The last write, in this process: waits for a child first.
-    void save_state_now();
-    void write_state_here();
-    void count_state_write_error(int error);
-    static int on_saver_exit(sd_event_source*, const siginfo_t* si, void* self);
-    std::filesystem::path state_file() const;
     // The DNS events of one packet, to the log (--log-dns) and to monitors.
     void report_events(uint64_t hold_us);
     // The NFLOG group of the drop rules, read for monitors; reopened when a
@@ -150,7 +134,6 @@ private:
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_conntrack(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_resync_timer(sd_event_source*, uint64_t usec, void* self);
-    static int on_save_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_metrics_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
@@ -187,20 +170,11 @@ private:
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
-        save_timer_, metrics_timer_;
-    bool dirty_ = false;
-    pid_t saver_pid_ = -1;
-    SdEventSourcePtr saver_source_;
-    bool save_again_ = false;
+        metrics_timer_;
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     std::unique_ptr<ManagerBus> bus_;
-    uint64_t state_write_errors_ = 0;
     uint64_t unexplained_elements_ = 0;
-    // What was learned since the last snapshot, and the lines of the round
-    // not yet written.
-    std::unique_ptr<cache::Journal> journal_;
-    std::string journal_lines_;
-    uint64_t snapshot_generation_ = 0; // the journals before it are in the snapshot being written
+    std::unique_ptr<state::Store> state_;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
     bool restore_pending_ = false;
     bool foreign_change_ = false; // someone else changed the table: put it back

@@ -1,0 +1,242 @@
+#include "state/store.hpp"
+
+#include "cache/persist.hpp"
+#include "log.hpp"
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+
+namespace fqdnd::state {
+
+namespace {
+
+// The whole file, or nothing when it cannot be read (`error` then says why;
+// 0 for a file that is not there).
+std::optional<std::string> read_all(const std::filesystem::path& path, int& error)
+{
+    std::ifstream in(path);
+    if (!in) {
+        error = errno;
+        return std::nullopt;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+} // namespace
+
+void Store::load(cache::Cache& cache, cache::Time now, std::vector<cache::ElementOp>& ops)
+{
+    // What writers killed halfway left behind (they die with fqdnd).
+    std::error_code ec;
+    const std::string tmp_prefix = state_file().filename().string() + ".tmp.";
+    for (std::filesystem::directory_iterator it(directory_, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().filename().string().rfind(tmp_prefix, 0) == 0) {
+            std::error_code ignored;
+            std::filesystem::remove(it->path(), ignored);
+        }
+    load_file(state_file(), "state file", cache, now, ops);
+    // Then what was learned after it, up to the moment fqdnd stopped.
+    const auto journals = journal_.on_disk();
+    for (const auto& [generation, path] : journals)
+        replay(path, cache, now, ops);
+    replayed_ = !journals.empty();
+    first_generation_ = journals.empty() ? 1 : journals.back().first + 1;
+    if (int r = cache::can_lower_priority(); r < 0)
+        log::warning("the state writer cannot lower its priority (setpriority: " + errno_text(r)
+                     + "); it writes at fqdnd's own");
+}
+
+void Store::load_file(const std::filesystem::path& path, const char* what, cache::Cache& cache, cache::Time now,
+                      std::vector<cache::ElementOp>& ops)
+{
+    int error = 0;
+    const auto text = read_all(path, error);
+    if (!text) {
+        if (error != ENOENT)
+            log::warning(std::string("cannot read the ") + what + " " + path.string() + ": " + errno_text(error));
+        return;
+    }
+    std::string why;
+    const auto records = cache::from_json(*text, why);
+    if (!records) {
+        // A corrupt file costs what it held, never the start.
+        log::warning(std::string("the ") + what + " " + path.string() + " is unreadable (" + why + "); ignored");
+        return;
+    }
+    const size_t before = cache.addresses();
+    cache::restore_all(cache, *records, now, ops);
+    log::info(std::string("loaded ") + std::to_string(cache.addresses() - before) + " addresses from the " + what
+              + " " + path.string() + " (" + std::to_string(records->size()) + " records)");
+}
+
+void Store::replay(const std::filesystem::path& path, cache::Cache& cache, cache::Time now,
+                   std::vector<cache::ElementOp>& ops)
+{
+    int error = 0;
+    const auto text = read_all(path, error);
+    if (!text) {
+        log::warning("cannot read the journal " + path.string() + ": " + errno_text(error));
+        return;
+    }
+    const size_t before = cache.addresses();
+    const cache::ReplayResult r = cache::replay_journal(*text, cache, now, ops);
+    const size_t after = cache.addresses();
+    log::info("replayed the journal " + path.string() + ": " + std::to_string(r.answers) + " answers, "
+              + std::to_string(r.cleans) + " cleans (" + std::to_string(after - std::min(before, after))
+              + " addresses more)"
+              + (r.bad_lines ? "; " + std::to_string(r.bad_lines) + " unreadable lines skipped" : ""));
+}
+
+void Store::begin()
+{
+    std::error_code ec;
+    std::filesystem::create_directories(directory_, ec);
+    if (int r = journal_.start(first_generation_); r < 0)
+        count_write_error(Target::journal, r);
+    if (replayed_)
+        changed(); // a snapshot, then the journals replayed go
+}
+
+void Store::learned(cache::Time t, const std::string& endpoint, const std::vector<std::string>& names,
+                    const std::vector<Address>& addresses, uint32_t ttl)
+{
+    lines_ += cache::journal_learn(t, endpoint, names, addresses, ttl);
+}
+
+void Store::flush()
+{
+    if (lines_.empty())
+        return;
+    if (int r = journal_.append(lines_); r < 0)
+        count_write_error(Target::journal, r);
+    lines_.clear();
+    changed();
+}
+
+void Store::cleaned(cache::Time t, const std::optional<std::string>& pattern)
+{
+    if (int r = journal_.append(cache::journal_clean(t, pattern)); r < 0)
+        count_write_error(Target::journal, r);
+    changed();
+}
+
+void Store::changed()
+{
+    if (dirty_)
+        return;
+    dirty_ = true;
+    // At most one write every two seconds, however busy the DNS.
+    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, 2'000'000, 100'000, on_timer, this); r < 0) {
+        log::error("cannot arm the state writer's timer; writing now: " + errno_text(r));
+        save();
+    }
+}
+
+int Store::on_timer(sd_event_source*, uint64_t, void* self)
+{
+    static_cast<Store*>(self)->save();
+    return 0;
+}
+
+void Store::count_write_error(Target target, int error)
+{
+    // Enforcement goes on; only what a restart would remember is at stake.
+    // The first failure of each file is logged, then every hundredth.
+    ++write_errors_;
+    bool& logged = target == Target::journal ? journal_failed_ : state_file_failed_;
+    if (!logged || write_errors_ % 100 == 0)
+        log::warning(std::string("cannot write the ")
+                     + (target == Target::journal ? "journal in " + directory_.string()
+                                                  : "state file " + state_file().string())
+                     + ": " + errno_text(error));
+    logged = true;
+}
+
+void Store::save()
+{
+    dirty_ = false;
+    if (writer_ > 0) {
+        save_again_ = true;
+        return;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(directory_, ec);
+    // The snapshot holds every journal before the one started now.
+    const int64_t g = journal_.next();
+    if (g < 0)
+        count_write_error(Target::journal, static_cast<int>(g));
+    snapshot_generation_ = g < 0 ? 0 : static_cast<uint64_t>(g);
+    const pid_t pid = cache::spawn_writer(state_file(), cache_);
+    if (pid < 0) {
+        log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
+        write_here();
+        return;
+    }
+    writer_ = pid;
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_child(event_, &src, pid, WEXITED, on_writer_exit, this); r < 0) {
+        // Cannot be told when it ends: wait for it here.
+        log::warning("cannot watch the state writer: " + errno_text(r));
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        writer_ = -1;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            count_write_error(Target::state_file, WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR);
+        else
+            journal_.drop_before(snapshot_generation_);
+        return;
+    }
+    writer_source_.reset(src);
+}
+
+int Store::on_writer_exit(sd_event_source*, const siginfo_t* si, void* self)
+{
+    auto* s = static_cast<Store*>(self);
+    s->writer_ = -1;
+    s->writer_source_.reset();
+    if (si->si_code != CLD_EXITED)
+        s->count_write_error(Target::state_file, -EINTR); // killed by a signal
+    else if (si->si_status != 0)
+        s->count_write_error(Target::state_file, -si->si_status);
+    else
+        s->journal_.drop_before(s->snapshot_generation_);
+    if (s->save_again_) {
+        s->save_again_ = false;
+        s->save();
+    }
+    return 0;
+}
+
+void Store::save_now()
+{
+    if (writer_ > 0) {
+        int status = 0;
+        while (waitpid(writer_, &status, 0) < 0 && errno == EINTR) {
+        }
+        writer_ = -1;
+        writer_source_.reset();
+    }
+    flush();
+    dirty_ = false;
+    save_again_ = false;
+    std::error_code ec;
+    std::filesystem::create_directories(directory_, ec);
+    // Everything is in this snapshot: the open journal too.
+    snapshot_generation_ = journal_.generation() + 1;
+    write_here();
+}
+
+void Store::write_here()
+{
+    if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
+        count_write_error(Target::state_file, r);
+    else
+        journal_.drop_before(snapshot_generation_);
+}
+
+} // namespace fqdnd::state

@@ -1,0 +1,85 @@
+#pragma once
+
+#include "cache/cache.hpp"
+#include "cache/journal.hpp"
+#include "sd-util.hpp"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+// What fqdnd remembers across restarts and crashes, in the state directory:
+// the cache snapshot (cache.json, cache/persist) written by a forked child
+// at most every two seconds after a change, and the journal of what was
+// learned since (cache/journal), appended before verdicts. One per fqdnd;
+// it reads the cache it snapshots and never changes it, except when
+// loading at start.
+namespace fqdnd::state {
+
+class Store {
+public:
+    Store(sd_event* event, std::filesystem::path directory, const cache::Cache& cache)
+        : event_(event), directory_(std::move(directory)), cache_(cache), journal_(directory_)
+    {
+    }
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // At start: removes what writers killed halfway left, reads the state
+    // file and then every journal into `cache` (the one snapshotted), and
+    // opens a new journal. Call begin() once the cache is complete.
+    void load(cache::Cache& cache, cache::Time now, std::vector<cache::ElementOp>& ops);
+    // A file in the state file's format (a pre-cache) into `cache`.
+    void load_file(const std::filesystem::path& path, const char* what, cache::Cache& cache, cache::Time now,
+                   std::vector<cache::ElementOp>& ops);
+    // Opens the next journal; when journals were replayed, a snapshot soon
+    // replaces them.
+    void begin();
+
+    // An answer the cache learned, for the journal; written by flush().
+    void learned(cache::Time t, const std::string& endpoint, const std::vector<std::string>& names,
+                 const std::vector<Address>& addresses, uint32_t ttl);
+    // Appends what learned() gathered: before the verdicts of its answers.
+    void flush();
+    // A clean, to the journal at once.
+    void cleaned(cache::Time t, const std::optional<std::string>& pattern);
+    // The cache changed: a snapshot within two seconds.
+    void changed();
+    // The last snapshot, in this process (at exit): waits for a writer first.
+    void save_now();
+
+    uint64_t write_errors() const noexcept { return write_errors_; }
+    const std::filesystem::path& directory() const noexcept { return directory_; }
+    std::filesystem::path state_file() const { return directory_ / "cache.json"; }
+
+private:
+    void replay(const std::filesystem::path& path, cache::Cache& cache, cache::Time now,
+                std::vector<cache::ElementOp>& ops);
+    // Forks the writer of a snapshot; one at a time, a change meanwhile
+    // writes again when it is done.
+    void save();
+    void write_here();
+    enum class Target : uint8_t { state_file, journal };
+    void count_write_error(Target target, int error);
+    static int on_timer(sd_event_source*, uint64_t, void* self);
+    static int on_writer_exit(sd_event_source*, const siginfo_t* si, void* self);
+
+    sd_event* event_;
+    std::filesystem::path directory_;
+    const cache::Cache& cache_;
+    cache::Journal journal_;
+    uint64_t first_generation_ = 1; // of the journal begin() opens
+    bool replayed_ = false;
+    std::string lines_;            // of the round, not yet written
+    uint64_t snapshot_generation_ = 0; // the journals before it are in the snapshot being written
+    bool dirty_ = false;
+    bool save_again_ = false;
+    pid_t writer_ = -1;
+    SdEventSourcePtr timer_, writer_source_;
+    uint64_t write_errors_ = 0;
+    bool state_file_failed_ = false, journal_failed_ = false;
+};
+
+} // namespace fqdnd::state

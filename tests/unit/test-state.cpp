@@ -1,0 +1,141 @@
+// The state directory: what a crash and a clean stop leave, and what the
+// next start reads back. Runs on a private sd-event loop, without root.
+#include "state/store.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <systemd/sd-event.h>
+
+using namespace fqdnd;
+using namespace std::chrono_literals;
+
+namespace {
+
+Address ip(const char* s)
+{
+    return *Address::parse(s);
+}
+
+struct Dir {
+    std::filesystem::path path;
+    Dir()
+    {
+        char tmpl[] = "/tmp/fqdnd-state-test.XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~Dir() { std::filesystem::remove_all(path); }
+    size_t journals() const
+    {
+        size_t n = 0;
+        for (const auto& e : std::filesystem::directory_iterator(path))
+            n += e.path().filename().string().rfind("cache.journal.", 0) == 0;
+        return n;
+    }
+};
+
+struct Run {
+    SdEventPtr event;
+    cache::Time now{std::chrono::sys_days{std::chrono::year{2026} / 12 / 1}};
+    cache::Cache cache;
+    std::vector<cache::ElementOp> ops;
+    std::unique_ptr<state::Store> store;
+    explicit Run(const Dir& dir)
+    {
+        sd_event* e = nullptr;
+        REQUIRE(sd_event_new(&e) >= 0);
+        event.reset(e);
+        cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops);
+        store = std::make_unique<state::Store>(event.get(), dir.path, cache);
+        store->load(cache, now, ops);
+        store->begin();
+    }
+    void learn(const char* name, const char* address)
+    {
+        cache.learn("192.0.2.2", {name}, {ip(address)}, 300, now, ops);
+        store->learned(now, "192.0.2.2", {name}, {ip(address)}, 300);
+    }
+};
+
+} // namespace
+
+TEST_CASE("a crash after flush() loses no answer: the next start replays the journal")
+{
+    Dir dir;
+    {
+        Run first(dir);
+        first.learn("echo.k8s.intra.", "203.0.113.2");
+        first.store->flush();
+        // No save_now(): the process dies here.
+    }
+    Run second(dir);
+    CHECK(second.cache.addresses() == 1);
+    CHECK(second.cache.names_of(ip("203.0.113.2")) == std::vector<std::string>{"echo.k8s.intra."});
+}
+
+TEST_CASE("what was not flushed is not promised: a crash before flush() loses it")
+{
+    Dir dir;
+    {
+        Run first(dir);
+        first.learn("echo.k8s.intra.", "203.0.113.2");
+    }
+    Run second(dir);
+    CHECK(second.cache.addresses() == 0);
+}
+
+TEST_CASE("a clean stop leaves one snapshot and no journal")
+{
+    Dir dir;
+    {
+        Run first(dir);
+        first.learn("echo.k8s.intra.", "203.0.113.2");
+        first.store->flush();
+        first.store->save_now();
+        CHECK(dir.journals() == 0);
+        CHECK(std::filesystem::exists(dir.path / "cache.json"));
+    }
+    Run second(dir);
+    CHECK(second.cache.addresses() == 1);
+    CHECK(dir.journals() == 1); // the one begin() opened
+}
+
+TEST_CASE("a snapshot by the forked writer lets the journals before it go")
+{
+    Dir dir;
+    Run run(dir);
+    run.learn("echo.k8s.intra.", "203.0.113.2");
+    run.store->flush(); // changed(): a snapshot within 2 s
+    CHECK(dir.journals() == 1);
+    // SIGCHLD must be blocked for sd-event to watch the writer.
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    REQUIRE(sigprocmask(SIG_BLOCK, &mask, &old) == 0);
+    for (int i = 0; i < 50 && !std::filesystem::exists(dir.path / "cache.json"); ++i)
+        sd_event_run(run.event.get(), 200'000);
+    for (int i = 0; i < 10 && dir.journals() > 1; ++i)
+        sd_event_run(run.event.get(), 200'000);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    CHECK(std::filesystem::exists(dir.path / "cache.json"));
+    CHECK(dir.journals() == 1); // the one after the snapshot
+    CHECK(run.store->write_errors() == 0);
+}
+
+TEST_CASE("an unwritable state directory is counted, never fatal")
+{
+    Dir dir;
+    Run run(dir);
+    std::filesystem::remove_all(dir.path);
+    // A file where the directory was: nothing can be created below it.
+    std::ofstream(dir.path) << "x";
+    run.learn("echo.k8s.intra.", "203.0.113.2");
+    run.store->flush();
+    run.store->save_now();
+    CHECK(run.store->write_errors() >= 1);
+    std::filesystem::remove(dir.path);
+    std::filesystem::create_directory(dir.path);
+}
