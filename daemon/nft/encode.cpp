@@ -175,11 +175,11 @@ private:
         return e;
     }
 
-    void meta(uint32_t key)
+    void meta(uint32_t key, uint32_t dreg = NFT_REG_1)
     {
         nftnl_expr* e = add("meta");
         nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, dreg);
     }
     void ct(uint32_t key)
     {
@@ -194,11 +194,11 @@ private:
         nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
         nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
     }
-    void bitwise(uint32_t len, const void* mask, const void* xor_)
+    void bitwise(uint32_t len, const void* mask, const void* xor_, uint32_t reg = NFT_REG_1)
     {
         nftnl_expr* e = add("bitwise");
-        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, reg);
         nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xor_, len);
@@ -210,12 +210,6 @@ private:
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
-    }
-    void immediate(uint32_t dreg, uint32_t value)
-    {
-        nftnl_expr* e = add("immediate");
-        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, dreg);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DATA, value);
     }
     void lookup(const std::string& set, uint32_t set_id)
     {
@@ -285,15 +279,22 @@ private:
         }
         // (tag . address) @set: the tag's two halves in the first two
         // 32-bit registers, the address after them, as a concatenation.
+        // Each half is the packet mark with every bit replaced, not an
+        // immediate: nft knows a mark's type and prints `meta mark & T | T`
+        // (T whatever the mark), which it reads back; an immediate it
+        // prints as `T [invalid type]`, which no nft parses.
         nfproto(x.family);
         const std::array<uint32_t, 2> halves = tag_halves(*x.tag);
-        immediate(NFT_REG32_00, halves[0]);
-        immediate(NFT_REG32_01, halves[1]);
+        const uint32_t keep_none = 0;
+        meta(NFT_META_MARK, NFT_REG_1);
+        bitwise(4, &keep_none, &halves[0], NFT_REG_1);
+        meta(NFT_META_MARK, NFT_REG32_01);
+        bitwise(4, &keep_none, &halves[1], NFT_REG32_01);
         if (x.family == Family::ipv4)
             payload(NFT_PAYLOAD_NETWORK_HEADER, x.source ? 12 : 16, 4, NFT_REG32_02);
         else
             payload(NFT_PAYLOAD_NETWORK_HEADER, x.source ? 8 : 24, 16, NFT_REG32_02);
-        lookup_named(x.set, NFT_REG32_00);
+        lookup_named(x.set, NFT_REG_1);
         return 0;
     }
     int put(const AddrInList& x, std::string*)
