@@ -581,15 +581,14 @@ void encode_address_set(Batch& batch, const std::string& table, const AddressSet
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.name.c_str());
     nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
     nftnl_set_set_u32(s.get(), NFTNL_SET_ID, set_id);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | (set.tagged ? NFT_SET_CONCAT : 0));
+    // As nft makes `type mark . mark . ipv4_addr; flags timeout`: without
+    // NFT_SET_CONCAT and field lengths (which only interval sets need), so
+    // that the kernel takes the set in a saved listing for the same one.
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT);
     const uint32_t type = set.family == Family::ipv4 ? type_ipaddr : type_ip6addr;
     const uint32_t len = set.family == Family::ipv4 ? 4 : 16;
     nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, set.tagged ? concat_type({type_mark, type_mark, type}) : type);
     nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, set.tagged ? tag_len + len : len);
-    if (set.tagged) {
-        const uint8_t fields[] = {4, 4, static_cast<uint8_t>(len)};
-        nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, fields, sizeof fields);
-    }
     set_userdata(s.get(), set.comment);
     nlmsghdr* nlh = batch.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, "set " + set.name + " (" + set.comment + ")");
     nftnl_set_nlmsg_build_payload(nlh, s.get());
