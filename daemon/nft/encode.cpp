@@ -9,6 +9,7 @@
 #include <libnftnl/set.h>
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
+#include <net/if.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/xt_NFQUEUE.h>
@@ -352,13 +353,14 @@ private:
     {
         meta(x.output ? NFT_META_OIFNAME : NFT_META_IIFNAME);
         const uint32_t op = x.negate ? NFT_CMP_NEQ : NFT_CMP_EQ;
-        // "veth*" compares the prefix only; a plain name includes its NUL.
+        // "veth*" compares the prefix only; a plain name the whole register
+        // (IFNAMSIZ bytes, the kernel pads the name with NULs), as nft does.
         if (!x.name.empty() && x.name.back() == '*')
             cmp(op, x.name.data(), static_cast<uint32_t>(x.name.size() - 1));
         else {
-            char buf[16] = {};
-            std::memcpy(buf, x.name.data(), std::min<size_t>(x.name.size(), 15));
-            cmp(op, buf, static_cast<uint32_t>(x.name.size() + 1));
+            char buf[IFNAMSIZ] = {};
+            std::memcpy(buf, x.name.data(), std::min<size_t>(x.name.size(), IFNAMSIZ - 1));
+            cmp(op, buf, IFNAMSIZ);
         }
         return 0;
     }
