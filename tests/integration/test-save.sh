@@ -48,10 +48,13 @@ in_ns host nft add element inet fqdnd fqdn6 "{ $(tag_of "match-name: api.github.
 # The listing without what changes by the second (counters, expiries).
 stable() { sed -E 's/packets [0-9]+ bytes [0-9]+/packets 0 bytes 0/g; s/ expires [0-9a-z]+//g'; }
 
+# The queue statement in either form nft has listed it: `queue num
+# 5300-5301 bypass`, or `queue flags bypass to 5300-5301`.
+queue_statement='(^|[[:space:]])queue( flags [a-z,]+)? (num|to) [0-9]'
 if grep -q 'NFQUEUE: native' "$WORK/fqdnd-host.log"; then
     what="the full listing (this kernel has the native queue expression)"
     in_ns host nft list table inet fqdnd > "$WORK/fqdnd.nft"
-    check "the listing queues DNS with the native queue statement" grep -q ' queue num ' "$WORK/fqdnd.nft"
+    check "the listing queues DNS with the native queue statement" grep -Eq "$queue_statement" "$WORK/fqdnd.nft"
 else
     # nft cannot print the xtables NFQUEUE target in an inet table: its
     # rules list without their queue, and would load as rules that queue
@@ -59,7 +62,7 @@ else
     # stopped first: it would put them back).
     what="the listing without its queue rules (this kernel has only the xtables NFQUEUE target)"
     in_ns host nft list table inet fqdnd > "$WORK/full.nft" 2>/dev/null
-    check_not "the full listing has lost its queue statements (why they are left out)" grep -q 'queue' "$WORK/full.nft"
+    check_not "the full listing has lost its queue statements (why they are left out)" grep -Eq "$queue_statement" "$WORK/full.nft"
     stop_fqdnd
     in_ns host nft -j -a list table inet fqdnd | python3 -c '
 import json, sys
