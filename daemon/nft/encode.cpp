@@ -2,6 +2,7 @@
 
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
+#include <net/if.h>
 
 
 #include <libnftnl/expr.h>
@@ -9,7 +10,6 @@
 #include <libnftnl/set.h>
 #include <libnftnl/udata.h>
 #include <linux/netfilter.h>
-#include <net/if.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/xt_NFQUEUE.h>
@@ -283,7 +283,7 @@ private:
         // Each half is the packet mark with every bit replaced, not an
         // immediate: nft knows a mark's type and prints `meta mark & T | T`
         // (T whatever the mark), which it reads back; an immediate it
-        // prints as `T [invalid type]`, which no nft parses.
+        // prints as `T [invalid type]`, which nft (1.0.6) cannot parse.
         nfproto(x.family);
         const std::array<uint32_t, 2> halves = tag_halves(*x.tag);
         const uint32_t keep_none = 0;
