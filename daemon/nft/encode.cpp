@@ -2,6 +2,7 @@
 
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
+#include <net/if.h>
 
 
 #include <libnftnl/expr.h>
@@ -175,11 +176,11 @@ private:
         return e;
     }
 
-    void meta(uint32_t key)
+    void meta(uint32_t key, uint32_t dreg = NFT_REG_1)
     {
         nftnl_expr* e = add("meta");
         nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, dreg);
     }
     void ct(uint32_t key)
     {
@@ -194,11 +195,11 @@ private:
         nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
         nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
     }
-    void bitwise(uint32_t len, const void* mask, const void* xor_)
+    void bitwise(uint32_t len, const void* mask, const void* xor_, uint32_t reg = NFT_REG_1)
     {
         nftnl_expr* e = add("bitwise");
-        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, reg);
         nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
         nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xor_, len);
@@ -210,12 +211,6 @@ private:
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
         nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
-    }
-    void immediate(uint32_t dreg, uint32_t value)
-    {
-        nftnl_expr* e = add("immediate");
-        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, dreg);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DATA, value);
     }
     void lookup(const std::string& set, uint32_t set_id)
     {
@@ -285,15 +280,22 @@ private:
         }
         // (tag . address) @set: the tag's two halves in the first two
         // 32-bit registers, the address after them, as a concatenation.
+        // Each half is the packet mark with every bit replaced, not an
+        // immediate: nft knows a mark's type and prints `meta mark & T | T`
+        // (T whatever the mark), which it reads back; an immediate it
+        // prints as `T [invalid type]`, which nft (1.0.6) cannot parse.
         nfproto(x.family);
         const std::array<uint32_t, 2> halves = tag_halves(*x.tag);
-        immediate(NFT_REG32_00, halves[0]);
-        immediate(NFT_REG32_01, halves[1]);
+        const uint32_t keep_none = 0;
+        meta(NFT_META_MARK, NFT_REG_1);
+        bitwise(4, &keep_none, &halves[0], NFT_REG_1);
+        meta(NFT_META_MARK, NFT_REG32_01);
+        bitwise(4, &keep_none, &halves[1], NFT_REG32_01);
         if (x.family == Family::ipv4)
             payload(NFT_PAYLOAD_NETWORK_HEADER, x.source ? 12 : 16, 4, NFT_REG32_02);
         else
             payload(NFT_PAYLOAD_NETWORK_HEADER, x.source ? 8 : 24, 16, NFT_REG32_02);
-        lookup_named(x.set, NFT_REG32_00);
+        lookup_named(x.set, NFT_REG_1);
         return 0;
     }
     int put(const AddrInList& x, std::string*)
@@ -351,13 +353,14 @@ private:
     {
         meta(x.output ? NFT_META_OIFNAME : NFT_META_IIFNAME);
         const uint32_t op = x.negate ? NFT_CMP_NEQ : NFT_CMP_EQ;
-        // "veth*" compares the prefix only; a plain name includes its NUL.
+        // "veth*" compares the prefix only; a plain name the whole register
+        // (IFNAMSIZ bytes, the kernel pads the name with NULs), as nft does.
         if (!x.name.empty() && x.name.back() == '*')
             cmp(op, x.name.data(), static_cast<uint32_t>(x.name.size() - 1));
         else {
-            char buf[16] = {};
-            std::memcpy(buf, x.name.data(), std::min<size_t>(x.name.size(), 15));
-            cmp(op, buf, static_cast<uint32_t>(x.name.size() + 1));
+            char buf[IFNAMSIZ] = {};
+            std::memcpy(buf, x.name.data(), std::min<size_t>(x.name.size(), IFNAMSIZ - 1));
+            cmp(op, buf, IFNAMSIZ);
         }
         return 0;
     }
@@ -580,15 +583,14 @@ void encode_address_set(Batch& batch, const std::string& table, const AddressSet
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set.name.c_str());
     nftnl_set_set_u32(s.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
     nftnl_set_set_u32(s.get(), NFTNL_SET_ID, set_id);
-    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT | (set.tagged ? NFT_SET_CONCAT : 0));
+    // As nft makes `type mark . mark . ipv4_addr; flags timeout`: without
+    // NFT_SET_CONCAT and field lengths (which only interval sets need), so
+    // that the kernel takes the set in a saved listing for the same one.
+    nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_TIMEOUT);
     const uint32_t type = set.family == Family::ipv4 ? type_ipaddr : type_ip6addr;
     const uint32_t len = set.family == Family::ipv4 ? 4 : 16;
     nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, set.tagged ? concat_type({type_mark, type_mark, type}) : type);
     nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, set.tagged ? tag_len + len : len);
-    if (set.tagged) {
-        const uint8_t fields[] = {4, 4, static_cast<uint8_t>(len)};
-        nftnl_set_set_data(s.get(), NFTNL_SET_DESC_CONCAT, fields, sizeof fields);
-    }
     set_userdata(s.get(), set.comment);
     nlmsghdr* nlh = batch.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, "set " + set.name + " (" + set.comment + ")");
     nftnl_set_nlmsg_build_payload(nlh, s.get());

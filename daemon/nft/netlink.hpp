@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 struct nlmsghdr;
@@ -54,6 +55,9 @@ public:
 
     size_t messages() const noexcept { return what_.size(); }
     size_t bytes() const noexcept { return size_; }
+    // The messages so far, the batch-begin one first: what send() sends
+    // but the batch end, for tests to read back.
+    std::string_view data() const noexcept { return {buf_.data(), size_}; }
 
     struct Error {
         int error; // negative errno
