@@ -14,10 +14,6 @@
 #include "log.hpp"
 #include "ruleset/compile.hpp"
 
-#include <libnftnl/chain.h>
-#include <libnftnl/rule.h>
-#include <libnftnl/set.h>
-#include <libnftnl/table.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <systemd/sd-daemon.h>
@@ -56,48 +52,6 @@ cache::Limits limits_of(const config::Settings& s)
                          static_cast<size_t>(s.max_deferred_connection_deletes),
                          static_cast<size_t>(s.max_names),
                          static_cast<size_t>(s.max_addresses)};
-}
-
-// The table an nf_tables event is about, or "" when it cannot tell.
-std::string event_table(const nlmsghdr* nlh)
-{
-    const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
-    auto name = [](auto* obj, auto get, uint16_t attr) -> std::string {
-        const char* s = get(obj, attr);
-        return s ? s : "";
-    };
-    switch (type) {
-    case NFT_MSG_NEWTABLE:
-    case NFT_MSG_DELTABLE: {
-        nftnl_table* t = nftnl_table_alloc();
-        std::string n = nftnl_table_nlmsg_parse(nlh, t) == 0 ? name(t, nftnl_table_get_str, NFTNL_TABLE_NAME) : "";
-        nftnl_table_free(t);
-        return n;
-    }
-    case NFT_MSG_NEWCHAIN:
-    case NFT_MSG_DELCHAIN: {
-        nftnl_chain* c = nftnl_chain_alloc();
-        std::string n = nftnl_chain_nlmsg_parse(nlh, c) == 0 ? name(c, nftnl_chain_get_str, NFTNL_CHAIN_TABLE) : "";
-        nftnl_chain_free(c);
-        return n;
-    }
-    case NFT_MSG_NEWRULE:
-    case NFT_MSG_DELRULE: {
-        nftnl_rule* r = nftnl_rule_alloc();
-        std::string n = nftnl_rule_nlmsg_parse(nlh, r) == 0 ? name(r, nftnl_rule_get_str, NFTNL_RULE_TABLE) : "";
-        nftnl_rule_free(r);
-        return n;
-    }
-    case NFT_MSG_NEWSET:
-    case NFT_MSG_DELSET: {
-        nftnl_set* s = nftnl_set_alloc();
-        std::string n = nftnl_set_nlmsg_parse(nlh, s) == 0 ? name(s, nftnl_set_get_str, NFTNL_SET_TABLE) : "";
-        nftnl_set_free(s);
-        return n;
-    }
-    default:
-        return "";
-    }
 }
 
 } // namespace
@@ -299,14 +253,12 @@ int Manager::reload(std::vector<std::string>* errors)
 
 int Manager::open_monitor()
 {
-    if (int r = monitor_.open(1u << (NFNLGRP_NFTABLES - 1)); r < 0) {
+    // Room for the events of our own reloads; a lost event only costs a
+    // check of the table (restore()).
+    if (int r = monitor_.open(4 << 20); r < 0) {
         log::error("cannot watch nftables events: " + errno_text(r));
         return r;
     }
-    // Room for the events of our own reloads; a lost event only costs a
-    // check of the table (restore()).
-    const int size = 4 << 20;
-    setsockopt(monitor_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
     sd_event_source* src = nullptr;
     if (int r = sd_event_add_io(event_.get(), &src, monitor_.fd(), EPOLLIN, on_monitor, this); r < 0)
         return r;
@@ -316,38 +268,14 @@ int Manager::open_monitor()
 
 int Manager::on_monitor(sd_event_source*, int, uint32_t, void* self)
 {
-    static_cast<Manager*>(self)->on_nft_event();
+    auto* m = static_cast<Manager*>(self);
+    const nft::Monitor::Seen seen = m->monitor_.read(m->config_->settings.table, m->nl_.portid());
+    // Lost events: whatever they said, check the table.
+    if (seen.changed)
+        m->foreign_change_ = true;
+    if (seen.changed || seen.lost)
+        m->schedule_restore();
     return 0;
-}
-
-void Manager::on_nft_event()
-{
-    std::vector<char> buf(1 << 16);
-    while (true) {
-        const ssize_t n = recv(monitor_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == ENOBUFS) {
-                // Events were lost: whatever they said, check the table.
-                schedule_restore();
-                continue;
-            }
-            return;
-        }
-        int len = static_cast<int>(n);
-        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
-             nlh = mnl_nlmsg_next(nlh, &len)) {
-            // Our own changes come back too: they carry our port id.
-            if (nlh->nlmsg_pid == nl_.portid())
-                continue;
-            const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
-            if (type == NFT_MSG_NEWSETELEM || type == NFT_MSG_DELSETELEM || type == NFT_MSG_NEWGEN)
-                continue;
-            if (event_table(nlh) == config_->settings.table) {
-                foreign_change_ = true;
-                schedule_restore();
-            }
-        }
-    }
 }
 
 void Manager::schedule_restore()
@@ -672,7 +600,7 @@ void Manager::expire()
 
 Manager::Status Manager::status() const
 {
-    const KernelQueueStats kq = kernel_queue_stats();
+    const nfq::KernelDrops kq = kernel_drops();
     return Status{config_->settings.table,
                   std::string(nft::to_string(queue_mode_)),
                   static_cast<uint32_t>(config_->policies.size()),
@@ -681,8 +609,8 @@ Manager::Status Manager::status() const
                   cache_.connection_addresses(),
                   cache_.live_flows(),
                   config_->fqdn_selectors().size(),
-                  kq.queue_dropped,
-                  kq.user_dropped};
+                  kq.queue_full,
+                  kq.undelivered};
 }
 
 std::vector<Manager::SelectorView> Manager::selectors() const
@@ -768,28 +696,16 @@ std::optional<Manager::Explanation> Manager::explain(const std::string& what) co
     return x;
 }
 
-Manager::KernelQueueStats Manager::kernel_queue_stats() const
+nfq::KernelDrops Manager::kernel_drops() const
 {
-    // The kernel's own counts of our queues, per network namespace: packets
-    // it dropped because a queue was full or because it could not hand them
-    // to our socket. fqdnd never asks it to let them through instead.
-    KernelQueueStats k;
-    std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
-    const auto first = static_cast<uint64_t>(config_->settings.queue);
-    const auto last = first + 2 * static_cast<uint64_t>(config_->settings.queues);
-    uint64_t queue = 0, portid = 0, total = 0, mode = 0, range = 0, dropped = 0, user = 0;
-    std::string rest;
-    while (in >> queue >> portid >> total >> mode >> range >> dropped >> user && std::getline(in, rest))
-        if (queue >= first && queue < last) {
-            k.queue_dropped += dropped;
-            k.user_dropped += user;
-        }
-    return k;
+    // Our queues' drops by the kernel: fqdnd never asks it to let them
+    // through instead.
+    return nfq::kernel_drops(config_->settings.queue, 2 * config_->settings.queues);
 }
 
 std::vector<metrics::Sample> Manager::metric_samples() const
 {
-    const KernelQueueStats kq = kernel_queue_stats();
+    const nfq::KernelDrops kq = kernel_drops();
     const dns::Stats& st = engine_->stats();
     std::vector<metrics::Sample> out{
         {"fqdnd_active_names", "", static_cast<double>(cache_.names())},
@@ -825,8 +741,8 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
         {"fqdnd_nfqueue_packets_total", "", static_cast<double>(queues_.stats().packets)},
         {"fqdnd_nfqueue_enobufs_total", "", static_cast<double>(queues_.stats().enobufs)},
-        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"queue-full\"", static_cast<double>(kq.queue_dropped)},
-        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"socket\"", static_cast<double>(kq.user_dropped)},
+        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"queue-full\"", static_cast<double>(kq.queue_full)},
+        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"socket\"", static_cast<double>(kq.undelivered)},
         {"fqdnd_drop_log_packets_total", "", static_cast<double>(nflog_.packets())},
         {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
         {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
@@ -1096,7 +1012,7 @@ void Manager::dump_cache()
               + ", conntrack overruns " + std::to_string(conntrack_.overruns())
               + "; queue packets " + std::to_string(queues_.stats().packets) + ", ENOBUFS "
               + std::to_string(queues_.stats().enobufs) + ", dropped by the kernel "
-              + std::to_string(kernel_queue_stats().queue_dropped) + "; set updates timed out "
+              + std::to_string(kernel_drops().queue_full) + "; set updates timed out "
               + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)
               + "; answer hold: " + std::to_string(total) + " held, p50 < " + std::to_string(quantile(0.5))
               + " us, p99 < " + std::to_string(quantile(0.99)) + " us; state write errors "

@@ -12,6 +12,7 @@
 #include "state/store.hpp"
 #include "unique_fd.hpp"
 #include "nft/encode.hpp"
+#include "nft/monitor.hpp"
 #include "nft/netlink.hpp"
 #include "nft/table.hpp"
 
@@ -83,10 +84,7 @@ public:
     };
     std::optional<Explanation> explain(const std::string& what) const;
     std::vector<metrics::Sample> metric_samples() const;
-    struct KernelQueueStats {
-        uint64_t queue_dropped = 0, user_dropped = 0;
-    };
-    KernelQueueStats kernel_queue_stats() const;
+    nfq::KernelDrops kernel_drops() const;
 
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
@@ -123,7 +121,6 @@ private:
     static int on_nflog(sd_event_source*, int fd, uint32_t revents, void* self);
     void dump_cache();
     static cache::Time now();
-    void on_nft_event();
     void schedule_restore();
     void restore();
 
@@ -140,7 +137,7 @@ private:
     std::optional<config::Config> config_;
     SdEventPtr event_;
     nft::Netlink nl_;
-    nft::Netlink monitor_;
+    nft::Monitor monitor_;
     std::unique_ptr<nft::Table> table_;
     nft::Netlink updates_;                      // set elements, on the DNS path
     std::unique_ptr<nft::Table> update_table_;

@@ -1,5 +1,7 @@
 #include "nfq/queue.hpp"
 
+#include <fstream>
+
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
 
@@ -176,6 +178,28 @@ void Queues::close() noexcept
 {
     for (uint32_t q = first_; q < uint32_t{first_} + count_ && nl_.is_open(); ++q)
         send_config(nl_, static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
+}
+
+KernelDrops parse_kernel_drops(std::istream& in, uint32_t first, uint32_t count)
+{
+    // queue, portid, waiting, copy mode, copy range, queue dropped, user
+    // dropped, last id, 1: one line per bound queue.
+    KernelDrops k;
+    const uint64_t last = uint64_t{first} + count;
+    uint64_t queue = 0, portid = 0, total = 0, mode = 0, range = 0, dropped = 0, user = 0;
+    std::string rest;
+    while (in >> queue >> portid >> total >> mode >> range >> dropped >> user && std::getline(in, rest))
+        if (queue >= first && queue < last) {
+            k.queue_full += dropped;
+            k.undelivered += user;
+        }
+    return k;
+}
+
+KernelDrops kernel_drops(uint32_t first, uint32_t count)
+{
+    std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
+    return parse_kernel_drops(in, first, count);
 }
 
 } // namespace fqdnd::nfq

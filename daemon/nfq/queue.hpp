@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <istream>
 #include <functional>
 #include <optional>
 #include <span>
@@ -28,6 +29,16 @@ struct QueueStats {
     uint64_t enobufs = 0;  // the kernel could not deliver: packets were lost to us
     uint64_t verdict_errors = 0;
 };
+
+// The kernel's own counts of a range of queues in this network namespace
+// (/proc/net/netfilter/nfnetlink_queue): packets it dropped because a queue
+// was full, and because it could not hand them to the listener's socket.
+struct KernelDrops {
+    uint64_t queue_full = 0, undelivered = 0;
+};
+KernelDrops kernel_drops(uint32_t first, uint32_t count);
+// The same from the text of that file.
+KernelDrops parse_kernel_drops(std::istream& in, uint32_t first, uint32_t count);
 
 class Queues {
 public:

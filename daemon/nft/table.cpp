@@ -1,5 +1,6 @@
 #include "nft/table.hpp"
 #include "log.hpp"
+#include "nft/objects.hpp"
 
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
@@ -31,26 +32,6 @@ std::string_view to_string(Refresh r) noexcept
 
 namespace {
 
-struct TableFree {
-    void operator()(nftnl_table* t) const noexcept { nftnl_table_free(t); }
-};
-struct ChainFree {
-    void operator()(nftnl_chain* c) const noexcept { nftnl_chain_free(c); }
-};
-struct RuleFree {
-    void operator()(nftnl_rule* r) const noexcept { nftnl_rule_free(r); }
-};
-struct SetFree {
-    void operator()(nftnl_set* s) const noexcept { nftnl_set_free(s); }
-};
-using TablePtr = std::unique_ptr<nftnl_table, TableFree>;
-using ChainPtr = std::unique_ptr<nftnl_chain, ChainFree>;
-using RulePtr = std::unique_ptr<nftnl_rule, RuleFree>;
-using SetPtr = std::unique_ptr<nftnl_set, SetFree>;
-struct ObjFree {
-    void operator()(nftnl_obj* o) const noexcept { nftnl_obj_free(o); }
-};
-using ObjPtr = std::unique_ptr<nftnl_obj, ObjFree>;
 
 uint32_t hook_number(Hook h)
 {

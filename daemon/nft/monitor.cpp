@@ -1,0 +1,87 @@
+#include "nft/monitor.hpp"
+
+#include "nft/objects.hpp"
+
+#include <cerrno>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <sys/socket.h>
+#include <vector>
+
+namespace fqdnd::nft {
+
+namespace {
+
+template <typename Ptr, typename Parse, typename Get>
+std::string table_of(const nlmsghdr* nlh, Ptr obj, Parse parse, Get get, uint16_t attr)
+{
+    if (!obj || parse(nlh, obj.get()) != 0)
+        return "";
+    const char* s = get(obj.get(), attr);
+    return s ? s : "";
+}
+
+} // namespace
+
+std::string event_table(const nlmsghdr* nlh)
+{
+    switch (NFNL_MSG_TYPE(nlh->nlmsg_type)) {
+    case NFT_MSG_NEWTABLE:
+    case NFT_MSG_DELTABLE:
+        return table_of(nlh, TablePtr(nftnl_table_alloc()), nftnl_table_nlmsg_parse, nftnl_table_get_str,
+                        NFTNL_TABLE_NAME);
+    case NFT_MSG_NEWCHAIN:
+    case NFT_MSG_DELCHAIN:
+        return table_of(nlh, ChainPtr(nftnl_chain_alloc()), nftnl_chain_nlmsg_parse, nftnl_chain_get_str,
+                        NFTNL_CHAIN_TABLE);
+    case NFT_MSG_NEWRULE:
+    case NFT_MSG_DELRULE:
+        return table_of(nlh, RulePtr(nftnl_rule_alloc()), nftnl_rule_nlmsg_parse, nftnl_rule_get_str,
+                        NFTNL_RULE_TABLE);
+    case NFT_MSG_NEWSET:
+    case NFT_MSG_DELSET:
+        return table_of(nlh, SetPtr(nftnl_set_alloc()), nftnl_set_nlmsg_parse, nftnl_set_get_str, NFTNL_SET_TABLE);
+    default:
+        return "";
+    }
+}
+
+int Monitor::open(int buffer)
+{
+    if (int r = nl_.open(1u << (NFNLGRP_NFTABLES - 1)); r < 0)
+        return r;
+    if (setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer) < 0
+        && setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer) < 0)
+        return -errno;
+    return 0;
+}
+
+Monitor::Seen Monitor::read(const std::string& table, uint32_t own_portid)
+{
+    Seen seen;
+    std::vector<char> buf(1 << 16);
+    while (true) {
+        const ssize_t n = recv(nl_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == ENOBUFS) {
+                seen.lost = true;
+                continue;
+            }
+            return seen;
+        }
+        int len = static_cast<int>(n);
+        for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
+             nlh = mnl_nlmsg_next(nlh, &len)) {
+            if (nlh->nlmsg_pid == own_portid)
+                continue;
+            const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
+            if (type == NFT_MSG_NEWSETELEM || type == NFT_MSG_DELSETELEM || type == NFT_MSG_NEWGEN)
+                continue;
+            if (event_table(nlh) == table)
+                seen.changed = true;
+        }
+    }
+}
+
+} // namespace fqdnd::nft

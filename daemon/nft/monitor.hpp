@@ -1,0 +1,37 @@
+#pragma once
+
+#include "nft/netlink.hpp"
+
+#include <cstdint>
+#include <string>
+
+struct nlmsghdr;
+
+// nf_tables events (the NFNLGRP_NFTABLES group), as `nft monitor` reads
+// them: fqdnd watches who changes its table.
+namespace fqdnd::nft {
+
+// The table an nf_tables event is about, or "" when it cannot tell (set
+// elements and generation ids are about no table here).
+std::string event_table(const nlmsghdr* nlh);
+
+class Monitor {
+public:
+    // Joins the group with a receive buffer of `buffer` bytes (beyond
+    // rmem_max where CAP_NET_ADMIN allows). 0 or a negative errno.
+    int open(int buffer);
+    int fd() const noexcept { return nl_.fd(); }
+
+    struct Seen {
+        bool changed = false; // an event about the table that another port made
+        bool lost = false;    // events were lost (ENOBUFS): anything may have changed
+    };
+    // Reads every event waiting. Events of `own_portid` (fqdnd's own
+    // batches, which come back too) and of set elements do not count.
+    Seen read(const std::string& table, uint32_t own_portid);
+
+private:
+    Netlink nl_;
+};
+
+} // namespace fqdnd::nft

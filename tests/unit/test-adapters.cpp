@@ -1,0 +1,33 @@
+// What the kernel adapters read from the kernel's text and messages, fed
+// by hand: no root, no kernel.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "nfq/queue.hpp"
+
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+using namespace fqdnd;
+
+TEST_CASE("the kernel's queue drops are summed over fqdnd's queues only")
+{
+    // /proc/net/netfilter/nfnetlink_queue as kernel 6.18 writes it.
+    std::istringstream text("  100  4242     0 2 65531     7     1        9  1\n"
+                            "  101  4242     0 2 65531     0     2       12  1\n"
+                            "  102  4242     0 2 65531     5     0        3  1\n"
+                            "  104  4242     0 2 65531    40    40        3  1\n"
+                            "   99  4243     0 2 65531    50    50        3  1\n");
+    const nfq::KernelDrops k = nfq::parse_kernel_drops(text, 100, 4);
+    CHECK(k.queue_full == 12);
+    CHECK(k.undelivered == 3);
+}
+
+TEST_CASE("no queue bound, or a file that is not there, is no drop")
+{
+    std::istringstream empty("");
+    const nfq::KernelDrops k = nfq::parse_kernel_drops(empty, 100, 2);
+    CHECK(k.queue_full == 0);
+    CHECK(k.undelivered == 0);
+    std::istringstream garbage("queue portid\n");
+    CHECK(nfq::parse_kernel_drops(garbage, 0, 65535).queue_full == 0);
+}
