@@ -14,6 +14,7 @@
 #include "log.hpp"
 #include "ruleset/compile.hpp"
 
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <systemd/sd-daemon.h>
@@ -341,20 +342,16 @@ int Manager::open_queues()
         return r;
     const auto delay = std::max<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(s.response_max_delay).count(), 1000);
     timeval tv{static_cast<time_t>(delay / 1'000'000), static_cast<suseconds_t>(delay % 1'000'000)};
-    setsockopt(updates_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    // Without it an answer could wait on the kernel without end.
+    if (setsockopt(updates_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+        return -errno;
     update_table_ = std::make_unique<nft::Table>(updates_);
 
     // Refused queries are answered in the server's name, through raw
     // sockets whose packets carry the mark fqdnd's rules let pass.
-    raw4_.reset(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
-    raw6_.reset(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
-    const uint32_t mark = ruleset::packet_mark_reply;
-    for (const UniqueFd* fd : {&raw4_, &raw6_}) {
-        if (!*fd) {
-            log::error("cannot open a raw socket for replies: " + errno_text(errno));
-            return -errno;
-        }
-        setsockopt(fd->get(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+    if (int r = replies_.open(ruleset::packet_mark_reply); r < 0) {
+        log::error("cannot open a raw socket for replies: " + errno_text(r));
+        return r;
     }
     return 0;
 }
@@ -420,9 +417,9 @@ void Manager::on_packet(const nfq::Packet& p)
 {
     dns::PacketMeta meta;
     switch (p.hook) {
-    case 1: meta.hook = dns::Hook::input; break;
-    case 2: meta.hook = dns::Hook::forward; break;
-    case 3: meta.hook = dns::Hook::output; break;
+    case NF_INET_LOCAL_IN: meta.hook = dns::Hook::input; break;
+    case NF_INET_FORWARD: meta.hook = dns::Hook::forward; break;
+    case NF_INET_LOCAL_OUT: meta.hook = dns::Hook::output; break;
     default: meta.hook = dns::Hook::other; break;
     }
     // Conntrack's direction, as the rules queued it: queries (original)
@@ -484,25 +481,8 @@ bool Manager::write_elements(const std::vector<cache::ElementOp>& ops)
 
 void Manager::send_reply(const std::vector<uint8_t>& packet)
 {
-    if (packet.empty())
-        return;
-    const bool v4 = (packet[0] >> 4) == 4;
-    sockaddr_storage to{};
-    socklen_t len;
-    if (v4) {
-        auto* sin = reinterpret_cast<sockaddr_in*>(&to);
-        sin->sin_family = AF_INET;
-        std::memcpy(&sin->sin_addr, &packet[16], 4);
-        len = sizeof(sockaddr_in);
-    } else {
-        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&to);
-        sin6->sin6_family = AF_INET6;
-        std::memcpy(&sin6->sin6_addr, &packet[24], 16);
-        len = sizeof(sockaddr_in6);
-    }
-    const int fd = v4 ? raw4_.get() : raw6_.get();
-    if (sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0)
-        log::warning("cannot send a refusal: " + errno_text(errno));
+    if (int r = replies_.send(packet); r < 0)
+        log::warning("cannot send a refusal: " + errno_text(r));
 }
 
 void Manager::arm_expiry()
@@ -941,12 +921,8 @@ void Manager::on_logged(const nflog::Logged& l)
 {
     if (!bus_ || !bus_->monitoring())
         return;
-    std::string_view prefix = l.prefix;
-    if (prefix.substr(0, ruleset::log_prefix.size()) != ruleset::log_prefix)
-        return;
-    prefix.remove_prefix(ruleset::log_prefix.size());
-    const auto space = prefix.find(' ');
-    if (space == std::string_view::npos)
+    const auto rule = nflog::parse_prefix(l.prefix, ruleset::log_prefix);
+    if (!rule)
         return;
     const auto h = dns::decode_headers(l.payload);
     if (!h)
@@ -954,18 +930,11 @@ void Manager::on_logged(const nflog::Logged& l)
     MonitorDrop d;
     const cache::Time t = now();
     d.time_ms = static_cast<uint64_t>(t.time_since_epoch().count());
-    d.kind = std::string(prefix.substr(0, space));
-    d.policy = std::string(prefix.substr(space + 1));
+    d.kind = std::string(rule->kind);
+    d.policy = std::string(rule->policy);
     d.source = h->src.to_string();
     d.destination = h->dst.to_string();
-    switch (h->protocol) {
-    case 6: d.protocol = "tcp"; break;
-    case 17: d.protocol = "udp"; break;
-    case 132: d.protocol = "sctp"; break;
-    case 1: d.protocol = "icmp"; break;
-    case 58: d.protocol = "icmpv6"; break;
-    default: d.protocol = std::to_string(h->protocol); break;
-    }
+    d.protocol = nflog::protocol_name(h->protocol);
     d.port = h->dport;
     // A forwarded packet has come in on an interface; a local one has not.
     if (l.indev) {

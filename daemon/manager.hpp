@@ -7,6 +7,7 @@
 #include "dns/engine.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
+#include "nfq/reply.hpp"
 #include "metrics.hpp"
 #include "sd-util.hpp"
 #include "state/store.hpp"
@@ -145,7 +146,7 @@ private:
     std::unique_ptr<dns::Engine> engine_;
     nfq::Queues queues_;
     ct::Conntrack conntrack_;
-    UniqueFd raw4_, raw6_;                       // replies in a server's name
+    nfq::ReplySender replies_;                   // in a server's name
     uint64_t datapath_timeouts_ = 0, datapath_errors_ = 0;
     // How long answers that changed the sets were held, in powers of two
     // of microseconds: bucket i counts holds under 2^i us.

@@ -1,5 +1,7 @@
 #include "nflog/nflog.hpp"
 
+#include <netinet/in.h>
+
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
 
@@ -125,6 +127,29 @@ void Reader::receive(const std::function<void(const Logged&)>& handler) noexcept
             ++packets_;
             handler(l);
         }
+    }
+}
+
+std::optional<RulePrefix> parse_prefix(std::string_view logged, std::string_view prefix)
+{
+    if (logged.substr(0, prefix.size()) != prefix)
+        return std::nullopt;
+    logged.remove_prefix(prefix.size());
+    const auto space = logged.find(' ');
+    if (space == std::string_view::npos || space == 0 || space + 1 == logged.size())
+        return std::nullopt;
+    return RulePrefix{logged.substr(0, space), logged.substr(space + 1)};
+}
+
+std::string protocol_name(uint8_t protocol)
+{
+    switch (protocol) {
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_SCTP: return "sctp";
+    case IPPROTO_ICMP: return "icmp";
+    case IPPROTO_ICMPV6: return "icmpv6";
+    default: return std::to_string(protocol);
     }
 }
 

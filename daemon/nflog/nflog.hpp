@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -19,6 +20,16 @@ struct Logged {
     uint32_t indev = 0, outdev = 0;     // interface indexes, 0 when none
     std::optional<uint32_t> uid, gid;   // of the local socket that sent it
 };
+
+// What a drop rule's prefix says: "<prefix><kind> <policy>" (the prefix
+// "fqdnd "), or nothing for another's log line.
+struct RulePrefix {
+    std::string_view kind, policy;
+};
+std::optional<RulePrefix> parse_prefix(std::string_view logged, std::string_view prefix);
+
+// "tcp", "udp", "sctp", "icmp", "icmpv6", or the number.
+std::string protocol_name(uint8_t protocol);
 
 class Reader {
 public:

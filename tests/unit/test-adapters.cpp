@@ -1,6 +1,7 @@
 // What the kernel adapters read from the kernel's text and messages, fed
 // by hand: no root, no kernel.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 
 #include <doctest/doctest.h>
@@ -30,4 +31,19 @@ TEST_CASE("no queue bound, or a file that is not there, is no drop")
     CHECK(k.undelivered == 0);
     std::istringstream garbage("queue portid\n");
     CHECK(nfq::parse_kernel_drops(garbage, 0, 65535).queue_full == 0);
+}
+
+TEST_CASE("a drop rule's log prefix names the kind of drop and the policy")
+{
+    const auto r = nflog::parse_prefix("fqdnd drop echo web", "fqdnd ");
+    REQUIRE(r);
+    CHECK(r->kind == "drop");
+    CHECK(r->policy == "echo web");
+    CHECK_FALSE(nflog::parse_prefix("other drop echo", "fqdnd "));
+    CHECK_FALSE(nflog::parse_prefix("fqdnd drop", "fqdnd "));
+    CHECK_FALSE(nflog::parse_prefix("fqdnd drop ", "fqdnd "));
+    CHECK_FALSE(nflog::parse_prefix("fqdnd  echo", "fqdnd "));
+    CHECK(nflog::protocol_name(6) == "tcp");
+    CHECK(nflog::protocol_name(58) == "icmpv6");
+    CHECK(nflog::protocol_name(47) == "47");
 }
