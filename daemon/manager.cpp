@@ -578,10 +578,10 @@ void Manager::expire()
     arm_expiry();
 }
 
-Manager::Status Manager::status() const
+bus::Status Manager::status() const
 {
     const nfq::KernelDrops kq = kernel_drops();
-    return Status{config_->settings.table,
+    return bus::Status{config_->settings.table,
                   std::string(nft::to_string(queue_mode_)),
                   static_cast<uint32_t>(config_->policies.size()),
                   cache_.names(),
@@ -591,89 +591,6 @@ Manager::Status Manager::status() const
                   config_->fqdn_selectors().size(),
                   kq.queue_full,
                   kq.undelivered};
-}
-
-std::vector<Manager::SelectorView> Manager::selectors() const
-{
-    std::vector<SelectorView> out;
-    const auto entries = cache_.entries();
-    for (const FqdnSelector& s : config_->fqdn_selectors()) {
-        SelectorView v{s.to_string(), ruleset::set_key(s, Family::ipv4), ruleset::set_key(s, Family::ipv6), {}, {}};
-        const FqdnMatcher m(std::span(&s, 1));
-        std::set<std::string> names, addresses;
-        for (const auto& e : entries)
-            if (!m.match(e.name).empty()) {
-                names.insert(e.name);
-                for (const auto& mp : e.mappings)
-                    addresses.insert(mp.address.to_string());
-            }
-        v.names.assign(names.begin(), names.end());
-        v.addresses.assign(addresses.begin(), addresses.end());
-        out.push_back(std::move(v));
-    }
-    return out;
-}
-
-std::optional<Manager::Explanation> Manager::explain(const std::string& what) const
-{
-    Explanation x;
-    const auto address = Address::parse(what);
-    std::optional<std::string> name;
-    if (address) {
-        x.is_address = true;
-        x.subject = address->to_string();
-    } else {
-        name = normalize_name(what);
-        if (!name)
-            return std::nullopt;
-        x.subject = *name;
-    }
-    const auto selectors = config_->fqdn_selectors();
-    auto policies_using = [&](const FqdnSelector& s) {
-        std::vector<std::string> out;
-        for (const auto& p : config_->policies)
-            for (const auto& r : p.egress)
-                if (std::find(r.to_fqdns.begin(), r.to_fqdns.end(), s) != r.to_fqdns.end()) {
-                    out.push_back(p.name + (p.audit ? " (audit)" : ""));
-                    break;
-                }
-        return out;
-    };
-    for (const auto& e : cache_.entries()) {
-        if (name && e.name != *name)
-            continue;
-        for (const auto& m : e.mappings) {
-            if (address && m.address != *address)
-                continue;
-            for (const auto& s : selectors) {
-                if (FqdnMatcher(std::span(&s, 1)).match(e.name).empty())
-                    continue;
-                x.holders.push_back(Explanation::Holder{e.name + (name ? " " + m.address.to_string() : ""), e.endpoint,
-                                                        std::string(cache::to_string(m.source)), s.to_string(),
-                                                        ruleset::set_key(s, m.address.family), m.expires,
-                                                        policies_using(s)});
-                x.allowed = true;
-            }
-        }
-    }
-    for (const auto& p : config_->policies)
-        for (const auto& r : p.egress) {
-            if (address)
-                for (const auto& c : r.to_cidrs)
-                    if (c.contains(*address)) {
-                        x.cidr_rules.push_back(p.name + ": to-cidrs " + c.to_string());
-                        x.allowed = true;
-                    }
-            if (name) {
-                for (const auto& s : r.to_fqdns)
-                    if (!FqdnMatcher(std::span(&s, 1)).match(*name).empty())
-                        x.selector_uses.push_back(s.to_string() + " (policy " + p.name + ")");
-                if (r.is_dns() && !FqdnMatcher(r.dns).match(*name).empty())
-                    x.dns_rules.push_back(p.name + ": may be asked of " + r.to_dns_servers.front().to_string()
-                                          + (r.to_dns_servers.size() > 1 ? " and others" : ""));
-            }
-        }
-    return x;
 }
 
 nfq::KernelDrops Manager::kernel_drops() const

@@ -38,7 +38,7 @@ struct Options {
 };
 
 // Owns the event loop and every part of the running daemon.
-class Manager {
+class Manager final : public bus::Backend {
 public:
     explicit Manager(Options options) : options_(std::move(options)) {}
 
@@ -49,47 +49,24 @@ public:
 
     // Reloads settings and policies; on any error the running ones stay and
     // `errors` (when given) gets each as file:line:column: what.
-    int reload(std::vector<std::string>* errors = nullptr);
+    int reload(std::vector<std::string>* errors = nullptr) override;
 
-    // What the bus shows.
-    struct Status {
-        std::string table, queue_mode;
-        uint32_t policies;
-        uint64_t names, addresses, connection_addresses, live_flows, selectors;
-        // What the kernel dropped from our queues: full, or not deliverable.
-        uint64_t queue_dropped, queue_user_dropped;
-    };
-    Status status() const;
-    std::vector<cache::Cache::Entry> cache_entries() const { return cache_.entries(); }
-    const std::vector<config::Policy>& policies() const { return config_->policies; }
-    const std::string& read_group() const { return options_.read_group; }
-    struct SelectorView {
-        std::string selector, set4, set6;
-        std::vector<std::string> names, addresses; // from the cache
-    };
-    std::vector<SelectorView> selectors() const;
-    // Why an address or a name is allowed, or not.
-    struct Explanation {
-        bool is_address = false;
-        std::string subject; // the address, or the name made fully qualified
-        bool allowed = false; // an address: some set holds it or a to-cidrs covers it
-        struct Holder {
-            std::string name, endpoint, source, selector, set;
-            cache::Time expires;
-            std::vector<std::string> policies; // that use the selector
-        };
-        std::vector<Holder> holders;
-        std::vector<std::string> cidr_rules;    // "policy: cidr" covering the address
-        std::vector<std::string> selector_uses; // a name: "selector (policy)" that match it
-        std::vector<std::string> dns_rules;     // a name: "policy: dns pattern" that allow asking it
-    };
-    std::optional<Explanation> explain(const std::string& what) const;
-    std::vector<metrics::Sample> metric_samples() const;
+    // What the bus shows (bus::Backend).
+    bus::Status status() const override;
+    std::vector<cache::Cache::Entry> cache_entries() const override { return cache_.entries(); }
+    const std::vector<config::Policy>& policies() const override { return config_->policies; }
+    const std::string& read_group() const override { return options_.read_group; }
+    std::vector<inspect::SelectorView> selectors() const override { return inspect::selectors(cache_); }
+    std::optional<inspect::Explanation> explain(const std::string& what) const override
+    {
+        return inspect::explain(*config_, cache_, what);
+    }
+    std::vector<metrics::Sample> metric_samples() const override;
     nfq::KernelDrops kernel_drops() const;
 
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
-    size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text);
+    size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) override;
 
 private:
     int apply_ruleset(const config::Config& config, const char* why);

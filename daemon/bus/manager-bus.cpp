@@ -6,7 +6,6 @@
 #include "fqdn/matcher.hpp"
 #include "fqdn/name.hpp"
 #include "log.hpp"
-#include "manager.hpp"
 
 #include <grp.h>
 
@@ -21,9 +20,9 @@ namespace sig = bus::signature;
 
 namespace {
 
-Manager& manager_of(void* userdata)
+bus::Backend& manager_of(void* userdata)
 {
-    return static_cast<ManagerBus*>(userdata)->manager();
+    return static_cast<ManagerBus*>(userdata)->backend();
 }
 
 // The caller's right: reading needs root or the fqdnd group; changing
@@ -136,7 +135,7 @@ int method_status(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
         return r;
-    const Manager::Status s = manager_of(userdata).status();
+    const bus::Status s = manager_of(userdata).status();
     return sd_bus_reply_method_return(m, sig::status, FQDND_VERSION, s.table.c_str(), s.queue_mode.c_str(),
                                       s.policies, s.names, s.addresses, s.connection_addresses, s.live_flows,
                                       s.selectors, s.queue_dropped, s.queue_user_dropped);
@@ -294,7 +293,7 @@ int get_property(sd_bus* bus, const char*, const char*, const char* property, sd
     if (sd_bus_message* call = sd_bus_get_current_message(bus))
         if (int r = check_access(call, false, error, manager_of(userdata).read_group()); r < 0)
             return r;
-    const Manager::Status s = manager_of(userdata).status();
+    const bus::Status s = manager_of(userdata).status();
     const std::string_view p = property;
     if (p == "Version")
         return sd_bus_message_append(reply, "s", FQDND_VERSION);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "bus/backend.hpp"
 #include "sd-util.hpp"
 
 #include <systemd/sd-bus.h>
@@ -11,8 +12,6 @@
 #include <vector>
 
 namespace fqdnd {
-
-class Manager;
 
 // org.fqdnd1.Manager at /org/fqdnd1 on the system bus (or the bus
 // DBUS_SYSTEM_BUS_ADDRESS names). Reading is for root and the fqdnd group;
@@ -43,14 +42,14 @@ struct MonitorDrop {
 
 class ManagerBus {
 public:
-    explicit ManagerBus(Manager& m) : manager_(m) {}
+    explicit ManagerBus(bus::Backend& backend) : backend_(backend) {}
 
     // Connects, takes the name, and serves on `event`. When the bus is not
     // there, or goes away (dbus restarted), fqdnd enforces on and tries
     // again every two seconds.
     void start(sd_event* event);
 
-    Manager& manager() noexcept { return manager_; }
+    bus::Backend& backend() noexcept { return backend_; }
 
     // `fqdnctl monitor` calls Subscribe; the events go, as signals, to each
     // subscriber alone (the names others looked up stay private) until it
@@ -71,7 +70,7 @@ private:
     static int on_disconnected(sd_bus_message*, void* self, sd_bus_error*);
     static int on_retry(sd_event_source*, uint64_t, void* self);
 
-    Manager& manager_;
+    bus::Backend& backend_;
     sd_event* event_ = nullptr;
     SdBusPtr bus_;
     SdBusSlotPtr slot_, disconnect_slot_;

@@ -738,6 +738,17 @@ size_t Cache::clean(const FqdnMatcher* pattern, Time now, std::vector<ElementOp>
     return removed;
 }
 
+void Cache::visit(const Visitor& f) const
+{
+    std::vector<Mapping> mappings;
+    for (const auto& [k, e] : entries_) {
+        mappings.clear();
+        for (const Slot& s : e.slots)
+            mappings.push_back(Mapping{s.address, s.lookup, s.expires, s.ttl, s.source, false, {}});
+        f(e.endpoint(), e.name(), e.selectors, mappings);
+    }
+}
+
 std::vector<Cache::Entry> Cache::entries() const
 {
     std::vector<Entry> out;

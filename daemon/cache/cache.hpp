@@ -5,6 +5,7 @@
 #include "fqdn/matcher.hpp"
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -125,6 +126,15 @@ public:
         std::vector<Mapping> mappings;
     };
     std::vector<Entry> entries() const;
+    // Every name without copying the cache: `f(endpoint, name, selectors,
+    // mappings)`, the selectors as indexes into selectors() (those whose
+    // sets its addresses fill), the mappings valid for the call only.
+    // Unordered.
+    using Visitor = std::function<void(std::string_view endpoint, std::string_view name,
+                                       std::span<const FqdnMatcher::SelectorId> selectors,
+                                       std::span<const Mapping> mappings)>;
+    void visit(const Visitor& f) const;
+    const std::vector<FqdnSelector>& selectors() const noexcept { return selectors_; }
 
     size_t names() const noexcept { return entries_.size(); }
     size_t addresses() const noexcept { return lookups_.size() + connection_deadlines_.size(); }
