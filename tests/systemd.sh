@@ -135,10 +135,17 @@ version=$(dpkg-deb -f "$deb" Version)
 echo "testing $(basename "$deb")"
 # The container shares this machine's packages and has no network: what the
 # package and the test need is installed here first.
-deps=$(dpkg-deb -f "$deb" Depends | sed 's/([^)]*)//g; s/|[^,]*//g; s/,/ /g')
-# shellcheck disable=SC2086
-apt-get install -y --no-install-recommends systemd-container dbus dnsmasq-base bind9-dnsutils nftables \
-    iproute2 python3 util-linux $deps >/dev/null || die "cannot install the test's tools on this machine"
+need=(systemd-container dbus dnsmasq-base bind9-dnsutils nftables iproute2 python3 util-linux)
+read -ra deps <<<"$(dpkg-deb -f "$deb" Depends | sed 's/([^)]*)//g; s/|[^,]*//g; s/,/ /g')"
+missing=()
+for p in "${need[@]}" "${deps[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    { apt-get update -qq && apt-get install -y --no-install-recommends "${missing[@]}"; } >/dev/null \
+        || die "cannot install ${missing[*]} on this machine"
+fi
 # The upgrade: the same package with a higher version.
 mkdir "$base/next"
 dpkg-deb -R "$deb" "$base/next/tree"
