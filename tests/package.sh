@@ -4,7 +4,8 @@
 # machine, looked at, upgraded in place, and purged. Whatever the maintainer
 # scripts do to nftables happens in a network namespace of this script's
 # own, and no service is started (policy-rc.d), so the machine's ruleset is
-# never touched. Usage: tests/package.sh (as root).
+# never touched. Usage: tests/package.sh (as root); with FQDND_DEB_DIR set
+# to a directory that tests/build-deb.sh filled, that package is tested.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -31,19 +32,21 @@ check() {
 }
 
 echo "== build: the two commands of the README, from a clean copy of the tree"
-mkdir "$work/fqdnd"
-git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C "$work/fqdnd"
 apt-get install -y --no-install-recommends dpkg-dev lintian >/dev/null
-(cd "$work/fqdnd" && apt-get build-dep -y ./ >/dev/null && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1) \
-    || { tail -50 "$work/build.log"; exit 1; }
-deb=$(ls "$work"/fqdnd_*_*.deb)
+if [ -n "${FQDND_DEB_DIR:-}" ]; then
+    debs=$FQDND_DEB_DIR     # built by tests/build-deb.sh already (.ci/run)
+else
+    debs=$work
+    tests/build-deb.sh "$debs"
+fi
+deb=$(ls "$debs"/fqdnd_*_*.deb)
 echo "built $(basename "$deb")"
 
 echo "== lintian"
 # Errors fail; warnings and notes are listed (docs/packaging.md says why
 # each that is left stays).
-lintian --display-info --pedantic --fail-on none "$work"/fqdnd_*.changes 2>&1 | grep -v 'root privileges' || true
-check "lintian reports no errors" lintian --fail-on error "$work"/fqdnd_*.changes
+lintian --display-info --pedantic --fail-on none "$debs"/fqdnd_*.changes 2>&1 | grep -v 'root privileges' || true
+check "lintian reports no errors" lintian --fail-on error "$debs"/fqdnd_*.changes
 
 echo "== install"
 if [ ! -e /usr/sbin/policy-rc.d ]; then

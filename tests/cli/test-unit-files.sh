@@ -6,7 +6,7 @@ build=$1 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0
-sed "s|^ExecStartPre=.*fqdnd |ExecStartPre=$build/daemon/fqdnd |; s|^ExecStart=.*fqdnd$|ExecStart=$build/daemon/fqdnd|" \
+sed "s|^ExecStartPre=.*fqdnd |ExecStartPre=$build/daemon/fqdnd |; s|^ExecReload=.*fqdnd |ExecReload=$build/daemon/fqdnd |; s|^ExecStart=.*fqdnd$|ExecStart=$build/daemon/fqdnd|" \
     "$build/systemd/fqdnd.service" > "$work/fqdnd.service"
 if out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$work/fqdnd.service" 2>&1) && [ -z "$out" ]; then
     echo "ok   systemd-analyze verify fqdnd.service"
