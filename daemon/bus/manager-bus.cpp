@@ -8,6 +8,7 @@
 #include "log.hpp"
 
 #include <grp.h>
+#include <pwd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -25,15 +26,37 @@ bus::Backend& manager_of(void* userdata)
     return static_cast<ManagerBus*>(userdata)->backend();
 }
 
+// Whether the user database puts `uid` in group `gid` (its primary group
+// or a member): what dbus-daemon checks for <policy group="...">, so that
+// fqdnd and the bus policy agree. The caller's /proc, where its groups
+// are, is hidden from fqdnd by ProtectProc=invisible.
+bool user_in_group(uid_t uid, gid_t gid)
+{
+    std::vector<char> buf(16384);
+    passwd pw{};
+    passwd* found = nullptr;
+    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found)
+        return false;
+    if (pw.pw_gid == gid)
+        return true;
+    int n = 64;
+    std::vector<gid_t> groups(static_cast<size_t>(n));
+    if (getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0) {
+        groups.resize(static_cast<size_t>(n)); // n is now how many there are
+        if (getgrouplist(pw.pw_name, pw.pw_gid, groups.data(), &n) < 0)
+            return false;
+    }
+    groups.resize(static_cast<size_t>(n));
+    return std::find(groups.begin(), groups.end(), gid) != groups.end();
+}
+
 // The caller's right: reading needs root or the fqdnd group; changing
-// needs root. Checked on every call, whatever the bus policy said.
+// needs root. Checked on every call, whatever the bus policy said. The uid
+// is the bus driver's word (SO_PEERCRED), never the caller's.
 int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std::string& read_group)
 {
     sd_bus_creds* raw = nullptr;
-    // The bus driver tells the uid; the groups come from /proc (AUGMENT),
-    // as dbus-daemon before 1.15 does not pass them on.
-    int r = sd_bus_query_sender_creds(
-        m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID | SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT, &raw);
+    int r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &raw);
     if (r < 0)
         return sd_bus_error_set_errnof(error, -r, "cannot tell who is calling: %s", std::strerror(-r));
     SdBusCredsPtr creds(raw);
@@ -44,17 +67,11 @@ int check_access(sd_bus_message* m, bool change, sd_bus_error* error, const std:
         return 0;
     if (change)
         return sd_bus_error_set(error, fqdnd::bus::error_access_denied, "only root may change fqdnd's state");
-    const group* g = getgrnam(read_group.c_str());
-    if (g) {
-        gid_t egid = 0;
-        if (sd_bus_creds_get_egid(creds.get(), &egid) >= 0 && egid == g->gr_gid)
-            return 0;
-        const gid_t* gids = nullptr;
-        const int n = sd_bus_creds_get_supplementary_gids(creds.get(), &gids);
-        for (int i = 0; i < n; ++i)
-            if (gids[i] == g->gr_gid)
-                return 0;
-    }
+    std::vector<char> buf(16384);
+    group gr{};
+    group* g = nullptr;
+    if (getgrnam_r(read_group.c_str(), &gr, buf.data(), buf.size(), &g) == 0 && g && user_in_group(uid, g->gr_gid))
+        return 0;
     return sd_bus_error_set(error, fqdnd::bus::error_access_denied,
                             ("reading fqdnd's state is for root and the " + read_group + " group").c_str());
 }
