@@ -20,6 +20,9 @@
 #include <filesystem>
 #include <memory>
 #include <sys/stat.h>
+#include <optional>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 
 namespace fqdnd::nft {
 
@@ -28,6 +31,68 @@ using namespace ruleset;
 std::string_view to_string(QueueMode m) noexcept
 {
     return m == QueueMode::native ? "native" : "compat";
+}
+
+namespace {
+
+// The cgroup v2 hierarchy: /sys/fs/cgroup on a unified system, its
+// "unified" directory on a hybrid one; nothing on a v1-only one.
+std::optional<std::filesystem::path> cgroup2_root()
+{
+    for (const char* p : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+        struct statfs fs {};
+        if (statfs(p, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+            return p;
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+std::optional<UnitCgroup> find_unit_cgroup(const std::string& unit, std::string* problem)
+{
+    namespace fs = std::filesystem;
+    const auto root = cgroup2_root();
+    if (!root) {
+        // A v1 directory's inode would never match a socket's v2 cgroup:
+        // the policy would select nothing, silently.
+        if (problem)
+            *problem = "unit " + unit + ": no cgroup v2 hierarchy (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)";
+        return std::nullopt;
+    }
+    // The shallowest directory of that name (system.slice/NAME before a
+    // user's NAME deeper down); two at that depth are ambiguous.
+    std::optional<UnitCgroup> best;
+    bool ambiguous = false;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(*root, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it.depth() > 4) {
+            it.disable_recursion_pending();
+            continue;
+        }
+        if (it->path().filename() != unit || !it->is_directory(ec))
+            continue;
+        struct stat st {};
+        if (stat(it->path().c_str(), &st) != 0)
+            continue;
+        const auto level = static_cast<uint32_t>(it.depth() + 1);
+        if (best && best->level == level)
+            ambiguous = true;
+        if (!best || level < best->level) {
+            best = UnitCgroup{it->path(), level, static_cast<uint64_t>(st.st_ino)};
+            ambiguous = false;
+        }
+    }
+    if (best && ambiguous) {
+        if (problem)
+            *problem = "unit " + unit + ": more than one cgroup of that name at " + best->path.parent_path().string()
+                + "'s depth";
+        return std::nullopt;
+    }
+    if (!best && problem)
+        *problem = "unit " + unit + " has no cgroup below " + root->string() + " (is it running?)";
+    return best;
 }
 
 namespace {
@@ -378,33 +443,17 @@ private:
     }
     int put(const SocketCgroup& x, std::string* problem)
     {
-        // The kernel compares a cgroup id (the directory's inode) at the
-        // depth of the unit's cgroup: find it below the cgroup v2 root.
-        namespace fs = std::filesystem;
-        std::error_code ec;
-        const fs::path root = "/sys/fs/cgroup";
-        for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
-             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-            if (it.depth() > 4) {
-                it.disable_recursion_pending();
-                continue;
-            }
-            if (!it->is_directory(ec) || it->path().filename() != x.unit)
-                continue;
-            struct stat st {};
-            if (stat(it->path().c_str(), &st) != 0)
-                break;
-            nftnl_expr* e = add("socket");
-            nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
-            nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_LEVEL, static_cast<uint32_t>(it.depth() + 1));
-            nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
-            const uint64_t id = st.st_ino;
-            cmp(NFT_CMP_EQ, &id, 8);
-            return 0;
-        }
-        if (problem)
-            *problem = "unit " + x.unit + " has no cgroup below /sys/fs/cgroup (is it running?)";
-        return -ENOENT;
+        // The kernel compares a cgroup v2 id (the directory's inode) at the
+        // depth of the unit's cgroup.
+        const auto found = find_unit_cgroup(x.unit, problem);
+        if (!found)
+            return -ENOENT;
+        nftnl_expr* e = add("socket");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_LEVEL, found->level);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
+        cmp(NFT_CMP_EQ, &found->id, 8);
+        return 0;
     }
     int put(const CtStateEstablished&, std::string*)
     {

@@ -120,7 +120,11 @@ start_fqdnd() {
     local log="$WORK/fqdnd-$n.log"
     local before
     before=$(grep -c 'ready:' "$log" 2>/dev/null)
-    ip netns exec "$(ns "$n")" "$FQDND" --config "$config" "$@" >>"$log" 2>&1 &
+    # ip netns exec mounts a sysfs of the namespace's own, without the
+    # cgroup hierarchy; KEEP_MOUNTS=1 enters the network namespace alone.
+    local enter=(ip netns exec "$(ns "$n")")
+    [ -n "${KEEP_MOUNTS:-}" ] && enter=(nsenter --net="/run/netns/$(ns "$n")")
+    "${enter[@]}" "$FQDND" --config "$config" "$@" >>"$log" 2>&1 &
     FQDND_PID=$!
     eval "FQDND_PID_$n=$FQDND_PID"
     _pids+=("$FQDND_PID")
