@@ -605,56 +605,56 @@ std::vector<metrics::Sample> Manager::metric_samples() const
     const nfq::KernelDrops kq = kernel_drops();
     const dns::Stats& st = engine_->stats();
     std::vector<metrics::Sample> out{
-        {"fqdnd_active_names", "", static_cast<double>(cache_.names())},
-        {"fqdnd_active_addresses", "", static_cast<double>(cache_.addresses())},
-        {"fqdnd_connection_addresses", "", static_cast<double>(cache_.connection_addresses())},
-        {"fqdnd_live_flows", "", static_cast<double>(cache_.live_flows())},
-        {"fqdnd_gc_deletions_total", "", static_cast<double>(cache_.gc_deletions())},
-        {"fqdnd_cache_evictions_total", "", static_cast<double>(cache_.evictions())},
-        {"fqdnd_dns_queries_total", "verdict=\"allowed\"", static_cast<double>(st.queries_allowed)},
-        {"fqdnd_dns_queries_total", "verdict=\"refused\"", static_cast<double>(st.queries_refused)},
-        {"fqdnd_dns_queries_total", "verdict=\"malformed\"", static_cast<double>(st.queries_malformed)},
-        {"fqdnd_dns_answers_total", "result=\"learned\"", static_cast<double>(st.answers_learned)},
-        {"fqdnd_dns_answers_total", "result=\"inspected\"",
-         static_cast<double>(st.answers_inspected - st.answers_learned)},
-        {"fqdnd_dns_answers_total", "result=\"unmatched\"",
-         static_cast<double>(st.answers_unmatched - st.answers_wrong_question)},
-        {"fqdnd_dns_answers_total", "result=\"wrong-question\"", static_cast<double>(st.answers_wrong_question)},
-        {"fqdnd_dns_answers_total", "result=\"malformed\"", static_cast<double>(st.answers_malformed)},
-        {"fqdnd_dns_packets_undecodable_total", "", static_cast<double>(st.packets_undecodable)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unknown-stream\"", static_cast<double>(st.tcp_unknown_stream)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"gap\"", static_cast<double>(st.tcp_gap)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"urgent\"", static_cast<double>(st.tcp_urgent)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"second-syn\"", static_cast<double>(st.tcp_second_syn)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"retransmit-changed\"",
-         static_cast<double>(st.tcp_retransmit_changed)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"unacked-full\"", static_cast<double>(st.tcp_unacked_full)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"oversized\"", static_cast<double>(st.tcp_oversized)},
-        {"fqdnd_dns_tcp_segments_dropped_total", "reason=\"after-refusal\"", static_cast<double>(st.tcp_after_refusal)},
-        {"fqdnd_dns_tcp_queries_blanked_total", "", static_cast<double>(st.tcp_queries_blanked)},
-        {"fqdnd_dns_tcp_streams_freed_total", "reason=\"evicted\"", static_cast<double>(st.tcp_streams_evicted)},
-        {"fqdnd_dns_tcp_streams_freed_total", "reason=\"expired\"", static_cast<double>(st.tcp_streams_expired)},
-        {"fqdnd_datapath_update_timeouts_total", "", static_cast<double>(datapath_timeouts_)},
-        {"fqdnd_datapath_update_errors_total", "", static_cast<double>(datapath_errors_)},
-        {"fqdnd_nfqueue_packets_total", "", static_cast<double>(queues_.stats().packets)},
-        {"fqdnd_nfqueue_enobufs_total", "", static_cast<double>(queues_.stats().enobufs)},
-        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"queue-full\"", static_cast<double>(kq.queue_full)},
-        {"fqdnd_nfqueue_kernel_dropped_total", "reason=\"socket\"", static_cast<double>(kq.undelivered)},
-        {"fqdnd_drop_log_packets_total", "", static_cast<double>(nflog_.packets())},
-        {"fqdnd_drop_log_enobufs_total", "", static_cast<double>(nflog_.enobufs())},
-        {"fqdnd_conntrack_overruns_total", "", static_cast<double>(conntrack_.overruns())},
-        {"fqdnd_state_write_errors_total", "", static_cast<double>(state_->write_errors())},
-        {"fqdnd_state_unexplained_elements_total", "", static_cast<double>(unexplained_elements_)},
-        {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
-        {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
-        {"fqdnd_ruleset_restores_total", "", static_cast<double>(restores_)},
+        metrics::sample(metrics::active_names, "", static_cast<double>(cache_.names())),
+        metrics::sample(metrics::active_addresses, "", static_cast<double>(cache_.addresses())),
+        metrics::sample(metrics::connection_addresses, "", static_cast<double>(cache_.connection_addresses())),
+        metrics::sample(metrics::live_flows, "", static_cast<double>(cache_.live_flows())),
+        metrics::sample(metrics::gc_deletions_total, "", static_cast<double>(cache_.gc_deletions())),
+        metrics::sample(metrics::cache_evictions_total, "", static_cast<double>(cache_.evictions())),
+        metrics::sample(metrics::dns_queries_total, "verdict=\"allowed\"", static_cast<double>(st.queries_allowed)),
+        metrics::sample(metrics::dns_queries_total, "verdict=\"refused\"", static_cast<double>(st.queries_refused)),
+        metrics::sample(metrics::dns_queries_total, "verdict=\"malformed\"", static_cast<double>(st.queries_malformed)),
+        metrics::sample(metrics::dns_answers_total, "result=\"learned\"", static_cast<double>(st.answers_learned)),
+        metrics::sample(metrics::dns_answers_total, "result=\"inspected\"",
+         static_cast<double>(st.answers_inspected - st.answers_learned)),
+        metrics::sample(metrics::dns_answers_total, "result=\"unmatched\"",
+         static_cast<double>(st.answers_unmatched - st.answers_wrong_question)),
+        metrics::sample(metrics::dns_answers_total, "result=\"wrong-question\"", static_cast<double>(st.answers_wrong_question)),
+        metrics::sample(metrics::dns_answers_total, "result=\"malformed\"", static_cast<double>(st.answers_malformed)),
+        metrics::sample(metrics::dns_packets_undecodable_total, "", static_cast<double>(st.packets_undecodable)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"unknown-stream\"", static_cast<double>(st.tcp_unknown_stream)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"gap\"", static_cast<double>(st.tcp_gap)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"urgent\"", static_cast<double>(st.tcp_urgent)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"second-syn\"", static_cast<double>(st.tcp_second_syn)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"retransmit-changed\"",
+         static_cast<double>(st.tcp_retransmit_changed)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"unacked-full\"", static_cast<double>(st.tcp_unacked_full)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"oversized\"", static_cast<double>(st.tcp_oversized)),
+        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"after-refusal\"", static_cast<double>(st.tcp_after_refusal)),
+        metrics::sample(metrics::dns_tcp_queries_blanked_total, "", static_cast<double>(st.tcp_queries_blanked)),
+        metrics::sample(metrics::dns_tcp_streams_freed_total, "reason=\"evicted\"", static_cast<double>(st.tcp_streams_evicted)),
+        metrics::sample(metrics::dns_tcp_streams_freed_total, "reason=\"expired\"", static_cast<double>(st.tcp_streams_expired)),
+        metrics::sample(metrics::datapath_update_timeouts_total, "", static_cast<double>(datapath_timeouts_)),
+        metrics::sample(metrics::datapath_update_errors_total, "", static_cast<double>(datapath_errors_)),
+        metrics::sample(metrics::nfqueue_packets_total, "", static_cast<double>(queues_.stats().packets)),
+        metrics::sample(metrics::nfqueue_enobufs_total, "", static_cast<double>(queues_.stats().enobufs)),
+        metrics::sample(metrics::nfqueue_kernel_dropped_total, "reason=\"queue-full\"", static_cast<double>(kq.queue_full)),
+        metrics::sample(metrics::nfqueue_kernel_dropped_total, "reason=\"socket\"", static_cast<double>(kq.undelivered)),
+        metrics::sample(metrics::drop_log_packets_total, "", static_cast<double>(nflog_.packets())),
+        metrics::sample(metrics::drop_log_enobufs_total, "", static_cast<double>(nflog_.enobufs())),
+        metrics::sample(metrics::conntrack_overruns_total, "", static_cast<double>(conntrack_.overruns())),
+        metrics::sample(metrics::state_write_errors_total, "", static_cast<double>(state_->write_errors())),
+        metrics::sample(metrics::state_unexplained_elements_total, "", static_cast<double>(unexplained_elements_)),
+        metrics::sample(metrics::ruleset_reloads_total, "", static_cast<double>(reloads_)),
+        metrics::sample(metrics::ruleset_reload_failures_total, "", static_cast<double>(reload_failures_)),
+        metrics::sample(metrics::ruleset_restores_total, "", static_cast<double>(restores_)),
     };
     static constexpr const char* reasons[] = {"none", "unparsable", "not-a-query", "not-an-answer",
                                               "question-count", "cname-chain", "too-long", "edns"};
     static_assert(std::size(reasons) == static_cast<size_t>(dns::Malformed::count));
     for (size_t i = 1; i < st.malformed.size(); ++i)
-        out.push_back({"fqdnd_dns_malformed_total", std::string("reason=\"") + reasons[i] + "\"",
-                       static_cast<double>(st.malformed[i])});
+        out.push_back(metrics::sample(metrics::dns_malformed_total, std::string("reason=\"") + reasons[i] + "\"",
+                       static_cast<double>(st.malformed[i])));
     // Hold times: bucket i counted holds under 2^i microseconds.
     uint64_t cumulative = 0;
     double sum = 0;
@@ -663,12 +663,12 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         const double le = static_cast<double>(uint64_t{1} << i) / 1e6;
         sum += static_cast<double>(hold_us_[i]) * le * 0.75; // midpoint of [le/2, le)
         if (i >= 4 && i <= 20)
-            out.push_back({"fqdnd_answer_hold_seconds_bucket", "le=\"" + std::to_string(le) + "\"",
-                           static_cast<double>(cumulative)});
+            out.push_back(metrics::sample(metrics::answer_hold_seconds, "le=\"" + std::to_string(le) + "\"",
+                           static_cast<double>(cumulative), "_bucket"));
     }
-    out.push_back({"fqdnd_answer_hold_seconds_bucket", "le=\"+Inf\"", static_cast<double>(cumulative)});
-    out.push_back({"fqdnd_answer_hold_seconds_sum", "", sum});
-    out.push_back({"fqdnd_answer_hold_seconds_count", "", static_cast<double>(cumulative)});
+    out.push_back(metrics::sample(metrics::answer_hold_seconds, "le=\"+Inf\"", static_cast<double>(cumulative), "_bucket"));
+    out.push_back(metrics::sample(metrics::answer_hold_seconds, "", sum, "_sum"));
+    out.push_back(metrics::sample(metrics::answer_hold_seconds, "", static_cast<double>(cumulative), "_count"));
     return out;
 }
 

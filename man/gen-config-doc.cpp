@@ -29,8 +29,8 @@ int main(int argc, char** argv)
 {
     if (argc > 1 && std::string_view(argv[1]) == "metrics") {
         for (const auto& m : fqdnd::metrics::table)
-            std::printf("*%s* (%.*s)\n\t%s\n\n", escaped(m.name).c_str(), static_cast<int>(m.type.size()),
-                        m.type.data(), escaped(m.help).c_str());
+            std::printf("*%s* (%.*s)\n\t%s\n\n", escaped(m->name).c_str(), static_cast<int>(m->type.size()),
+                        m->type.data(), escaped(m->help).c_str());
         return 0;
     }
     std::string section;

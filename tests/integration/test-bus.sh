@@ -42,9 +42,9 @@ check "explain NAME: DNS rules, selectors, what is known" \
     bash -c "'$FQDNCTL' explain echo.k8s.intra | grep -q 'match-pattern: \*.k8s.intra. (policy echo)' && '$FQDNCTL' explain echo.k8s.intra | grep -q '203.0.113.2'"
 check "explain -o json parses" bash -c "'$FQDNCTL' explain 203.0.113.2 -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"allowed\"] and d[\"holders\"][0][\"policies\"] == [\"echo\"]'"
 
-check "metrics: Prometheus text, every sample declared once with HELP and TYPE, real counts" bash -c "'$FQDNCTL' metrics | python3 -c '
+check "metrics: Prometheus text, every sample declared once with HELP and TYPE, every metric with a value, real counts" bash -c "'$FQDNCTL' metrics | python3 -c '
 import re, sys
-declared, samples = {}, {}
+declared, samples, valued = {}, {}, set()
 for line in sys.stdin:
     line = line.rstrip(\"\\n\")
     if line.startswith(\"# TYPE \"):
@@ -56,6 +56,8 @@ for line in sys.stdin:
         base = re.sub(r\"_(bucket|sum|count)\$\", \"\", name) if name not in declared else name
         assert base in declared, name
         samples[line.split(\" \")[0]] = float(value)
+        valued.add(base)
+assert set(declared) == valued, set(declared) - valued
 assert samples[\"fqdnd_dns_queries_total{verdict=\\\"allowed\\\"}\"] >= 2, samples
 assert samples[\"fqdnd_active_names\"] == 2
 assert samples[\"fqdnd_answer_hold_seconds_count\"] >= 2
