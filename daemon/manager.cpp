@@ -760,45 +760,16 @@ int Manager::on_metrics_timer(sd_event_source*, uint64_t, void* self)
 void Manager::report_events(uint64_t hold_us)
 {
     const bool monitoring = bus_ && bus_->monitoring();
+    const cache::Time t = now();
     for (const dns::Event& e : engine_->take_events()) {
-        const char* kind = e.kind == dns::Event::Kind::query_allowed ? "query-allowed"
-            : e.kind == dns::Event::Kind::query_refused             ? "query-refused"
-                                                                     : "answer";
-        if (options_.log_dns) {
-            std::string line = e.endpoint + " " + kind + ": " + e.question.name + " type "
-                + std::to_string(e.question.type) + " server " + e.server.to_string();
-            if (e.kind == dns::Event::Kind::answer) {
-                for (size_t i = 1; i < e.names.size(); ++i)
-                    line += " -> " + e.names[i];
-                line += " =";
-                for (const auto& a : e.addresses)
-                    line += " " + a.to_string();
-                line += " ttl " + std::to_string(e.ttl) + " rcode " + std::to_string(e.rcode);
-            }
-            log::info(line);
-        }
+        if (options_.log_dns)
+            log::info(dns::describe(e));
         if (!monitoring)
             continue;
-        MonitorDns m;
-        m.time_ms = static_cast<uint64_t>(now().time_since_epoch().count());
-        m.kind = kind;
-        m.endpoint = e.endpoint;
-        m.server = e.server.to_string();
-        m.name = e.question.name;
-        m.type = e.question.type;
-        m.rcode = e.rcode;
-        if (e.kind == dns::Event::Kind::answer) {
-            m.chain = e.names;
-            for (const auto& a : e.addresses)
-                m.addresses.push_back(a.to_string());
-            m.ttl = e.ttl;
-            if (e.learned) {
-                // The selectors whose sets took the addresses.
-                m.selectors = cache_.selectors_matching(e.names);
-                m.hold_us = hold_us;
-            }
-        }
-        bus_->emit(m);
+        // An answer that taught: the selectors whose sets took its addresses.
+        const bool learned = e.kind == dns::Event::Kind::answer && e.learned;
+        bus_->emit(e, t, learned ? cache_.selectors_matching(e.names) : std::vector<std::string>{},
+                   learned ? hold_us : 0);
     }
 }
 

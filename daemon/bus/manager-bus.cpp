@@ -507,16 +507,23 @@ void ManagerBus::emit_signal(const char* member, Fill fill)
     }
 }
 
-void ManagerBus::emit(const MonitorDns& e)
+void ManagerBus::emit(const dns::Event& e, cache::Time at, const std::vector<std::string>& selectors, uint64_t hold_us)
 {
+    const bool answer = e.kind == dns::Event::Kind::answer;
+    std::vector<std::string> addresses;
+    if (answer)
+        for (const auto& a : e.addresses)
+            addresses.push_back(a.to_string());
+    const std::string kind(dns::to_string(e.kind));
+    const std::string server = e.server.to_string();
     emit_signal("DnsEvent", [&](Builder& b) {
-        b.append("tssssqy", e.time_ms, e.kind.c_str(), e.endpoint.c_str(), e.server.c_str(), e.name.c_str(), e.type,
-                 e.rcode)
-            .strings(e.chain)
-            .strings(e.addresses)
-            .append("u", e.ttl)
-            .strings(e.selectors)
-            .append("t", e.hold_us);
+        b.append("tssssqy", static_cast<uint64_t>(at.time_since_epoch().count()), kind.c_str(), e.endpoint.c_str(),
+                 server.c_str(), e.question.name.c_str(), e.question.type, e.rcode)
+            .strings(answer ? e.names : std::vector<std::string>{})
+            .strings(addresses)
+            .append("u", answer ? e.ttl : 0u)
+            .strings(selectors)
+            .append("t", hold_us);
     });
 }
 

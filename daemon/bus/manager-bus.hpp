@@ -1,6 +1,7 @@
 #pragma once
 
 #include "bus/backend.hpp"
+#include "dns/engine.hpp"
 #include "sd-util.hpp"
 
 #include <systemd/sd-bus.h>
@@ -13,24 +14,7 @@
 
 namespace fqdnd {
 
-// org.fqdnd1.Manager at /org/fqdnd1 on the system bus (or the bus
-// DBUS_SYSTEM_BUS_ADDRESS names). Reading is for root and the fqdnd group;
-// changing state for root alone: the bus policy says so, and every method
-// checks the caller's credentials again.
-// What `fqdnctl monitor` shows, as the signals DnsEvent and Drop carry it.
-struct MonitorDns {
-    uint64_t time_ms = 0;           // wall clock, ms since the epoch
-    std::string kind;               // query-allowed, query-refused, answer
-    std::string endpoint, server, name;
-    uint16_t type = 0;
-    uint8_t rcode = 0;
-    std::vector<std::string> chain;     // an answer's names, the question first
-    std::vector<std::string> addresses; // an answer's
-    uint32_t ttl = 0;
-    std::vector<std::string> selectors; // that learned the addresses
-    uint64_t hold_us = 0;               // how long the answer waited for the sets
-};
-
+// A drop the log told, as the signal Drop carries it to `fqdnctl monitor`.
 struct MonitorDrop {
     uint64_t time_ms = 0;
     std::string kind;   // drop, dns-server (DNS to a server no rule lists), audit (would drop)
@@ -40,6 +24,10 @@ struct MonitorDrop {
     std::vector<std::string> names; // that the cache knows for the destination
 };
 
+// org.fqdnd1.Manager at /org/fqdnd1 on the system bus (or the bus
+// DBUS_SYSTEM_BUS_ADDRESS names). Reading is for root and the fqdnd group;
+// changing state for root alone: the bus policy says so, and every method
+// checks the caller's credentials again.
 class ManagerBus {
 public:
     explicit ManagerBus(bus::Backend& backend) : backend_(backend) {}
@@ -57,7 +45,9 @@ public:
     bool monitoring() const noexcept { return subscribers_ != nullptr; }
     int subscribe(sd_bus_message* m);
     int unsubscribe(sd_bus_message* m);
-    void emit(const MonitorDns& e);
+    // A DNS event at `at`; an answer that taught, with the selectors whose
+    // sets took its addresses and how long it waited for them.
+    void emit(const dns::Event& e, cache::Time at, const std::vector<std::string>& selectors, uint64_t hold_us);
     void emit(const MonitorDrop& d);
 
 private:

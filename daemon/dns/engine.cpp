@@ -581,4 +581,28 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
     }
 }
 
+std::string_view to_string(Event::Kind k) noexcept
+{
+    switch (k) {
+    case Event::Kind::query_allowed: return "query-allowed";
+    case Event::Kind::query_refused: return "query-refused";
+    case Event::Kind::answer: break;
+    }
+    return "answer";
+}
+
+std::string describe(const Event& e)
+{
+    std::string line = e.endpoint + " " + std::string(to_string(e.kind)) + ": " + e.question.name + " type "
+        + std::to_string(e.question.type) + " server " + e.server.to_string();
+    if (e.kind != Event::Kind::answer)
+        return line;
+    for (size_t i = 1; i < e.names.size(); ++i)
+        line += " -> " + e.names[i];
+    line += " =";
+    for (const auto& a : e.addresses)
+        line += " " + a.to_string();
+    return line + " ttl " + std::to_string(e.ttl) + " rcode " + std::to_string(e.rcode);
+}
+
 } // namespace fqdnd::dns

@@ -98,6 +98,13 @@ struct Event {
     bool learned = false; // an answer that put its addresses in the cache
 };
 
+// query-allowed, query-refused, answer: as the log and `fqdnctl monitor`
+// name them.
+std::string_view to_string(Event::Kind k) noexcept;
+// One line of --log-dns: "ENDPOINT KIND: NAME type T server S", and for an
+// answer the chain, the addresses, TTL and rcode.
+std::string describe(const Event& e);
+
 class Engine {
 public:
     Engine(const config::Config& config, cache::Cache& cache);
