@@ -11,7 +11,7 @@
 #include "metrics.hpp"
 #include "sd-util.hpp"
 #include "state/store.hpp"
-#include "unique_fd.hpp"
+#include "unique-fd.hpp"
 #include "nft/encode.hpp"
 #include "nft/monitor.hpp"
 #include "nft/netlink.hpp"

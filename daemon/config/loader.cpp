@@ -1,6 +1,6 @@
 #include "config/loader.hpp"
 
-#include "config/policy_reader.hpp"
+#include "config/policy-reader.hpp"
 #include "config/settings.hpp"
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 #pragma once
 
 #include "config/model.hpp"
-#include "config/toml_reader.hpp"
+#include "config/toml-reader.hpp"
 
 #include <filesystem>
 #include <span>

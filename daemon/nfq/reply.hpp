@@ -1,6 +1,6 @@
 #pragma once
 
-#include "unique_fd.hpp"
+#include "unique-fd.hpp"
 
 #include <cstdint>
 #include <span>

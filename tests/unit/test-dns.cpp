@@ -2,7 +2,7 @@
 // queries, hostile answers ignored, replies built, TCP reassembled.
 #include "config/loader.hpp"
 #include "dns/engine.hpp"
-#include "dns_builder.hpp"
+#include "dns-builder.hpp"
 #include "ruleset/compile.hpp"
 
 #include <doctest/doctest.h>

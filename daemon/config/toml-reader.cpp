@@ -1,4 +1,4 @@
-#include "config/toml_reader.hpp"
+#include "config/toml-reader.hpp"
 
 #include <algorithm>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "config/policy_reader.hpp"
+#include "config/policy-reader.hpp"
 
 #include <algorithm>
 #include <grp.h>
