@@ -603,73 +603,30 @@ nfq::KernelDrops Manager::kernel_drops() const
 std::vector<metrics::Sample> Manager::metric_samples() const
 {
     const nfq::KernelDrops kq = kernel_drops();
-    const dns::Stats& st = engine_->stats();
-    std::vector<metrics::Sample> out{
-        metrics::sample(metrics::active_names, "", static_cast<double>(cache_.names())),
-        metrics::sample(metrics::active_addresses, "", static_cast<double>(cache_.addresses())),
-        metrics::sample(metrics::connection_addresses, "", static_cast<double>(cache_.connection_addresses())),
-        metrics::sample(metrics::live_flows, "", static_cast<double>(cache_.live_flows())),
-        metrics::sample(metrics::gc_deletions_total, "", static_cast<double>(cache_.gc_deletions())),
-        metrics::sample(metrics::cache_evictions_total, "", static_cast<double>(cache_.evictions())),
-        metrics::sample(metrics::dns_queries_total, "verdict=\"allowed\"", static_cast<double>(st.queries_allowed)),
-        metrics::sample(metrics::dns_queries_total, "verdict=\"refused\"", static_cast<double>(st.queries_refused)),
-        metrics::sample(metrics::dns_queries_total, "verdict=\"malformed\"", static_cast<double>(st.queries_malformed)),
-        metrics::sample(metrics::dns_answers_total, "result=\"learned\"", static_cast<double>(st.answers_learned)),
-        metrics::sample(metrics::dns_answers_total, "result=\"inspected\"",
-         static_cast<double>(st.answers_inspected - st.answers_learned)),
-        metrics::sample(metrics::dns_answers_total, "result=\"unmatched\"",
-         static_cast<double>(st.answers_unmatched - st.answers_wrong_question)),
-        metrics::sample(metrics::dns_answers_total, "result=\"wrong-question\"", static_cast<double>(st.answers_wrong_question)),
-        metrics::sample(metrics::dns_answers_total, "result=\"malformed\"", static_cast<double>(st.answers_malformed)),
-        metrics::sample(metrics::dns_packets_undecodable_total, "", static_cast<double>(st.packets_undecodable)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"unknown-stream\"", static_cast<double>(st.tcp_unknown_stream)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"gap\"", static_cast<double>(st.tcp_gap)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"urgent\"", static_cast<double>(st.tcp_urgent)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"second-syn\"", static_cast<double>(st.tcp_second_syn)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"retransmit-changed\"",
-         static_cast<double>(st.tcp_retransmit_changed)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"unacked-full\"", static_cast<double>(st.tcp_unacked_full)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"oversized\"", static_cast<double>(st.tcp_oversized)),
-        metrics::sample(metrics::dns_tcp_segments_dropped_total, "reason=\"after-refusal\"", static_cast<double>(st.tcp_after_refusal)),
-        metrics::sample(metrics::dns_tcp_queries_blanked_total, "", static_cast<double>(st.tcp_queries_blanked)),
-        metrics::sample(metrics::dns_tcp_streams_freed_total, "reason=\"evicted\"", static_cast<double>(st.tcp_streams_evicted)),
-        metrics::sample(metrics::dns_tcp_streams_freed_total, "reason=\"expired\"", static_cast<double>(st.tcp_streams_expired)),
-        metrics::sample(metrics::datapath_update_timeouts_total, "", static_cast<double>(datapath_timeouts_)),
-        metrics::sample(metrics::datapath_update_errors_total, "", static_cast<double>(datapath_errors_)),
-        metrics::sample(metrics::nfqueue_packets_total, "", static_cast<double>(queues_.stats().packets)),
-        metrics::sample(metrics::nfqueue_enobufs_total, "", static_cast<double>(queues_.stats().enobufs)),
-        metrics::sample(metrics::nfqueue_kernel_dropped_total, "reason=\"queue-full\"", static_cast<double>(kq.queue_full)),
-        metrics::sample(metrics::nfqueue_kernel_dropped_total, "reason=\"socket\"", static_cast<double>(kq.undelivered)),
-        metrics::sample(metrics::drop_log_packets_total, "", static_cast<double>(nflog_.packets())),
-        metrics::sample(metrics::drop_log_enobufs_total, "", static_cast<double>(nflog_.enobufs())),
-        metrics::sample(metrics::conntrack_overruns_total, "", static_cast<double>(conntrack_.overruns())),
-        metrics::sample(metrics::state_write_errors_total, "", static_cast<double>(state_->write_errors())),
-        metrics::sample(metrics::state_unexplained_elements_total, "", static_cast<double>(unexplained_elements_)),
-        metrics::sample(metrics::ruleset_reloads_total, "", static_cast<double>(reloads_)),
-        metrics::sample(metrics::ruleset_reload_failures_total, "", static_cast<double>(reload_failures_)),
-        metrics::sample(metrics::ruleset_restores_total, "", static_cast<double>(restores_)),
-    };
-    static constexpr const char* reasons[] = {"none", "unparsable", "not-a-query", "not-an-answer",
-                                              "question-count", "cname-chain", "too-long", "edns"};
-    static_assert(std::size(reasons) == static_cast<size_t>(dns::Malformed::count));
-    for (size_t i = 1; i < st.malformed.size(); ++i)
-        out.push_back(metrics::sample(metrics::dns_malformed_total, std::string("reason=\"") + reasons[i] + "\"",
-                       static_cast<double>(st.malformed[i])));
-    // Hold times: bucket i counted holds under 2^i microseconds.
-    uint64_t cumulative = 0;
-    double sum = 0;
-    for (size_t i = 0; i < hold_us_.size(); ++i) {
-        cumulative += hold_us_[i];
-        const double le = static_cast<double>(uint64_t{1} << i) / 1e6;
-        sum += static_cast<double>(hold_us_[i]) * le * 0.75; // midpoint of [le/2, le)
-        if (i >= 4 && i <= 20)
-            out.push_back(metrics::sample(metrics::answer_hold_seconds, "le=\"" + std::to_string(le) + "\"",
-                           static_cast<double>(cumulative), "_bucket"));
-    }
-    out.push_back(metrics::sample(metrics::answer_hold_seconds, "le=\"+Inf\"", static_cast<double>(cumulative), "_bucket"));
-    out.push_back(metrics::sample(metrics::answer_hold_seconds, "", sum, "_sum"));
-    out.push_back(metrics::sample(metrics::answer_hold_seconds, "", static_cast<double>(cumulative), "_count"));
-    return out;
+    metrics::Counters c;
+    c.names = cache_.names();
+    c.addresses = cache_.addresses();
+    c.connection_addresses = cache_.connection_addresses();
+    c.live_flows = cache_.live_flows();
+    c.gc_deletions = cache_.gc_deletions();
+    c.evictions = cache_.evictions();
+    c.dns = engine_->stats();
+    c.datapath_timeouts = datapath_timeouts_;
+    c.datapath_errors = datapath_errors_;
+    c.nfqueue_packets = queues_.stats().packets;
+    c.nfqueue_enobufs = queues_.stats().enobufs;
+    c.kernel_queue_full = kq.queue_full;
+    c.kernel_undelivered = kq.undelivered;
+    c.drop_log_packets = nflog_.packets();
+    c.drop_log_enobufs = nflog_.enobufs();
+    c.conntrack_overruns = conntrack_.overruns();
+    c.state_write_errors = state_->write_errors();
+    c.unexplained_elements = unexplained_elements_;
+    c.reloads = reloads_;
+    c.reload_failures = reload_failures_;
+    c.restores = restores_;
+    c.hold_us = hold_us_;
+    return metrics::collect(c);
 }
 
 size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text)

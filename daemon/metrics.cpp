@@ -47,4 +47,74 @@ std::string format_prometheus(const std::vector<Sample>& samples)
     return out;
 }
 
+std::vector<Sample> collect(const Counters& c)
+{
+    std::vector<Sample> out{
+        sample(active_names, "", static_cast<double>(c.names)),
+        sample(active_addresses, "", static_cast<double>(c.addresses)),
+        sample(connection_addresses, "", static_cast<double>(c.connection_addresses)),
+        sample(live_flows, "", static_cast<double>(c.live_flows)),
+        sample(gc_deletions_total, "", static_cast<double>(c.gc_deletions)),
+        sample(cache_evictions_total, "", static_cast<double>(c.evictions)),
+        sample(dns_queries_total, "verdict=\"allowed\"", static_cast<double>(c.dns.queries_allowed)),
+        sample(dns_queries_total, "verdict=\"refused\"", static_cast<double>(c.dns.queries_refused)),
+        sample(dns_queries_total, "verdict=\"malformed\"", static_cast<double>(c.dns.queries_malformed)),
+        sample(dns_answers_total, "result=\"learned\"", static_cast<double>(c.dns.answers_learned)),
+        sample(dns_answers_total, "result=\"inspected\"",
+         static_cast<double>(c.dns.answers_inspected - c.dns.answers_learned)),
+        sample(dns_answers_total, "result=\"unmatched\"",
+         static_cast<double>(c.dns.answers_unmatched - c.dns.answers_wrong_question)),
+        sample(dns_answers_total, "result=\"wrong-question\"", static_cast<double>(c.dns.answers_wrong_question)),
+        sample(dns_answers_total, "result=\"malformed\"", static_cast<double>(c.dns.answers_malformed)),
+        sample(dns_packets_undecodable_total, "", static_cast<double>(c.dns.packets_undecodable)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"unknown-stream\"", static_cast<double>(c.dns.tcp_unknown_stream)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"gap\"", static_cast<double>(c.dns.tcp_gap)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"urgent\"", static_cast<double>(c.dns.tcp_urgent)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"second-syn\"", static_cast<double>(c.dns.tcp_second_syn)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"retransmit-changed\"",
+         static_cast<double>(c.dns.tcp_retransmit_changed)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"unacked-full\"", static_cast<double>(c.dns.tcp_unacked_full)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"oversized\"", static_cast<double>(c.dns.tcp_oversized)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"after-refusal\"", static_cast<double>(c.dns.tcp_after_refusal)),
+        sample(dns_tcp_queries_blanked_total, "", static_cast<double>(c.dns.tcp_queries_blanked)),
+        sample(dns_tcp_streams_freed_total, "reason=\"evicted\"", static_cast<double>(c.dns.tcp_streams_evicted)),
+        sample(dns_tcp_streams_freed_total, "reason=\"expired\"", static_cast<double>(c.dns.tcp_streams_expired)),
+        sample(datapath_update_timeouts_total, "", static_cast<double>(c.datapath_timeouts)),
+        sample(datapath_update_errors_total, "", static_cast<double>(c.datapath_errors)),
+        sample(nfqueue_packets_total, "", static_cast<double>(c.nfqueue_packets)),
+        sample(nfqueue_enobufs_total, "", static_cast<double>(c.nfqueue_enobufs)),
+        sample(nfqueue_kernel_dropped_total, "reason=\"queue-full\"", static_cast<double>(c.kernel_queue_full)),
+        sample(nfqueue_kernel_dropped_total, "reason=\"socket\"", static_cast<double>(c.kernel_undelivered)),
+        sample(drop_log_packets_total, "", static_cast<double>(c.drop_log_packets)),
+        sample(drop_log_enobufs_total, "", static_cast<double>(c.drop_log_enobufs)),
+        sample(conntrack_overruns_total, "", static_cast<double>(c.conntrack_overruns)),
+        sample(state_write_errors_total, "", static_cast<double>(c.state_write_errors)),
+        sample(state_unexplained_elements_total, "", static_cast<double>(c.unexplained_elements)),
+        sample(ruleset_reloads_total, "", static_cast<double>(c.reloads)),
+        sample(ruleset_reload_failures_total, "", static_cast<double>(c.reload_failures)),
+        sample(ruleset_restores_total, "", static_cast<double>(c.restores)),
+    };
+    static constexpr const char* reasons[] = {"none", "unparsable", "not-a-query", "not-an-answer",
+                                              "question-count", "cname-chain", "too-long", "edns"};
+    static_assert(std::size(reasons) == static_cast<size_t>(dns::Malformed::count));
+    for (size_t i = 1; i < c.dns.malformed.size(); ++i)
+        out.push_back(sample(dns_malformed_total, std::string("reason=\"") + reasons[i] + "\"",
+                       static_cast<double>(c.dns.malformed[i])));
+    // Hold times: bucket i counted holds under 2^i microseconds.
+    uint64_t cumulative = 0;
+    double sum = 0;
+    for (size_t i = 0; i < c.hold_us.size(); ++i) {
+        cumulative += c.hold_us[i];
+        const double le = static_cast<double>(uint64_t{1} << i) / 1e6;
+        sum += static_cast<double>(c.hold_us[i]) * le * 0.75; // midpoint of [le/2, le)
+        if (i >= 4 && i <= 20)
+            out.push_back(sample(answer_hold_seconds, "le=\"" + std::to_string(le) + "\"",
+                           static_cast<double>(cumulative), "_bucket"));
+    }
+    out.push_back(sample(answer_hold_seconds, "le=\"+Inf\"", static_cast<double>(cumulative), "_bucket"));
+    out.push_back(sample(answer_hold_seconds, "", sum, "_sum"));
+    out.push_back(sample(answer_hold_seconds, "", static_cast<double>(cumulative), "_count"));
+    return out;
+}
+
 } // namespace fqdnd::metrics

@@ -1,5 +1,9 @@
 #pragma once
 
+#include "dns/engine.hpp"
+
+#include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +121,22 @@ inline Sample sample(const Info& info, std::string labels, double value, std::st
 {
     return Sample{std::string(info.name) + std::string(suffix), std::move(labels), value};
 }
+
+// Every value the metrics show, gathered by the daemon from its parts.
+struct Counters {
+    uint64_t names = 0, addresses = 0, connection_addresses = 0, live_flows = 0, gc_deletions = 0, evictions = 0;
+    dns::Stats dns;
+    uint64_t datapath_timeouts = 0, datapath_errors = 0;
+    uint64_t nfqueue_packets = 0, nfqueue_enobufs = 0, kernel_queue_full = 0, kernel_undelivered = 0;
+    uint64_t drop_log_packets = 0, drop_log_enobufs = 0, conntrack_overruns = 0;
+    uint64_t state_write_errors = 0, unexplained_elements = 0;
+    uint64_t reloads = 0, reload_failures = 0, restores = 0;
+    // Answer holds: bucket i counts holds under 2^i microseconds.
+    std::array<uint64_t, 24> hold_us{};
+};
+
+// The samples of every metric of the table, from `c`.
+std::vector<Sample> collect(const Counters& c);
 
 // The Prometheus text format: HELP and TYPE from the table, then the
 // samples; a sample of no metric in the table (a newer fqdnd than this

@@ -1,6 +1,9 @@
 // Durations and addresses as the configuration writes them.
 #include "config/address.hpp"
 #include "config/duration.hpp"
+#include "metrics.hpp"
+
+#include <algorithm>
 
 #include <doctest/doctest.h>
 
@@ -54,4 +57,20 @@ TEST_CASE("addresses and CIDRs, IPv4 and IPv6")
     CHECK_FALSE(Cidr::parse("2001:db8::/129", &error));
     CHECK_FALSE(Cidr::parse("", &error));
     CHECK(Address::parse("::ffff:192.0.2.1")->family == Family::ipv6);
+}
+
+TEST_CASE("every metric of the table has a value, and no sample is of no metric")
+{
+    const auto samples = metrics::collect(metrics::Counters{});
+    for (const metrics::Info* info : metrics::table) {
+        const bool valued = std::any_of(samples.begin(), samples.end(), [&](const metrics::Sample& s) {
+            return s.name == info->name || s.name.rfind(std::string(info->name) + "_", 0) == 0;
+        });
+        CHECK_MESSAGE(valued, info->name);
+    }
+    const std::string text = metrics::format_prometheus(samples);
+    CHECK(text.find("untyped") == std::string::npos);
+    // A sample the table does not know (a newer daemon) is printed, not lost.
+    CHECK(metrics::format_prometheus({{"fqdnd_from_the_future_total", "", 1}}).find("fqdnd_from_the_future_total 1")
+          != std::string::npos);
 }
