@@ -5,30 +5,23 @@
 
 #include <cstdint>
 #include <ctime>
+#include "deleter.hpp"
+
 #include <memory>
 
 // Owning pointers for sd-bus and sd-event objects, and the one way fqdnd
 // (re)arms a one-shot timer: systemd's event_reset_time().
 namespace fqdnd {
 
-template <auto Unref>
-struct SdUnref {
-    template <typename T>
-    void operator()(T* p) const noexcept
-    {
-        Unref(p);
-    }
-};
-
-using SdEventPtr = std::unique_ptr<sd_event, SdUnref<sd_event_unref>>;
+using SdEventPtr = std::unique_ptr<sd_event, FreeWith<sd_event_unref>>;
 // Disabled as it goes: a source freed from inside another's callback never
 // fires again.
-using SdEventSourcePtr = std::unique_ptr<sd_event_source, SdUnref<sd_event_source_disable_unref>>;
-using SdBusPtr = std::unique_ptr<sd_bus, SdUnref<sd_bus_flush_close_unref>>;
-using SdBusSlotPtr = std::unique_ptr<sd_bus_slot, SdUnref<sd_bus_slot_unref>>;
-using SdBusTrackPtr = std::unique_ptr<sd_bus_track, SdUnref<sd_bus_track_unref>>;
-using SdBusMessagePtr = std::unique_ptr<sd_bus_message, SdUnref<sd_bus_message_unref>>;
-using SdBusCredsPtr = std::unique_ptr<sd_bus_creds, SdUnref<sd_bus_creds_unref>>;
+using SdEventSourcePtr = std::unique_ptr<sd_event_source, FreeWith<sd_event_source_disable_unref>>;
+using SdBusPtr = std::unique_ptr<sd_bus, FreeWith<sd_bus_flush_close_unref>>;
+using SdBusSlotPtr = std::unique_ptr<sd_bus_slot, FreeWith<sd_bus_slot_unref>>;
+using SdBusTrackPtr = std::unique_ptr<sd_bus_track, FreeWith<sd_bus_track_unref>>;
+using SdBusMessagePtr = std::unique_ptr<sd_bus_message, FreeWith<sd_bus_message_unref>>;
+using SdBusCredsPtr = std::unique_ptr<sd_bus_creds, FreeWith<sd_bus_creds_unref>>;
 
 // Arms `source` to fire once at `usec` on `clock`: made on first use, moved
 // and re-enabled after. Returns 0 or a negative errno (the timer is then

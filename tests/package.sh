@@ -21,15 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0 failed=0
-check() {
-    local what=$1; shift
-    if "$@" >"$work/check.out" 2>&1; then
-        echo "ok   $what"; passed=$((passed + 1))
-    else
-        echo "FAIL $what"; sed 's/^/     | /' "$work/check.out" | head -20; failed=$((failed + 1))
-    fi
-}
+CHECK_OUT=$work/check.out
+. tests/check.sh
 
 echo "== build: the two commands of the README, from a clean copy of the tree"
 apt-get install -y --no-install-recommends dpkg-dev lintian >/dev/null

@@ -54,15 +54,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-passed=0 failed=0
-check() {
-    local what=$1; shift
-    if "$@" >"$base/check.out" 2>&1; then
-        echo "ok   $what"; passed=$((passed + 1))
-    else
-        echo "FAIL $what"; sed 's/^/     | /' "$base/check.out" | head -20; failed=$((failed + 1))
-    fi
-}
+CHECK_OUT=$base/check.out
+. tests/check.sh
 fails() { ! "$@"; }
 die() { echo "FAIL setup: $*"; failed=$((failed + 1)); echo "$passed passed, $failed failed"; exit 1; }
 # wait_for SECONDS COMMAND...: polls every half second until COMMAND

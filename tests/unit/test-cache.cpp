@@ -3,6 +3,8 @@
 #include "cache/format.hpp"
 #include "ruleset/compile.hpp"
 
+#include "address-literal.hpp"
+
 #include <doctest/doctest.h>
 
 using namespace fqdnd;
@@ -10,11 +12,6 @@ using namespace fqdnd::cache;
 using namespace std::chrono_literals;
 
 namespace {
-
-Address ip(const char* s)
-{
-    return *Address::parse(s);
-}
 
 struct Fixture {
     Cache cache{Limits{std::chrono::seconds(60), 2}};

@@ -4,6 +4,8 @@
 #include "cache/persist.hpp"
 #include "ruleset/compile.hpp"
 
+#include "address-literal.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -15,11 +17,6 @@ using namespace fqdnd::cache;
 using namespace std::chrono_literals;
 
 namespace {
-
-Address ip(const char* s)
-{
-    return *Address::parse(s);
-}
 
 struct Fixture {
     Time now{std::chrono::sys_days{std::chrono::year{2026} / 12 / 1}};

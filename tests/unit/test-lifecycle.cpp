@@ -4,6 +4,8 @@
 #include "cache/persist.hpp"
 #include "ruleset/compile.hpp"
 
+#include "address-literal.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,11 +19,6 @@ using namespace fqdnd::cache;
 using namespace std::chrono_literals;
 
 namespace {
-
-Address ip(const char* s)
-{
-    return *Address::parse(s);
-}
 
 const Address client = *Address::parse("192.0.2.2");
 const Address other_client = *Address::parse("192.0.2.3");

@@ -2,6 +2,8 @@
 // next start reads back. Runs on a private sd-event loop, without root.
 #include "state/store.hpp"
 
+#include "address-literal.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -13,11 +15,6 @@ using namespace fqdnd;
 using namespace std::chrono_literals;
 
 namespace {
-
-Address ip(const char* s)
-{
-    return *Address::parse(s);
-}
 
 struct Dir {
     std::filesystem::path path;
