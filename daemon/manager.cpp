@@ -766,35 +766,17 @@ void Manager::on_logged(const nflog::Logged& l)
 {
     if (!bus_ || !bus_->monitoring())
         return;
-    const auto rule = nflog::parse_prefix(l.prefix, ruleset::log_prefix);
-    if (!rule)
+    const auto d = nflog::attribute(l, ruleset::log_prefix);
+    if (!d)
         return;
-    const auto h = dns::decode_headers(l.payload);
-    if (!h)
-        return;
-    MonitorDrop d;
+    // The names of a flood's one destination: one walk a second.
     const cache::Time t = now();
-    d.time_ms = static_cast<uint64_t>(t.time_since_epoch().count());
-    d.kind = std::string(rule->kind);
-    d.policy = std::string(rule->policy);
-    d.source = h->src.to_string();
-    d.destination = h->dst.to_string();
-    d.protocol = nflog::protocol_name(h->protocol);
-    d.port = h->dport;
-    // A forwarded packet has come in on an interface; a local one has not.
-    if (l.indev) {
-        d.endpoint = d.source;
-        d.interface = interface_name(l.indev);
-    } else {
-        d.endpoint = l.uid ? "uid:" + std::to_string(*l.uid) : "local";
-    }
-    if (!(h->dst == last_drop_address_) || t - last_drop_time_ >= std::chrono::seconds(1)) {
-        last_drop_address_ = h->dst;
-        last_drop_names_ = cache_.names_of(h->dst);
+    if (!(d->destination == last_drop_address_) || t - last_drop_time_ >= std::chrono::seconds(1)) {
+        last_drop_address_ = d->destination;
+        last_drop_names_ = cache_.names_of(d->destination);
         last_drop_time_ = t;
     }
-    d.names = last_drop_names_;
-    bus_->emit(d);
+    bus_->emit(*d, t, d->indev ? interface_name(d->indev) : "", last_drop_names_);
 }
 
 void Manager::dump_cache()

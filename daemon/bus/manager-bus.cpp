@@ -527,12 +527,14 @@ void ManagerBus::emit(const dns::Event& e, cache::Time at, const std::vector<std
     });
 }
 
-void ManagerBus::emit(const MonitorDrop& d)
+void ManagerBus::emit(const nflog::Drop& d, cache::Time at, const std::string& interface,
+                      const std::vector<std::string>& names)
 {
+    const std::string endpoint = d.endpoint(), source = d.source.to_string(), destination = d.destination.to_string();
     emit_signal("Drop", [&](Builder& b) {
-        b.append("tssssssqs", d.time_ms, d.kind.c_str(), d.policy.c_str(), d.endpoint.c_str(), d.source.c_str(),
-                 d.destination.c_str(), d.protocol.c_str(), d.port, d.interface.c_str())
-            .strings(d.names);
+        b.append("tssssssqs", static_cast<uint64_t>(at.time_since_epoch().count()), d.kind.c_str(), d.policy.c_str(),
+                 endpoint.c_str(), source.c_str(), destination.c_str(), d.protocol.c_str(), d.port, interface.c_str())
+            .strings(names);
     });
 }
 

@@ -2,6 +2,7 @@
 
 #include "bus/backend.hpp"
 #include "dns/engine.hpp"
+#include "nflog/nflog.hpp"
 #include "sd-util.hpp"
 
 #include <systemd/sd-bus.h>
@@ -14,15 +15,6 @@
 
 namespace fqdnd {
 
-// A drop the log told, as the signal Drop carries it to `fqdnctl monitor`.
-struct MonitorDrop {
-    uint64_t time_ms = 0;
-    std::string kind;   // drop, dns-server (DNS to a server no rule lists), audit (would drop)
-    std::string policy, endpoint, source, destination, protocol;
-    uint16_t port = 0;  // 0 when the protocol has none
-    std::string interface; // the input interface of a forwarded packet
-    std::vector<std::string> names; // that the cache knows for the destination
-};
 
 // org.fqdnd1.Manager at /org/fqdnd1 on the system bus (or the bus
 // DBUS_SYSTEM_BUS_ADDRESS names). Reading is for root and the fqdnd group;
@@ -48,7 +40,9 @@ public:
     // A DNS event at `at`; an answer that taught, with the selectors whose
     // sets took its addresses and how long it waited for them.
     void emit(const dns::Event& e, cache::Time at, const std::vector<std::string>& selectors, uint64_t hold_us);
-    void emit(const MonitorDrop& d);
+    // A drop the log told at `at`, with the forwarded packet's input
+    // interface and the names the cache knows for its destination.
+    void emit(const nflog::Drop& d, cache::Time at, const std::string& interface, const std::vector<std::string>& names);
 
 private:
     template <typename Fill>

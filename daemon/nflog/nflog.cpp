@@ -1,5 +1,7 @@
 #include "nflog/nflog.hpp"
 
+#include "dns/packet.hpp"
+
 #include <netinet/in.h>
 
 // glibc before the kernel headers, which then leave its definitions alone.
@@ -151,6 +153,26 @@ std::string protocol_name(uint8_t protocol)
     case IPPROTO_ICMPV6: return "icmpv6";
     default: return std::to_string(protocol);
     }
+}
+
+std::string Drop::endpoint() const
+{
+    // A forwarded packet has come in on an interface; a local one has not.
+    if (indev)
+        return source.to_string();
+    return uid ? "uid:" + std::to_string(*uid) : "local";
+}
+
+std::optional<Drop> attribute(const Logged& l, std::string_view prefix)
+{
+    const auto rule = parse_prefix(l.prefix, prefix);
+    if (!rule)
+        return std::nullopt;
+    const auto h = dns::decode_headers(l.payload);
+    if (!h)
+        return std::nullopt;
+    return Drop{std::string(rule->kind), std::string(rule->policy), h->src, h->dst, protocol_name(h->protocol), h->dport,
+                l.indev, l.uid};
 }
 
 } // namespace fqdnd::nflog

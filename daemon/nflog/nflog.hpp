@@ -1,5 +1,6 @@
 #pragma once
 
+#include "config/address.hpp"
 #include "nft/netlink.hpp"
 
 #include <cstdint>
@@ -30,6 +31,22 @@ std::optional<RulePrefix> parse_prefix(std::string_view logged, std::string_view
 
 // "tcp", "udp", "sctp", "icmp", "icmpv6", or the number.
 std::string protocol_name(uint8_t protocol);
+
+// A drop one of fqdnd's rules logged, as far as the prefix and the packet's
+// first bytes tell.
+struct Drop {
+    std::string kind, policy; // from the prefix
+    Address source, destination;
+    std::string protocol;     // protocol_name()
+    uint16_t port = 0;        // 0 when the protocol has none
+    uint32_t indev = 0;       // the input interface of a forwarded packet
+    std::optional<uint32_t> uid;
+    // Whom it is about: a forwarded packet's source address; for a local
+    // one "uid:N", or "local" when the socket's owner is not known.
+    std::string endpoint() const;
+};
+// Nothing for another's log line or a packet that does not decode.
+std::optional<Drop> attribute(const Logged& l, std::string_view prefix);
 
 class Reader {
 public:

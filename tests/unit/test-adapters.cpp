@@ -1,6 +1,7 @@
 // What the kernel adapters read from the kernel's text and messages, fed
 // by hand: no root, no kernel.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "dns/packet.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 
@@ -46,4 +47,33 @@ TEST_CASE("a drop rule's log prefix names the kind of drop and the policy")
     CHECK(nflog::protocol_name(6) == "tcp");
     CHECK(nflog::protocol_name(58) == "icmpv6");
     CHECK(nflog::protocol_name(47) == "47");
+}
+
+TEST_CASE("a logged drop is attributed: to the forwarded packet's source, or to the local socket's owner")
+{
+    const auto from = *Address::parse("192.0.2.2"), to = *Address::parse("2001:db8::99");
+    const auto v4 = dns::build_tcp(from, 40000, *Address::parse("203.0.113.99"), 443, 1, 0, 0x02, {});
+    nflog::Logged l{"fqdnd drop echo", v4, 3, 0, std::nullopt, std::nullopt};
+    const auto d = nflog::attribute(l, "fqdnd ");
+    REQUIRE(d);
+    CHECK(d->kind == "drop");
+    CHECK(d->policy == "echo");
+    CHECK(d->endpoint() == "192.0.2.2");
+    CHECK(d->destination.to_string() == "203.0.113.99");
+    CHECK(d->protocol == "tcp");
+    CHECK(d->port == 443);
+
+    const auto v6 = dns::build_udp(*Address::parse("2001:db8::2"), 5353, to, 53, {});
+    nflog::Logged local{"fqdnd dns-server web", v6, 0, 2, 65534u, 65534u};
+    const auto e = nflog::attribute(local, "fqdnd ");
+    REQUIRE(e);
+    CHECK(e->endpoint() == "uid:65534");
+    CHECK(e->protocol == "udp");
+    CHECK(e->port == 53);
+    local.uid.reset();
+    CHECK(nflog::attribute(local, "fqdnd ")->endpoint() == "local");
+
+    nflog::Logged truncated{"fqdnd drop echo", std::span<const uint8_t>(v4).first(10), 3, 0, std::nullopt, std::nullopt};
+    CHECK_FALSE(nflog::attribute(truncated, "fqdnd "));
+    CHECK_FALSE(nflog::attribute(nflog::Logged{"ulogd x", v4, 3, 0, std::nullopt, std::nullopt}, "fqdnd "));
 }
