@@ -11,6 +11,7 @@
 #include "fqdn/matcher.hpp"
 #include "fqdn/name.hpp"
 #include "config/loader.hpp"
+#include "cgroup/watch.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
 
@@ -99,8 +100,14 @@ int Manager::start()
                                                                                 : "xtables NFQUEUE target (nft compat)")
               + "; set element refresh: " + std::string(nft::to_string(refresh_)));
 
-    if (int r = apply_ruleset(*config_, "start"); r < 0)
+    auto units = find_units(*config_, nullptr);
+    if (!units) {
+        log::error("not starting");
+        return -EINVAL;
+    }
+    if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
         return r;
+    units_ = std::move(*units);
 
     // The cache fills the sets of selectors; what the kernel kept across a
     // restart stays there until the state file brings the cache back.
@@ -175,11 +182,11 @@ int Manager::run()
     return r;
 }
 
-int Manager::apply_ruleset(const config::Config& config, const char* why)
+int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why)
 {
     const ruleset::Ruleset rs = ruleset::compile(config);
     std::string problem;
-    if (int r = table_->apply(rs, queue_mode_, &problem); r < 0) {
+    if (int r = table_->apply(rs, queue_mode_, units, &problem); r < 0) {
         log::error(std::string("cannot put the ruleset in place (") + why + "): " + problem);
         return r;
     }
@@ -223,14 +230,21 @@ int Manager::reload(std::vector<std::string>* errors)
         log::error("reload refused; the running configuration stays");
         return -EINVAL;
     }
+    auto units = find_units(*loaded.config, errors);
+    if (!units) {
+        ++reload_failures_;
+        log::error("reload refused; the running configuration stays");
+        return -EINVAL;
+    }
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
-    if (int r = apply_ruleset(*loaded.config, "reload"); r < 0) {
+    if (int r = apply_ruleset(*loaded.config, *units, "reload"); r < 0) {
         ++reload_failures_;
         sd_notify(0, "READY=1");
         return r;
     }
     config_ = std::move(loaded.config);
+    units_ = std::move(*units);
     engine_->configure(*config_);
     interface_names_.clear();
     cache_.set_limits(limits_of(config_->settings));
@@ -308,7 +322,7 @@ void Manager::restore()
     const bool present = table_->exists(config_->settings.table);
     log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")
                  + " by someone else; putting it back");
-    if (apply_ruleset(*config_, "restore") < 0)
+    if (apply_ruleset(*config_, units_, "restore") < 0)
         return;
     ++restores_;
     std::vector<cache::ElementOp> ops;
@@ -316,6 +330,29 @@ void Manager::restore()
     std::string problem;
     if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
         log::warning("restore: refilling the sets: " + problem);
+}
+
+std::optional<cgroup::UnitCgroups> Manager::find_units(const config::Config& config, std::vector<std::string>* errors)
+{
+    const std::vector<std::string> names = config.units();
+    if (names.empty())
+        return cgroup::UnitCgroups{};
+    cgroup::Search found = cgroup::find_units(names);
+    for (const auto& [unit, problem] : found.problems) {
+        log::error(problem);
+        if (errors)
+            errors->push_back(problem);
+    }
+    if (!found.problems.empty())
+        return std::nullopt;
+    // At boot fqdnd starts before the services that policies name: their
+    // rules are in place, matching nothing, and follow them when they start.
+    const std::string root = cgroup::hierarchy_root().value_or("the cgroup v2 hierarchy");
+    for (const auto& [unit, where] : found.cgroups)
+        if (!where)
+            log::warning("unit " + unit + " has no cgroup below " + root
+                         + " (not running): the rules that select it match nothing until it starts");
+    return std::move(found.cgroups);
 }
 
 cache::Time Manager::now()

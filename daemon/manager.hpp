@@ -2,6 +2,7 @@
 
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
+#include "cgroup/units.hpp"
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
@@ -69,7 +70,12 @@ public:
     size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) override;
 
 private:
-    int apply_ruleset(const config::Config& config, const char* why);
+    int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
+    // The cgroups of the units that `config`'s policies name, looked up
+    // now. A unit without one (not running) is a warning: its rules match
+    // nothing until it starts. Nothing when a unit's cgroup cannot be told
+    // (each problem logged, and added to `errors`).
+    std::optional<cgroup::UnitCgroups> find_units(const config::Config& config, std::vector<std::string>* errors);
     int open_monitor();
     int open_queues();
     void on_packet(const nfq::Packet& p);
@@ -147,6 +153,8 @@ private:
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
         metrics_timer_;
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
+    // The cgroups of the units policies name, as the kernel's rules have them.
+    cgroup::UnitCgroups units_;
     std::unique_ptr<ManagerBus> bus_;
     uint64_t unexplained_elements_ = 0;
     std::unique_ptr<state::Store> state_;

@@ -1,12 +1,18 @@
 // What the kernel adapters read from the kernel's text and messages, fed
 // by hand: no root, no kernel.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "cgroup/watch.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <sstream>
+#include <string>
 
 using namespace fqdnd;
 
@@ -46,4 +52,58 @@ TEST_CASE("a drop rule's log prefix names the kind of drop and the policy")
     CHECK(nflog::protocol_name(6) == "tcp");
     CHECK(nflog::protocol_name(58) == "icmpv6");
     CHECK(nflog::protocol_name(47) == "47");
+}
+
+namespace {
+
+// A directory tree that stands for the cgroup hierarchy (inotify and
+// inodes behave alike on the test's file system), removed at the end.
+struct Tree {
+    std::string root;
+    Tree()
+    {
+        char tmpl[] = "/tmp/fqdnd-cgroup.XXXXXX";
+        REQUIRE(mkdtemp(tmpl));
+        root = tmpl;
+    }
+    ~Tree() { std::filesystem::remove_all(root); }
+    std::string mkdir(const std::string& rel) const
+    {
+        const std::string p = root + "/" + rel;
+        REQUIRE(::mkdir(p.c_str(), 0755) == 0);
+        return p;
+    }
+    void rmdir(const std::string& rel) const { REQUIRE(::rmdir((root + "/" + rel).c_str()) == 0); }
+    uint64_t inode(const std::string& rel) const
+    {
+        struct stat st {};
+        REQUIRE(stat((root + "/" + rel).c_str(), &st) == 0);
+        return st.st_ino;
+    }
+};
+
+} // namespace
+
+TEST_CASE("a walk of the hierarchy finds each unit's shallowest cgroup, with its level and inode")
+{
+    Tree t;
+    t.mkdir("system.slice");
+    t.mkdir("system.slice/web.service");
+    t.mkdir("user.slice");
+    t.mkdir("user.slice/user-1000.slice");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/web.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/deep.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/deep.service/too.service"); // level 6
+
+    const cgroup::Search s = cgroup::find_units(t.root, {"web.service", "deep.service", "too.service", "gone.service"});
+    CHECK(s.problems.empty());
+    REQUIRE(s.cgroups.at("web.service"));
+    CHECK(*s.cgroups.at("web.service")
+          == cgroup::UnitCgroup{t.root + "/system.slice/web.service", 2, t.inode("system.slice/web.service")});
+    REQUIRE(s.cgroups.at("deep.service"));
+    CHECK(s.cgroups.at("deep.service")->level == 5);
+    CHECK_FALSE(s.cgroups.at("too.service")); // below the deepest level looked at
+    CHECK_FALSE(s.cgroups.at("gone.service"));
 }
