@@ -23,6 +23,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -134,6 +135,7 @@ int Manager::start()
     if (int r = open_queues(); r < 0)
         return r;
     open_nflog();
+    watch_units();
     // The metrics for node_exporter's textfile collector, when asked for.
     if (int r = event_reset_time_relative(event_.get(), metrics_timer_, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer,
                                           this);
@@ -245,6 +247,7 @@ int Manager::reload(std::vector<std::string>* errors)
     }
     config_ = std::move(loaded.config);
     units_ = std::move(*units);
+    watch_units();
     engine_->configure(*config_);
     interface_names_.clear();
     cache_.set_limits(limits_of(config_->settings));
@@ -353,6 +356,109 @@ std::optional<cgroup::UnitCgroups> Manager::find_units(const config::Config& con
             log::warning("unit " + unit + " has no cgroup below " + root
                          + " (not running): the rules that select it match nothing until it starts");
     return std::move(found.cgroups);
+}
+
+void Manager::watch_units()
+{
+    std::vector<std::string> names;
+    for (const auto& [unit, where] : units_)
+        names.push_back(unit);
+    if (names.empty()) {
+        // No policy names a unit: nothing is watched.
+        units_source_.reset();
+        units_timer_.reset();
+        units_watch_.close();
+        units_polled_ = false;
+        return;
+    }
+    const std::optional<std::string> root = cgroup::hierarchy_root();
+    if (units_watch_.is_open() && root) {
+        units_watch_.watch(*root, names); // the same directories; the names change
+        return;
+    }
+    if (units_polled_)
+        return;
+    int r = root ? units_watch_.watch(*root, names) : -ENOENT;
+    sd_event_source* src = nullptr;
+    if (r == 0 && (r = sd_event_add_io(event_.get(), &src, units_watch_.fd(), EPOLLIN, on_units, this)) >= 0) {
+        units_source_.reset(src);
+        log::info("following the cgroups of " + std::to_string(names.size()) + (names.size() == 1 ? " unit" : " units")
+                  + ": inotify on " + std::to_string(units_watch_.directories()) + " directories of " + *root);
+        // What came or went before the watch began.
+        refresh_units();
+        return;
+    }
+    poll_units(r);
+}
+
+void Manager::poll_units(int why)
+{
+    units_source_.reset();
+    units_watch_.close();
+    if (!units_polled_)
+        log::warning("cannot watch the cgroup hierarchy with inotify (" + errno_text(why)
+                     + "): looking at the units' cgroups once a second instead");
+    units_polled_ = true;
+    if (int r = event_reset_time_relative(event_.get(), units_timer_, CLOCK_MONOTONIC, 1'000'000, 100'000,
+                                          on_units_timer, this);
+        r < 0)
+        log::error("cannot arm the timer that looks at the units' cgroups: " + errno_text(r));
+}
+
+int Manager::on_units(sd_event_source*, int, uint32_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    const cgroup::Watch::Seen seen = m->units_watch_.read();
+    if (seen.error < 0)
+        m->poll_units(seen.error); // a directory without a watch: a unit there would go unseen
+    if (seen.named || seen.error < 0)
+        m->refresh_units();
+    return 0;
+}
+
+int Manager::on_units_timer(sd_event_source*, uint64_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    m->refresh_units();
+    if (m->units_polled_)
+        m->poll_units(0);
+    return 0;
+}
+
+void Manager::refresh_units()
+{
+    if (units_.empty())
+        return;
+    // Once a second without inotify: a stat of each cgroup while every unit
+    // has one, a walk only when one has none.
+    if (units_polled_ && cgroup::unchanged(units_))
+        return;
+    std::vector<std::string> names;
+    for (const auto& [unit, where] : units_)
+        names.push_back(unit);
+    cgroup::Search found = cgroup::find_units(names);
+    for (const auto& [unit, problem] : found.problems) {
+        // fqdnd cannot refuse what happens on the host: the unit's rules stay.
+        found.cgroups[unit] = units_[unit];
+        log::warning(problem + "; its rules stay as they are");
+    }
+    const std::vector<std::string> changed = cgroup::changes(units_, found.cgroups);
+    if (changed.empty())
+        return;
+    std::string what;
+    for (const std::string& c : changed)
+        what += (what.empty() ? "" : "; ") + c;
+    log::info("putting the ruleset in place again: " + what);
+    if (apply_ruleset(*config_, found.cgroups, "units") < 0) {
+        // Tried again in a second, with whatever the units have then.
+        if (int r = event_reset_time_relative(event_.get(), units_timer_, CLOCK_MONOTONIC, 1'000'000, 100'000,
+                                              on_units_timer, this);
+            r < 0)
+            log::error("cannot arm the timer that looks at the units' cgroups: " + errno_text(r));
+        return;
+    }
+    units_ = std::move(found.cgroups);
+    ++unit_changes_;
 }
 
 cache::Time Manager::now()
@@ -685,6 +791,9 @@ std::vector<metrics::Sample> Manager::metric_samples() const
         {"fqdnd_ruleset_reloads_total", "", static_cast<double>(reloads_)},
         {"fqdnd_ruleset_reload_failures_total", "", static_cast<double>(reload_failures_)},
         {"fqdnd_ruleset_restores_total", "", static_cast<double>(restores_)},
+        {"fqdnd_ruleset_unit_changes_total", "", static_cast<double>(unit_changes_)},
+        {"fqdnd_units_without_cgroup", "",
+         static_cast<double>(std::count_if(units_.begin(), units_.end(), [](const auto& u) { return !u.second; }))},
     };
     static constexpr const char* reasons[] = {"none", "unparsable", "not-a-query", "not-an-answer",
                                               "question-count", "cname-chain", "too-long", "edns"};

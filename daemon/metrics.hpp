@@ -57,6 +57,10 @@ inline constexpr Info table[] = {
     {"fqdnd_ruleset_reloads_total", "counter", "Reloads of the configuration that were applied."},
     {"fqdnd_ruleset_reload_failures_total", "counter", "Reloads refused (configuration errors) or failed (kernel)."},
     {"fqdnd_ruleset_restores_total", "counter", "Times the table was put back after someone else changed it."},
+    {"fqdnd_ruleset_unit_changes_total", "counter",
+     "Times the ruleset was put in place again because the cgroup of a unit that a policy names came, went or was replaced."},
+    {"fqdnd_units_without_cgroup", "gauge",
+     "Units that policies name and that have no cgroup now (not running): their rules match nothing."},
 };
 
 struct Sample {

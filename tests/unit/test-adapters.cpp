@@ -106,4 +106,63 @@ TEST_CASE("a walk of the hierarchy finds each unit's shallowest cgroup, with its
     CHECK(s.cgroups.at("deep.service")->level == 5);
     CHECK_FALSE(s.cgroups.at("too.service")); // below the deepest level looked at
     CHECK_FALSE(s.cgroups.at("gone.service"));
+
+    CHECK(cgroup::unchanged({{"web.service", s.cgroups.at("web.service")}}));
+    CHECK_FALSE(cgroup::unchanged(s.cgroups)); // gone.service has none
+    t.rmdir("system.slice/web.service");
+    t.mkdir("system.slice/web.service");
+    const uint64_t was = s.cgroups.at("web.service")->id;
+    if (t.inode("system.slice/web.service") != was) // a file system may hand the inode out again
+        CHECK_FALSE(cgroup::unchanged({{"web.service", s.cgroups.at("web.service")}}));
+}
+
+TEST_CASE("the watch tells when a directory of a unit's name comes or goes, at any level a unit can be")
+{
+    Tree t;
+    t.mkdir("system.slice");
+    cgroup::Watch w;
+    REQUIRE(w.watch(t.root, {"web.service"}) == 0);
+    CHECK(w.directories() == 2);
+    CHECK_FALSE(w.read().named); // nothing happened
+
+    t.mkdir("system.slice/other.service");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("system.slice/web.service");
+    CHECK(w.read().named);
+    t.rmdir("system.slice/web.service");
+    CHECK(w.read().named);
+
+    // A slice made after the watch is watched too, and a unit made in it
+    // before fqdnd read the slice's event is seen all the same.
+    t.mkdir("user.slice");
+    t.mkdir("user.slice/web.service");
+    CHECK(w.read().named);
+    t.rmdir("user.slice/web.service");
+    CHECK(w.read().named);
+    t.mkdir("user.slice/user-1000.slice");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/web.service"); // level 5
+    CHECK(w.read().named);
+    // Level 5 holds units but nothing that holds units: not watched.
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service/web.service");
+    CHECK_FALSE(w.read().named);
+    const size_t watched = w.directories();
+
+    // Removed directories are no longer watched; the names can change.
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service/web.service");
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service");
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice/web.service");
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice");
+    CHECK(w.read().named);
+    CHECK(w.directories() == watched - 1);
+    REQUIRE(w.watch(t.root, {"db.service"}) == 0);
+    t.mkdir("system.slice/web.service");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("system.slice/db.service");
+    CHECK(w.read().named);
+    CHECK(w.read().error == 0);
 }
