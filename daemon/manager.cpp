@@ -11,6 +11,7 @@
 #include "fqdn/matcher.hpp"
 #include "fqdn/name.hpp"
 #include "config/loader.hpp"
+#include "cgroup/watch.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
 
@@ -22,6 +23,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -99,8 +101,14 @@ int Manager::start()
                                                                                 : "xtables NFQUEUE target (nft compat)")
               + "; set element refresh: " + std::string(nft::to_string(refresh_)));
 
-    if (int r = apply_ruleset(*config_, "start"); r < 0)
+    auto units = find_units(*config_, nullptr);
+    if (!units) {
+        log::error("not starting");
+        return -EINVAL;
+    }
+    if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
         return r;
+    units_ = std::move(*units);
 
     // The cache fills the sets of selectors; what the kernel kept across a
     // restart stays there until the state file brings the cache back.
@@ -127,6 +135,7 @@ int Manager::start()
     if (int r = open_queues(); r < 0)
         return r;
     open_nflog();
+    watch_units();
     // The metrics for node_exporter's textfile collector, when asked for.
     if (int r = event_reset_time_relative(event_.get(), metrics_timer_, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer,
                                           this);
@@ -175,11 +184,11 @@ int Manager::run()
     return r;
 }
 
-int Manager::apply_ruleset(const config::Config& config, const char* why)
+int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why)
 {
     const ruleset::Ruleset rs = ruleset::compile(config);
     std::string problem;
-    if (int r = table_->apply(rs, queue_mode_, &problem); r < 0) {
+    if (int r = table_->apply(rs, queue_mode_, units, &problem); r < 0) {
         log::error(std::string("cannot put the ruleset in place (") + why + "): " + problem);
         return r;
     }
@@ -223,14 +232,22 @@ int Manager::reload(std::vector<std::string>* errors)
         log::error("reload refused; the running configuration stays");
         return -EINVAL;
     }
+    auto units = find_units(*loaded.config, errors);
+    if (!units) {
+        ++reload_failures_;
+        log::error("reload refused; the running configuration stays");
+        return -EINVAL;
+    }
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
-    if (int r = apply_ruleset(*loaded.config, "reload"); r < 0) {
+    if (int r = apply_ruleset(*loaded.config, *units, "reload"); r < 0) {
         ++reload_failures_;
         sd_notify(0, "READY=1");
         return r;
     }
     config_ = std::move(loaded.config);
+    units_ = std::move(*units);
+    watch_units();
     engine_->configure(*config_);
     interface_names_.clear();
     cache_.set_limits(limits_of(config_->settings));
@@ -308,7 +325,7 @@ void Manager::restore()
     const bool present = table_->exists(config_->settings.table);
     log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")
                  + " by someone else; putting it back");
-    if (apply_ruleset(*config_, "restore") < 0)
+    if (apply_ruleset(*config_, units_, "restore") < 0)
         return;
     ++restores_;
     std::vector<cache::ElementOp> ops;
@@ -316,6 +333,132 @@ void Manager::restore()
     std::string problem;
     if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
         log::warning("restore: refilling the sets: " + problem);
+}
+
+std::optional<cgroup::UnitCgroups> Manager::find_units(const config::Config& config, std::vector<std::string>* errors)
+{
+    const std::vector<std::string> names = config.units();
+    if (names.empty())
+        return cgroup::UnitCgroups{};
+    cgroup::Search found = cgroup::find_units(names);
+    for (const auto& [unit, problem] : found.problems) {
+        log::error(problem);
+        if (errors)
+            errors->push_back(problem);
+    }
+    if (!found.problems.empty())
+        return std::nullopt;
+    // At boot fqdnd starts before the services that policies name: their
+    // rules are in place, matching nothing, and follow them when they start.
+    const std::string root = cgroup::hierarchy_root().value_or("the cgroup v2 hierarchy");
+    for (const auto& [unit, where] : found.cgroups)
+        if (!where)
+            log::warning("unit " + unit + " has no cgroup below " + root
+                         + " (not running): the rules that select it match nothing until it starts");
+    return std::move(found.cgroups);
+}
+
+void Manager::watch_units()
+{
+    std::vector<std::string> names;
+    for (const auto& [unit, where] : units_)
+        names.push_back(unit);
+    if (names.empty()) {
+        // No policy names a unit: nothing is watched.
+        units_source_.reset();
+        units_timer_.reset();
+        units_watch_.close();
+        units_polled_ = false;
+        return;
+    }
+    const std::optional<std::string> root = cgroup::hierarchy_root();
+    if (units_watch_.is_open() && root) {
+        units_watch_.watch(*root, names); // the same directories; the names change
+        return;
+    }
+    if (units_polled_)
+        return;
+    int r = root ? units_watch_.watch(*root, names) : -ENOENT;
+    sd_event_source* src = nullptr;
+    if (r == 0 && (r = sd_event_add_io(event_.get(), &src, units_watch_.fd(), EPOLLIN, on_units, this)) >= 0) {
+        units_source_.reset(src);
+        log::info("following the cgroups of " + std::to_string(names.size()) + (names.size() == 1 ? " unit" : " units")
+                  + ": inotify on " + std::to_string(units_watch_.directories()) + " directories of " + *root);
+        // What came or went before the watch began.
+        refresh_units();
+        return;
+    }
+    poll_units(r);
+}
+
+void Manager::poll_units(int why)
+{
+    units_source_.reset();
+    units_watch_.close();
+    if (!units_polled_)
+        log::warning("cannot watch the cgroup hierarchy with inotify (" + errno_text(why)
+                     + "): looking at the units' cgroups once a second instead");
+    units_polled_ = true;
+    if (int r = event_reset_time_relative(event_.get(), units_timer_, CLOCK_MONOTONIC, 1'000'000, 100'000,
+                                          on_units_timer, this);
+        r < 0)
+        log::error("cannot arm the timer that looks at the units' cgroups: " + errno_text(r));
+}
+
+int Manager::on_units(sd_event_source*, int, uint32_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    const cgroup::Watch::Seen seen = m->units_watch_.read();
+    if (seen.error < 0)
+        m->poll_units(seen.error); // a directory without a watch: a unit there would go unseen
+    if (seen.named || seen.error < 0)
+        m->refresh_units();
+    return 0;
+}
+
+int Manager::on_units_timer(sd_event_source*, uint64_t, void* self)
+{
+    auto* m = static_cast<Manager*>(self);
+    m->refresh_units();
+    if (m->units_polled_)
+        m->poll_units(0);
+    return 0;
+}
+
+void Manager::refresh_units()
+{
+    if (units_.empty())
+        return;
+    // Once a second without inotify: a stat of each cgroup while every unit
+    // has one, a walk only when one has none.
+    if (units_polled_ && cgroup::unchanged(units_))
+        return;
+    std::vector<std::string> names;
+    for (const auto& [unit, where] : units_)
+        names.push_back(unit);
+    cgroup::Search found = cgroup::find_units(names);
+    for (const auto& [unit, problem] : found.problems) {
+        // fqdnd cannot refuse what happens on the host: the unit's rules stay.
+        found.cgroups[unit] = units_[unit];
+        log::warning(problem + "; its rules stay as they are");
+    }
+    const std::vector<std::string> changed = cgroup::changes(units_, found.cgroups);
+    if (changed.empty())
+        return;
+    std::string what;
+    for (const std::string& c : changed)
+        what += (what.empty() ? "" : "; ") + c;
+    log::info("putting the ruleset in place again: " + what);
+    if (apply_ruleset(*config_, found.cgroups, "units") < 0) {
+        // Tried again in a second, with whatever the units have then.
+        if (int r = event_reset_time_relative(event_.get(), units_timer_, CLOCK_MONOTONIC, 1'000'000, 100'000,
+                                              on_units_timer, this);
+            r < 0)
+            log::error("cannot arm the timer that looks at the units' cgroups: " + errno_text(r));
+        return;
+    }
+    units_ = std::move(found.cgroups);
+    ++unit_changes_;
 }
 
 cache::Time Manager::now()
@@ -625,6 +768,9 @@ std::vector<metrics::Sample> Manager::metric_samples() const
     c.reloads = reloads_;
     c.reload_failures = reload_failures_;
     c.restores = restores_;
+    c.unit_changes = unit_changes_;
+    c.units_without_cgroup = static_cast<uint64_t>(
+        std::count_if(units_.begin(), units_.end(), [](const auto& u) { return !u.second; }));
     c.hold_us = hold_us_;
     return metrics::collect(c);
 }

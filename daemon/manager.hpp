@@ -2,6 +2,8 @@
 
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
+#include "cgroup/units.hpp"
+#include "cgroup/watch.hpp"
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
@@ -69,7 +71,21 @@ public:
     size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) override;
 
 private:
-    int apply_ruleset(const config::Config& config, const char* why);
+    int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
+    // The cgroups of the units that `config`'s policies name, looked up
+    // now. A unit without one (not running) is a warning: its rules match
+    // nothing until it starts. Nothing when a unit's cgroup cannot be told
+    // (each problem logged, and added to `errors`).
+    std::optional<cgroup::UnitCgroups> find_units(const config::Config& config, std::vector<std::string>* errors);
+    // Follows the cgroups of units_ with inotify, or once a second without
+    // it; nothing when no policy names a unit.
+    void watch_units();
+    void poll_units(int why);
+    // Looks at the units' cgroups again and, when one came, went or was
+    // replaced, puts the ruleset in place again with them.
+    void refresh_units();
+    static int on_units(sd_event_source*, int fd, uint32_t revents, void* self);
+    static int on_units_timer(sd_event_source*, uint64_t usec, void* self);
     int open_monitor();
     int open_queues();
     void on_packet(const nfq::Packet& p);
@@ -146,7 +162,12 @@ private:
     nft::Refresh refresh_ = nft::Refresh::readd;
     SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
         metrics_timer_;
-    uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
+    uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0, unit_changes_ = 0;
+    // The cgroups of the units policies name, as the kernel's rules have them.
+    cgroup::UnitCgroups units_;
+    cgroup::Watch units_watch_;
+    SdEventSourcePtr units_source_, units_timer_;
+    bool units_polled_ = false; // no inotify: looked at once a second
     std::unique_ptr<ManagerBus> bus_;
     uint64_t unexplained_elements_ = 0;
     std::unique_ptr<state::Store> state_;

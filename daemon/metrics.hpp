@@ -79,6 +79,11 @@ inline constexpr Info ruleset_reload_failures_total{"fqdnd_ruleset_reload_failur
 inline constexpr Info ruleset_restores_total{"fqdnd_ruleset_restores_total", "counter",
     "Times the table was put back after someone else changed it."};
 
+inline constexpr Info ruleset_unit_changes_total{"fqdnd_ruleset_unit_changes_total", "counter",
+    "Times the ruleset was put in place again because the cgroup of a unit that a policy names came, went or was replaced."};
+inline constexpr Info units_without_cgroup{"fqdnd_units_without_cgroup", "gauge",
+    "Units that policies name and that have no cgroup now (not running): their rules match nothing."};
+
 // In the order `fqdnctl metrics` prints them.
 inline constexpr const Info* table[] = {
     &active_names,
@@ -108,6 +113,8 @@ inline constexpr const Info* table[] = {
     &ruleset_reloads_total,
     &ruleset_reload_failures_total,
     &ruleset_restores_total,
+    &ruleset_unit_changes_total,
+    &units_without_cgroup,
 };
 
 struct Sample {
@@ -131,6 +138,7 @@ struct Counters {
     uint64_t drop_log_packets = 0, drop_log_enobufs = 0, conntrack_overruns = 0;
     uint64_t state_write_errors = 0, unexplained_elements = 0;
     uint64_t reloads = 0, reload_failures = 0, restores = 0;
+    uint64_t unit_changes = 0, units_without_cgroup = 0;
     // Answer holds: bucket i counts holds under 2^i microseconds.
     std::array<uint64_t, 24> hold_us{};
 };

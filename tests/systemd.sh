@@ -279,6 +279,54 @@ check "nobody's policy does not list probe.test: nobody is still denied 192.0.2.
 setup in_ct systemctl stop fq-probe
 starts() { in_ct systemctl restart fqdnd && is_active || { in_ct journalctl -u fqdnd -n 3 --no-pager; false; }; }
 check "a units policy whose unit is not running (as at boot) does not keep fqdnd from starting" starts
+# fqdnd_journal PATTERN: the running fqdnd logged a line matching PATTERN.
+fqdnd_journal() { in_ct journalctl --no-pager -o cat _PID="$(main_pid)" | grep -E "$1"; }
+check "its journal names the unit that has no cgroup" wait_for 10 fqdnd_journal 'unit fq-probe\.service has no cgroup'
+check "it follows the units' cgroups with inotify, in its sandbox" fqdnd_journal 'following the cgroups of 1 unit: inotify on'
+without_cgroup() { in_ct fqdnctl metrics | tee /dev/stderr | grep -qx "fqdnd_units_without_cgroup $1"; }
+check "fqdnctl metrics: fqdnd_units_without_cgroup 1" without_cgroup 1
+setup in_ct systemd-run --quiet --unit=fq-probe sleep infinity
+check "fq-probe starts: fqdnd puts its rules in place again, naming its cgroup" wait_for 20 fqdnd_journal 'fq-probe\.service started'
+check "fq-probe is denied what its policy does not list (192.0.2.30)" fails connects in_unit 192.0.2.30 80
+check "control: root reaches 192.0.2.30" connects in_ct 192.0.2.30 80
+check "fqdnctl metrics: fqdnd_units_without_cgroup 0" without_cgroup 0
+
+echo "== a units policy on a slice: a restart of a unit in it opens no window"
+setup in_ct systemd-run --quiet --unit=fq-web --slice=fqweb.slice sleep infinity
+in_ct tee /etc/fqdnd/policy.d/web.toml >/dev/null <<'EOF'
+[[policy]]
+name = "web"
+[policy.selector]
+units = ["fqweb.slice"]
+[[policy.egress]]
+to-cidrs = ["192.0.2.11/32"]
+EOF
+check "systemctl reload fqdnd" in_ct systemctl reload fqdnd
+check "the three policies are in force" wait_for 20 policies_are nobody probe web
+in_web() { in_ct sh -c 'echo $$ > /sys/fs/cgroup/fqweb.slice/fq-web.service/cgroup.procs && exec "$@"' sh "$@"; }
+check "a process of fq-web.service (in fqweb.slice) reaches 192.0.2.11" connects in_web 192.0.2.11 80
+check "and is denied 192.0.2.30" fails connects in_web 192.0.2.30 80
+inode() { in_ct stat -c %i "$1" || echo none; }
+slice_id=$(inode /sys/fs/cgroup/fqweb.slice)
+service_id=$(inode /sys/fs/cgroup/fqweb.slice/fq-web.service)
+setup in_ct systemctl restart fq-web
+check "systemctl restart fq-web: the service has a new cgroup" test "$(inode /sys/fs/cgroup/fqweb.slice/fq-web.service)" != "$service_id"
+check "and the slice's is the same ($slice_id): the rules that name it stay right" test "$(inode /sys/fs/cgroup/fqweb.slice)" = "$slice_id"
+check "the restarted service is denied 192.0.2.30 at once" fails connects in_web 192.0.2.30 80
+check "and reaches 192.0.2.11" connects in_web 192.0.2.11 80
+# At boot the slice is made when its first unit starts, after fqdnd: unless
+# fqdnd starts it (a drop-in), as docs/ruleset.md says.
+setup in_ct systemctl stop fqweb.slice
+setup in_ct systemctl restart fqdnd
+check "without fqweb.slice, fqdnd starts with one unit without a cgroup" wait_for 10 without_cgroup 1
+setup in_ct mkdir -p /etc/systemd/system/fqdnd.service.d
+in_ct sh -c 'printf "[Unit]\nWants=fqweb.slice\nAfter=fqweb.slice\n" > /etc/systemd/system/fqdnd.service.d/slice.conf'
+setup in_ct systemctl daemon-reload
+setup in_ct systemctl restart fqdnd
+check "with Wants= and After=fqweb.slice in a drop-in, the slice is there before fqdnd starts" wait_for 10 without_cgroup 0
+setup in_ct rm /etc/systemd/system/fqdnd.service.d/slice.conf /etc/fqdnd/policy.d/web.toml
+setup in_ct systemctl daemon-reload
+in_ct systemctl stop fq-probe fqweb.slice >/dev/null 2>&1 || true
 setup in_ct rm /etc/fqdnd/policy.d/probe.toml
 in_ct systemctl reset-failed fqdnd >/dev/null 2>&1 || true
 setup in_ct systemctl restart fqdnd

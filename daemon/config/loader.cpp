@@ -163,6 +163,16 @@ std::vector<FqdnSelector> Config::fqdn_selectors() const
     return all;
 }
 
+std::vector<std::string> Config::units() const
+{
+    std::vector<std::string> all;
+    for (const Policy& p : policies)
+        all.insert(all.end(), p.selector.units.begin(), p.selector.units.end());
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    return all;
+}
+
 std::string_view to_string(RejectCode c) noexcept
 {
     return c == RejectCode::refused ? "refused" : "name-error";

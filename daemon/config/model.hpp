@@ -122,6 +122,8 @@ struct Config {
     // Every distinct FQDN selector of every to-fqdns, sorted: one pair of
     // nftables sets each.
     std::vector<FqdnSelector> fqdn_selectors() const;
+    // Every systemd unit a policy selects, sorted and distinct.
+    std::vector<std::string> units() const;
 
     bool operator==(const Config& o) const { return settings == o.settings && policies == o.policies; }
 };

@@ -16,13 +16,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <memory>
-#include <sys/stat.h>
-#include <optional>
-#include <linux/magic.h>
-#include <sys/statfs.h>
 
 namespace fqdnd::nft {
 
@@ -31,68 +27,6 @@ using namespace ruleset;
 std::string_view to_string(QueueMode m) noexcept
 {
     return m == QueueMode::native ? "native" : "compat";
-}
-
-namespace {
-
-// The cgroup v2 hierarchy: /sys/fs/cgroup on a unified system, its
-// "unified" directory on a hybrid one; nothing on a v1-only one.
-std::optional<std::filesystem::path> cgroup2_root()
-{
-    for (const char* p : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-        struct statfs fs {};
-        if (statfs(p, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
-            return p;
-    }
-    return std::nullopt;
-}
-
-} // namespace
-
-std::optional<UnitCgroup> find_unit_cgroup(const std::string& unit, std::string* problem)
-{
-    namespace fs = std::filesystem;
-    const auto root = cgroup2_root();
-    if (!root) {
-        // A v1 directory's inode would never match a socket's v2 cgroup:
-        // the policy would select nothing, silently.
-        if (problem)
-            *problem = "unit " + unit + ": no cgroup v2 hierarchy (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)";
-        return std::nullopt;
-    }
-    // The shallowest directory of that name (system.slice/NAME before a
-    // user's NAME deeper down); two at that depth are ambiguous.
-    std::optional<UnitCgroup> best;
-    bool ambiguous = false;
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(*root, fs::directory_options::skip_permission_denied, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it.depth() > 4) {
-            it.disable_recursion_pending();
-            continue;
-        }
-        if (it->path().filename() != unit || !it->is_directory(ec))
-            continue;
-        struct stat st {};
-        if (stat(it->path().c_str(), &st) != 0)
-            continue;
-        const auto level = static_cast<uint32_t>(it.depth() + 1);
-        if (best && best->level == level)
-            ambiguous = true;
-        if (!best || level < best->level) {
-            best = UnitCgroup{it->path(), level, static_cast<uint64_t>(st.st_ino)};
-            ambiguous = false;
-        }
-    }
-    if (best && ambiguous) {
-        if (problem)
-            *problem = "unit " + unit + ": more than one cgroup of that name at " + best->path.parent_path().string()
-                + "'s depth";
-        return std::nullopt;
-    }
-    if (!best && problem)
-        *problem = "unit " + unit + " has no cgroup below " + root->string() + " (is it running?)";
-    return best;
 }
 
 namespace {
@@ -221,8 +155,10 @@ std::vector<Key> interval_keys(std::vector<Cidr> cidrs)
 
 class RuleWriter {
 public:
-    RuleWriter(Batch& batch, const std::string& table, QueueMode mode, uint32_t& next_set_id)
-        : batch_(batch), table_(table), mode_(mode), next_set_id_(next_set_id), rule_(nftnl_rule_alloc())
+    RuleWriter(Batch& batch, const std::string& table, QueueMode mode, const cgroup::UnitCgroups& units,
+               uint32_t& next_set_id)
+        : batch_(batch), table_(table), mode_(mode), units_(units), next_set_id_(next_set_id),
+          rule_(nftnl_rule_alloc())
     {
     }
 
@@ -443,16 +379,23 @@ private:
     }
     int put(const SocketCgroup& x, std::string* problem)
     {
-        // The kernel compares a cgroup v2 id (the directory's inode) at the
-        // depth of the unit's cgroup.
-        const auto found = find_unit_cgroup(x.unit, problem);
-        if (!found)
+        const auto found = units_.find(x.unit);
+        if (found == units_.end()) {
+            if (problem)
+                *problem = "unit " + x.unit + " was not looked up";
             return -ENOENT;
+        }
+        // The kernel compares a cgroup v2 id (the directory's inode) at the
+        // depth of the unit's cgroup. A unit without one (not running) is
+        // compared with 0, which no cgroup has: its rule is there, in the
+        // same place, and matches nothing until fqdnd sees the unit start.
+        const cgroup::UnitCgroup none{"", 1, 0};
+        const cgroup::UnitCgroup& where = found->second ? *found->second : none;
         nftnl_expr* e = add("socket");
         nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_LEVEL, found->level);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_LEVEL, where.level);
         nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
-        cmp(NFT_CMP_EQ, &found->id, 8);
+        cmp(NFT_CMP_EQ, &where.id, 8);
         return 0;
     }
     int put(const CtStateEstablished&, std::string*)
@@ -596,6 +539,7 @@ private:
     Batch& batch_;
     const std::string& table_;
     QueueMode mode_;
+    const cgroup::UnitCgroups& units_;
     uint32_t& next_set_id_;
     std::unique_ptr<nftnl_rule, RuleFree> rule_;
 };
@@ -603,9 +547,9 @@ private:
 } // namespace
 
 int encode_rule(Batch& batch, const std::string& table, const std::string& chain, const Rule& rule, QueueMode mode,
-                uint32_t& next_set_id, std::string* problem)
+                const cgroup::UnitCgroups& units, uint32_t& next_set_id, std::string* problem)
 {
-    RuleWriter w(batch, table, mode, next_set_id);
+    RuleWriter w(batch, table, mode, units, next_set_id);
     for (const Expr& e : rule.exprs)
         if (int r = w.write(e, problem); r < 0)
             return r;

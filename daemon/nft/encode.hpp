@@ -1,11 +1,10 @@
 #pragma once
 
+#include "cgroup/units.hpp"
 #include "nft/netlink.hpp"
 #include "ruleset/model.hpp"
 
 #include <cstdint>
-#include <filesystem>
-#include <optional>
 #include <string>
 
 namespace fqdnd::nft {
@@ -14,22 +13,12 @@ enum class QueueMode : uint8_t { native, compat };
 std::string_view to_string(QueueMode m) noexcept;
 
 // Adds the messages that create `rule` in `chain` (with the anonymous sets
-// it uses) to `batch`. Returns 0 or a negative errno for a rule that cannot
-// be expressed on this host (a unit whose cgroup does not exist).
+// it uses) to `batch`. A rule that selects a unit's processes compares the
+// cgroup `units` gives the unit; while the unit has none, an id that no
+// cgroup has (0), so the rule matches nothing. Returns 0, or -ENOENT for a
+// unit that `units` does not list (never looked up).
 int encode_rule(Batch& batch, const std::string& table, const std::string& chain, const ruleset::Rule& rule,
-                QueueMode mode, uint32_t& next_set_id, std::string* problem);
-
-// Where a systemd unit's cgroup is in the cgroup v2 hierarchy: the
-// shallowest directory of its name, its depth (the socket expression's
-// level) and its id (the inode). Nothing, with `problem` saying why, when
-// the unit has no cgroup (not running), two have that name at one depth,
-// or the host has no cgroup v2 hierarchy.
-struct UnitCgroup {
-    std::filesystem::path path;
-    uint32_t level = 0;
-    uint64_t id = 0;
-};
-std::optional<UnitCgroup> find_unit_cgroup(const std::string& unit, std::string* problem);
+                QueueMode mode, const cgroup::UnitCgroups& units, uint32_t& next_set_id, std::string* problem);
 
 // A named set of addresses with per-element timeouts (flags timeout),
 // readable in `nft list` (key byte order and comment in its userdata).

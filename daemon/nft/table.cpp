@@ -328,7 +328,7 @@ bool Table::matches(const Ruleset& rs)
     return true;
 }
 
-int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
+int Table::apply(const Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& units, std::string* problem)
 {
     Existing existing;
     if (int r = list(rs.table, existing); r < 0) {
@@ -384,7 +384,7 @@ int Table::apply(const Ruleset& rs, QueueMode mode, std::string* problem)
     for (const Chain& c : rs.chains) {
         for (const Rule& rule : c.rules) {
             std::string why;
-            if (int r = encode_rule(b, rs.table, c.name, rule, mode, set_id, &why); r < 0) {
+            if (int r = encode_rule(b, rs.table, c.name, rule, mode, units, set_id, &why); r < 0) {
                 if (problem)
                     *problem = "chain " + c.name + ": " + why;
                 return r;
@@ -554,7 +554,7 @@ int Table::probe_queue(const std::string& table, QueueMode& mode, std::string* p
         add_chain(b, table, chain, std::nullopt, chain_priority);
         uint32_t set_id = 1;
         Rule rule{{Queue{0, 1, true}}, ""};
-        encode_rule(b, table, chain, rule, m, set_id, nullptr);
+        encode_rule(b, table, chain, rule, m, {}, set_id, nullptr);
         RulePtr flush(nftnl_rule_alloc());
         nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, table.c_str());
         nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, chain.c_str());

@@ -39,8 +39,9 @@ public:
 
     // Replaces the whole table with `rs` in one batch: the sets of FQDN
     // selectors that still exist keep their elements; sets of selectors that
-    // are gone, and chains no longer wanted, are deleted.
-    int apply(const ruleset::Ruleset& rs, QueueMode mode, std::string* problem);
+    // are gone, and chains no longer wanted, are deleted. Rules that select
+    // a unit's processes compare its cgroup in `units` (encode_rule).
+    int apply(const ruleset::Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& units, std::string* problem);
 
     // Deletes the table. Returns 0 also when it was not there.
     int remove(const std::string& table, std::string* problem);

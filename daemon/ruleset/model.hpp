@@ -50,7 +50,7 @@ struct L4Protos { std::vector<L4> protocols; };
 struct InterfaceName { std::string name; bool output = false; bool negate = false; }; // "veth*" is a prefix
 struct SocketUid { uint32_t uid; };
 struct SocketGid { uint32_t gid; };
-struct SocketCgroup { std::string unit; };                // socket cgroupv2, resolved when encoded
+struct SocketCgroup { std::string unit; };                // socket cgroupv2: the unit's cgroup, given to the encoder
 struct CtStateEstablished {};                              // ct state established,related
 struct CtMarkHas { uint32_t bits; bool negate = false; };  // ct mark & bits == bits (negate: !=)
 struct CtReply { bool reply; };                            // ct direction

@@ -53,7 +53,7 @@ int main()
         return 1;
     nft::Table table(nl);
     std::string problem;
-    if (table.apply(rs, nft::QueueMode::compat, &problem) < 0) {
+    if (table.apply(rs, nft::QueueMode::compat, {}, &problem) < 0) {
         std::printf("apply: %s\n", problem.c_str());
         return 1;
     }

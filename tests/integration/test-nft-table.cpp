@@ -47,7 +47,7 @@ TEST_CASE("set element timeouts are renewed by re-add and by delete-add")
     nft::Table table(nl);
     const auto rs = echo_ruleset();
     std::string problem;
-    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, &problem) == 0, problem);
+    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
     const std::string set = rs.sets[0].family == Family::ipv4 ? rs.sets[0].name : rs.sets[1].name;
     const Address a = *Address::parse("203.0.113.2");
 
@@ -81,7 +81,7 @@ TEST_CASE("a failing batch changes nothing and says which object failed")
     nft::Table table(nl);
     std::string problem;
     const auto rs = echo_ruleset();
-    REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
+    REQUIRE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0);
     // Deleting an element that is not there fails the whole batch.
     const int r = table.delete_elements("fqdnd", rs.sets[0].name, k8s_tag,
                                         {*Address::parse(rs.sets[0].family == Family::ipv4 ? "192.0.2.77" : "2001:db8::77")},
@@ -97,11 +97,11 @@ TEST_CASE("applying again adopts the table: set elements stay")
     nft::Table table(nl);
     std::string problem;
     const auto rs = echo_ruleset();
-    REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
+    REQUIRE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0);
     const auto& set = rs.sets[0].family == Family::ipv4 ? rs.sets[0] : rs.sets[1];
     const Address a = *Address::parse("203.0.113.9");
     REQUIRE(table.add_elements("fqdnd", set.name, k8s_tag, {{a, 1h, false}}, nft::Refresh::readd, &problem) == 0);
-    REQUIRE(table.apply(rs, nft::QueueMode::compat, &problem) == 0);
+    REQUIRE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0);
     std::vector<nft::Table::ListedElement> listed;
     REQUIRE(table.list_elements("fqdnd", set.name, listed) == 0);
     CHECK(find(listed, a));

@@ -1,13 +1,19 @@
 // What the kernel adapters read from the kernel's text and messages, fed
 // by hand: no root, no kernel.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "cgroup/watch.hpp"
 #include "dns/packet.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <sstream>
+#include <string>
 
 using namespace fqdnd;
 
@@ -76,4 +82,117 @@ TEST_CASE("a logged drop is attributed: to the forwarded packet's source, or to 
     nflog::Logged truncated{"fqdnd drop echo", std::span<const uint8_t>(v4).first(10), 3, 0, std::nullopt, std::nullopt};
     CHECK_FALSE(nflog::attribute(truncated, "fqdnd "));
     CHECK_FALSE(nflog::attribute(nflog::Logged{"ulogd x", v4, 3, 0, std::nullopt, std::nullopt}, "fqdnd "));
+}
+
+namespace {
+
+// A directory tree that stands for the cgroup hierarchy (inotify and
+// inodes behave alike on the test's file system), removed at the end.
+struct Tree {
+    std::string root;
+    Tree()
+    {
+        char tmpl[] = "/tmp/fqdnd-cgroup.XXXXXX";
+        REQUIRE(mkdtemp(tmpl));
+        root = tmpl;
+    }
+    ~Tree() { std::filesystem::remove_all(root); }
+    std::string mkdir(const std::string& rel) const
+    {
+        const std::string p = root + "/" + rel;
+        REQUIRE(::mkdir(p.c_str(), 0755) == 0);
+        return p;
+    }
+    void rmdir(const std::string& rel) const { REQUIRE(::rmdir((root + "/" + rel).c_str()) == 0); }
+    uint64_t inode(const std::string& rel) const
+    {
+        struct stat st {};
+        REQUIRE(stat((root + "/" + rel).c_str(), &st) == 0);
+        return st.st_ino;
+    }
+};
+
+} // namespace
+
+TEST_CASE("a walk of the hierarchy finds each unit's shallowest cgroup, with its level and inode")
+{
+    Tree t;
+    t.mkdir("system.slice");
+    t.mkdir("system.slice/web.service");
+    t.mkdir("user.slice");
+    t.mkdir("user.slice/user-1000.slice");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/web.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/deep.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/deep.service/too.service"); // level 6
+
+    const cgroup::Search s = cgroup::find_units(t.root, {"web.service", "deep.service", "too.service", "gone.service"});
+    CHECK(s.problems.empty());
+    REQUIRE(s.cgroups.at("web.service"));
+    CHECK(*s.cgroups.at("web.service")
+          == cgroup::UnitCgroup{t.root + "/system.slice/web.service", 2, t.inode("system.slice/web.service")});
+    REQUIRE(s.cgroups.at("deep.service"));
+    CHECK(s.cgroups.at("deep.service")->level == 5);
+    CHECK_FALSE(s.cgroups.at("too.service")); // below the deepest level looked at
+    CHECK_FALSE(s.cgroups.at("gone.service"));
+
+    CHECK(cgroup::unchanged({{"web.service", s.cgroups.at("web.service")}}));
+    CHECK_FALSE(cgroup::unchanged(s.cgroups)); // gone.service has none
+    t.rmdir("system.slice/web.service");
+    t.mkdir("system.slice/web.service");
+    const uint64_t was = s.cgroups.at("web.service")->id;
+    if (t.inode("system.slice/web.service") != was) // a file system may hand the inode out again
+        CHECK_FALSE(cgroup::unchanged({{"web.service", s.cgroups.at("web.service")}}));
+}
+
+TEST_CASE("the watch tells when a directory of a unit's name comes or goes, at any level a unit can be")
+{
+    Tree t;
+    t.mkdir("system.slice");
+    cgroup::Watch w;
+    REQUIRE(w.watch(t.root, {"web.service"}) == 0);
+    CHECK(w.directories() == 2);
+    CHECK_FALSE(w.read().named); // nothing happened
+
+    t.mkdir("system.slice/other.service");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("system.slice/web.service");
+    CHECK(w.read().named);
+    t.rmdir("system.slice/web.service");
+    CHECK(w.read().named);
+
+    // A slice made after the watch is watched too, and a unit made in it
+    // before fqdnd read the slice's event is seen all the same.
+    t.mkdir("user.slice");
+    t.mkdir("user.slice/web.service");
+    CHECK(w.read().named);
+    t.rmdir("user.slice/web.service");
+    CHECK(w.read().named);
+    t.mkdir("user.slice/user-1000.slice");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/web.service"); // level 5
+    CHECK(w.read().named);
+    // Level 5 holds units but nothing that holds units: not watched.
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service");
+    t.mkdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service/web.service");
+    CHECK_FALSE(w.read().named);
+    const size_t watched = w.directories();
+
+    // Removed directories are no longer watched; the names can change.
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service/web.service");
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice/other.service");
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice/web.service");
+    t.rmdir("user.slice/user-1000.slice/user@1000.service/app.slice");
+    CHECK(w.read().named);
+    CHECK(w.directories() == watched - 1);
+    REQUIRE(w.watch(t.root, {"db.service"}) == 0);
+    t.mkdir("system.slice/web.service");
+    CHECK_FALSE(w.read().named);
+    t.mkdir("system.slice/db.service");
+    CHECK(w.read().named);
+    CHECK(w.read().error == 0);
 }

@@ -13,6 +13,7 @@
 
 #include <doctest/doctest.h>
 #include <libmnl/libmnl.h>
+#include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <linux/netfilter/nf_tables.h>
@@ -23,6 +24,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -144,7 +146,7 @@ std::vector<char> numbered_as_list(const nlmsghdr* nlh)
 // queue statement, each message of the batch parsed back and printed as nft
 // prints its own.
 template <typename T>
-std::vector<Printed> fqdnd_rules_with(const ruleset::Ruleset& rs)
+std::vector<Printed> fqdnd_rules_with(const ruleset::Ruleset& rs, const cgroup::UnitCgroups& units = {})
 {
     nft::Netlink nl; // never opened: a batch only numbers its messages with it
     nft::Batch batch(nl);
@@ -154,7 +156,7 @@ std::vector<Printed> fqdnd_rules_with(const ruleset::Ruleset& rs)
             for (const ruleset::Expr& e : r.exprs)
                 if (std::holds_alternative<T>(e)) {
                     std::string problem;
-                    REQUIRE(nft::encode_rule(batch, rs.table, c.name, r, nft::QueueMode::native, set_id, &problem) == 0);
+                    REQUIRE(nft::encode_rule(batch, rs.table, c.name, r, nft::QueueMode::native, units, set_id, &problem) == 0);
                     break;
                 }
     std::vector<std::string> blocks;
@@ -318,6 +320,86 @@ ports = [{ port = 443, protocol = "tcp" }]
                          "  " + k8s + " . ip daddr @fqdn4" + allow + "\"match-pattern: *.k8s.intra.\"\n"
                          "  " + k8s + " . ip6 daddr @fqdn6" + allow + "\"match-pattern: *.k8s.intra.\"\n"
                          "}\n"));
+}
+
+// The level of every socket expression in the rules `rs` makes with `units`
+// (libnftnl 1.2 does not print it).
+std::vector<uint32_t> socket_levels(const ruleset::Ruleset& rs, const cgroup::UnitCgroups& units)
+{
+    nft::Netlink nl;
+    nft::Batch batch(nl);
+    uint32_t set_id = 1;
+    for (const ruleset::Chain& c : rs.chains)
+        for (const ruleset::Rule& r : c.rules) {
+            std::string problem;
+            REQUIRE(nft::encode_rule(batch, rs.table, c.name, r, nft::QueueMode::native, units, set_id, &problem) == 0);
+        }
+    std::vector<uint32_t> levels;
+    const std::string_view data = batch.data();
+    int len = static_cast<int>(data.size());
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(data.data()); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len)) {
+        if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWRULE)
+            continue;
+        std::unique_ptr<nftnl_rule, RuleFree> r(nftnl_rule_alloc());
+        REQUIRE(nftnl_rule_nlmsg_parse(nlh, r.get()) >= 0);
+        nftnl_expr_iter* it = nftnl_expr_iter_create(r.get());
+        for (nftnl_expr* e = nftnl_expr_iter_next(it); e; e = nftnl_expr_iter_next(it))
+            if (std::string_view(nftnl_expr_get_str(e, NFTNL_EXPR_NAME)) == "socket")
+                levels.push_back(nftnl_expr_get_u32(e, NFTNL_EXPR_SOCKET_LEVEL));
+        nftnl_expr_iter_destroy(it);
+    }
+    return levels;
+}
+
+TEST_CASE("a unit's rules compare its cgroup's id at its level; without a cgroup, an id no cgroup has")
+{
+    // nft reads a cgroup only as a path below /sys/fs/cgroup, so the
+    // expressions are compared as libnftnl prints them.
+    const auto rs = compile("[daemon]\nlog-rate = 0\n", R"(
+[[policy]]
+name = "web"
+[policy.selector]
+units = ["web.service"]
+[[policy.egress]]
+to-cidrs = ["192.0.2.0/24"]
+)");
+    auto texts = [&](const cgroup::UnitCgroups& units) {
+        std::vector<std::string> out;
+        for (const Printed& p : fqdnd_rules_with<ruleset::SocketCgroup>(rs, units))
+            out.push_back(p.text);
+        return out;
+    };
+    const cgroup::UnitCgroups running{
+        {"web.service", cgroup::UnitCgroup{"/sys/fs/cgroup/system.slice/web.service", 2, 0x1122334455667788}}};
+    const cgroup::UnitCgroups stopped{{"web.service", std::nullopt}};
+    const auto with_cgroup = texts(running);
+    REQUIRE(!with_cgroup.empty());
+    for (const std::string& t : with_cgroup) {
+        CAPTURE(t);
+        CHECK(t.find("[ socket load cgroupv2 => reg 1 ]\n  [ cmp eq reg 1 0x55667788 0x11223344 ]") != std::string::npos);
+    }
+    const auto without = texts(stopped);
+    REQUIRE(without.size() == with_cgroup.size()); // the same rules, in the same places
+    for (const std::string& t : without) {
+        CAPTURE(t);
+        CHECK(t.find("[ socket load cgroupv2 => reg 1 ]\n  [ cmp eq reg 1 0x00000000 0x00000000 ]") != std::string::npos);
+    }
+    CHECK(socket_levels(rs, running) == std::vector<uint32_t>(with_cgroup.size(), 2));
+    CHECK(socket_levels(rs, stopped) == std::vector<uint32_t>(with_cgroup.size(), 1));
+
+    // A unit never looked up is an error, not a rule that matches nothing.
+    nft::Netlink nl;
+    nft::Batch batch(nl);
+    uint32_t set_id = 1;
+    std::string problem;
+    for (const ruleset::Chain& c : rs.chains)
+        for (const ruleset::Rule& r : c.rules)
+            if (std::holds_alternative<ruleset::SocketCgroup>(r.exprs.front())) {
+                CHECK(nft::encode_rule(batch, rs.table, c.name, r, nft::QueueMode::native, {}, set_id, &problem)
+                      == -ENOENT);
+                CHECK(problem == "unit web.service was not looked up");
+            }
 }
 
 int main(int argc, char** argv)
