@@ -796,9 +796,9 @@ void Manager::reconcile_sets()
     // policies changed while it was down, someone's `nft add element`).
     std::vector<cache::ElementOp> want;
     cache_.resync(now(), want);
-    std::set<std::pair<uint64_t, std::string>> explained;
+    std::set<std::pair<uint64_t, Address>> explained;
     for (const auto& op : want)
-        explained.emplace(op.tag, op.address.to_string());
+        explained.emplace(op.tag, op.address);
     std::map<uint64_t, std::string> selector_of;
     for (const FqdnSelector& s : config_->fqdn_selectors())
         selector_of.emplace(ruleset::selector_tag(s), s.to_string());
@@ -814,7 +814,7 @@ void Manager::reconcile_sets()
         std::map<uint64_t, std::vector<Address>> extra;
         for (const auto& e : listed) {
             const uint64_t tag = e.tag.value_or(0);
-            if (explained.contains({tag, e.address.to_string()}))
+            if (explained.contains({tag, e.address}))
                 continue;
             extra[tag].push_back(e.address);
             if (++logged > 20)

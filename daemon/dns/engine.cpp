@@ -251,7 +251,7 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         return;
     }
     Malformed why;
-    const auto a = parse_answer(wire, &why);
+    auto a = parse_answer(wire, &why);
     if (!a) {
         ++stats_.answers_malformed;
         ++stats_.malformed[static_cast<size_t>(why)];
@@ -274,7 +274,8 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         return;
     ++stats_.answers_learned;
     cache_.learn(endpoint, a->names, a->addresses, a->ttl, meta.now, out.ops);
-    out.learned.push_back(Outcome::Learned{endpoint, a->names, a->addresses, a->ttl});
+    // The answer is done with: its names and addresses move to the journal.
+    out.learned.push_back(Outcome::Learned{endpoint, std::move(a->names), std::move(a->addresses), a->ttl});
 }
 
 namespace {
