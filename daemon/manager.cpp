@@ -6,6 +6,7 @@
 
 #include "cache/format.hpp"
 #include "cache/persist.hpp"
+#include "state/reconcile.hpp"
 #include "state/store.hpp"
 #include "dns/packet.hpp"
 #include "fqdn/matcher.hpp"
@@ -101,14 +102,13 @@ int Manager::start()
                                                                                 : "xtables NFQUEUE target (nft compat)")
               + "; set element refresh: " + std::string(nft::to_string(refresh_)));
 
-    auto units = find_units(*config_, nullptr);
+    auto units = units_.look_up(config_->units(), nullptr);
     if (!units) {
         log::error("not starting");
         return -EINVAL;
     }
     if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
         return r;
-    units_ = std::move(*units);
 
     // The cache fills the sets of selectors; what the kernel kept across a
     // restart stays there until the state file brings the cache back.
@@ -125,9 +125,9 @@ int Manager::start()
         state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
     if (!ops.empty() && table_->update(table, ops, refresh_, &problem) < 0)
         log::warning("restoring the sets from the cache: " + problem);
-    reconcile_sets();
+    unexplained_elements_ += state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now());
     state_->begin();
-    if (int r = open_conntrack(); r < 0)
+    if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
         return r;
 
     if (int r = open_monitor(); r < 0)
@@ -135,7 +135,7 @@ int Manager::start()
     if (int r = open_queues(); r < 0)
         return r;
     open_nflog();
-    watch_units();
+    units_.follow(event_.get(), std::move(*units));
     // The metrics for node_exporter's textfile collector, when asked for.
     if (int r = event_reset_time_relative(event_.get(), metrics_timer_, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer,
                                           this);
@@ -232,7 +232,7 @@ int Manager::reload(std::vector<std::string>* errors)
         log::error("reload refused; the running configuration stays");
         return -EINVAL;
     }
-    auto units = find_units(*loaded.config, errors);
+    auto units = units_.look_up(loaded.config->units(), errors);
     if (!units) {
         ++reload_failures_;
         log::error("reload refused; the running configuration stays");
@@ -246,8 +246,7 @@ int Manager::reload(std::vector<std::string>* errors)
         return r;
     }
     config_ = std::move(loaded.config);
-    units_ = std::move(*units);
-    watch_units();
+    units_.follow(event_.get(), std::move(*units));
     engine_->configure(*config_);
     interface_names_.clear();
     cache_.set_limits(limits_of(config_->settings));
@@ -325,7 +324,7 @@ void Manager::restore()
     const bool present = table_->exists(config_->settings.table);
     log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")
                  + " by someone else; putting it back");
-    if (apply_ruleset(*config_, units_, "restore") < 0)
+    if (apply_ruleset(*config_, units_.cgroups(), "restore") < 0)
         return;
     ++restores_;
     std::vector<cache::ElementOp> ops;
@@ -333,132 +332,6 @@ void Manager::restore()
     std::string problem;
     if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
         log::warning("restore: refilling the sets: " + problem);
-}
-
-std::optional<cgroup::UnitCgroups> Manager::find_units(const config::Config& config, std::vector<std::string>* errors)
-{
-    const std::vector<std::string> names = config.units();
-    if (names.empty())
-        return cgroup::UnitCgroups{};
-    cgroup::Search found = cgroup::find_units(names);
-    for (const auto& [unit, problem] : found.problems) {
-        log::error(problem);
-        if (errors)
-            errors->push_back(problem);
-    }
-    if (!found.problems.empty())
-        return std::nullopt;
-    // At boot fqdnd starts before the services that policies name: their
-    // rules are in place, matching nothing, and follow them when they start.
-    const std::string root = cgroup::hierarchy_root().value_or("the cgroup v2 hierarchy");
-    for (const auto& [unit, where] : found.cgroups)
-        if (!where)
-            log::warning("unit " + unit + " has no cgroup below " + root
-                         + " (not running): the rules that select it match nothing until it starts");
-    return std::move(found.cgroups);
-}
-
-void Manager::watch_units()
-{
-    std::vector<std::string> names;
-    for (const auto& [unit, where] : units_)
-        names.push_back(unit);
-    if (names.empty()) {
-        // No policy names a unit: nothing is watched.
-        units_source_.reset();
-        units_timer_.reset();
-        units_watch_.close();
-        units_polled_ = false;
-        return;
-    }
-    const std::optional<std::string> root = cgroup::hierarchy_root();
-    if (units_watch_.is_open() && root) {
-        units_watch_.watch(*root, names); // the same directories; the names change
-        return;
-    }
-    if (units_polled_)
-        return;
-    int r = root ? units_watch_.watch(*root, names) : -ENOENT;
-    sd_event_source* src = nullptr;
-    if (r == 0 && (r = sd_event_add_io(event_.get(), &src, units_watch_.fd(), EPOLLIN, on_units, this)) >= 0) {
-        units_source_.reset(src);
-        log::info("following the cgroups of " + std::to_string(names.size()) + (names.size() == 1 ? " unit" : " units")
-                  + ": inotify on " + std::to_string(units_watch_.directories()) + " directories of " + *root);
-        // What came or went before the watch began.
-        refresh_units();
-        return;
-    }
-    poll_units(r);
-}
-
-void Manager::poll_units(int why)
-{
-    units_source_.reset();
-    units_watch_.close();
-    if (!units_polled_)
-        log::warning("cannot watch the cgroup hierarchy with inotify (" + errno_text(why)
-                     + "): looking at the units' cgroups once a second instead");
-    units_polled_ = true;
-    if (int r = event_reset_time_relative(event_.get(), units_timer_, CLOCK_MONOTONIC, 1'000'000, 100'000,
-                                          on_units_timer, this);
-        r < 0)
-        log::error("cannot arm the timer that looks at the units' cgroups: " + errno_text(r));
-}
-
-int Manager::on_units(sd_event_source*, int, uint32_t, void* self)
-{
-    auto* m = static_cast<Manager*>(self);
-    const cgroup::Watch::Seen seen = m->units_watch_.read();
-    if (seen.error < 0)
-        m->poll_units(seen.error); // a directory without a watch: a unit there would go unseen
-    if (seen.named || seen.error < 0)
-        m->refresh_units();
-    return 0;
-}
-
-int Manager::on_units_timer(sd_event_source*, uint64_t, void* self)
-{
-    auto* m = static_cast<Manager*>(self);
-    m->refresh_units();
-    if (m->units_polled_)
-        m->poll_units(0);
-    return 0;
-}
-
-void Manager::refresh_units()
-{
-    if (units_.empty())
-        return;
-    // Once a second without inotify: a stat of each cgroup while every unit
-    // has one, a walk only when one has none.
-    if (units_polled_ && cgroup::unchanged(units_))
-        return;
-    std::vector<std::string> names;
-    for (const auto& [unit, where] : units_)
-        names.push_back(unit);
-    cgroup::Search found = cgroup::find_units(names);
-    for (const auto& [unit, problem] : found.problems) {
-        // fqdnd cannot refuse what happens on the host: the unit's rules stay.
-        found.cgroups[unit] = units_[unit];
-        log::warning(problem + "; its rules stay as they are");
-    }
-    const std::vector<std::string> changed = cgroup::changes(units_, found.cgroups);
-    if (changed.empty())
-        return;
-    std::string what;
-    for (const std::string& c : changed)
-        what += (what.empty() ? "" : "; ") + c;
-    log::info("putting the ruleset in place again: " + what);
-    if (apply_ruleset(*config_, found.cgroups, "units") < 0) {
-        // Tried again in a second, with whatever the units have then.
-        if (int r = event_reset_time_relative(event_.get(), units_timer_, CLOCK_MONOTONIC, 1'000'000, 100'000,
-                                              on_units_timer, this);
-            r < 0)
-            log::error("cannot arm the timer that looks at the units' cgroups: " + errno_text(r));
-        return;
-    }
-    units_ = std::move(found.cgroups);
-    ++unit_changes_;
 }
 
 cache::Time Manager::now()
@@ -643,65 +516,6 @@ void Manager::arm_expiry()
         log::error("cannot arm the expiry timer: " + errno_text(r));
 }
 
-int Manager::open_conntrack()
-{
-    if (int r = conntrack_.open(ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0) {
-        log::error("cannot subscribe to conntrack events: " + errno_text(r));
-        return r;
-    }
-    sd_event_source* src = nullptr;
-    if (int r = sd_event_add_io(event_.get(), &src, conntrack_.fd(), EPOLLIN, on_conntrack, this); r < 0)
-        return r;
-    ct_source_.reset(src);
-    // The flows alive now: the events only tell what changes from here.
-    resync_flows();
-    return 0;
-}
-
-int Manager::on_conntrack(sd_event_source*, int, uint32_t, void* self)
-{
-    auto* m = static_cast<Manager*>(self);
-    const auto t = now();
-    const bool lost = m->conntrack_.receive([m, t](const ct::Flow& f) {
-        if (f.alive)
-            m->cache_.flow_opened(f.id, f.src, f.dst, t);
-        else
-            m->cache_.flow_closed(f.id, t);
-    });
-    if (lost) {
-        // Events were lost: the counts are wrong until a dump sets them
-        // right. Soon, not at once: the burst that overran us is still on.
-        log::warning("conntrack events lost (overrun " + std::to_string(m->conntrack_.overruns())
-                     + "); receive buffer now " + std::to_string(m->conntrack_.buffer()) + " bytes; resyncing");
-        if (int r = event_reset_time_relative(m->event_.get(), m->resync_timer_, CLOCK_MONOTONIC, 100'000, 10'000,
-                                              on_resync_timer, m);
-            r < 0)
-            log::error("cannot arm the conntrack resync: " + errno_text(r));
-    }
-    m->expire();
-    return 0;
-}
-
-int Manager::on_resync_timer(sd_event_source*, uint64_t, void* self)
-{
-    static_cast<Manager*>(self)->resync_flows();
-    return 0;
-}
-
-void Manager::resync_flows()
-{
-    std::vector<ct::Flow> flows;
-    if (int r = conntrack_.dump(flows); r < 0) {
-        log::warning("conntrack dump failed: " + errno_text(r));
-        return;
-    }
-    std::vector<cache::Cache::Flow> live;
-    for (const auto& f : flows)
-        live.push_back({f.id, f.src, f.dst});
-    cache_.flows_reset(live, now());
-    expire();
-}
-
 int Manager::on_expiry_timer(sd_event_source*, uint64_t, void* self)
 {
     static_cast<Manager*>(self)->expire();
@@ -762,15 +576,14 @@ std::vector<metrics::Sample> Manager::metric_samples() const
     c.kernel_undelivered = kq.undelivered;
     c.drop_log_packets = nflog_.packets();
     c.drop_log_enobufs = nflog_.enobufs();
-    c.conntrack_overruns = conntrack_.overruns();
+    c.conntrack_overruns = flows_.overruns();
     c.state_write_errors = state_->write_errors();
     c.unexplained_elements = unexplained_elements_;
     c.reloads = reloads_;
     c.reload_failures = reload_failures_;
     c.restores = restores_;
-    c.unit_changes = unit_changes_;
-    c.units_without_cgroup = static_cast<uint64_t>(
-        std::count_if(units_.begin(), units_.end(), [](const auto& u) { return !u.second; }));
+    c.unit_changes = units_.changes();
+    c.units_without_cgroup = cgroup::without_cgroup(units_.cgroups());
     c.hold_us = hold_us_;
     return metrics::collect(c);
 }
@@ -787,61 +600,6 @@ size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std:
     state_->changed();
     arm_expiry();
     return removed;
-}
-
-void Manager::reconcile_sets()
-{
-    // What the sets must hold, by the cache restored: anything else there
-    // is something fqdnd cannot account for (a journal lost to a full disk,
-    // policies changed while it was down, someone's `nft add element`).
-    std::vector<cache::ElementOp> want;
-    cache_.resync(now(), want);
-    std::set<std::pair<uint64_t, Address>> explained;
-    for (const auto& op : want)
-        explained.emplace(op.tag, op.address);
-    std::map<uint64_t, std::string> selector_of;
-    for (const FqdnSelector& s : config_->fqdn_selectors())
-        selector_of.emplace(ruleset::selector_tag(s), s.to_string());
-    const std::string& table = config_->settings.table;
-    size_t removed = 0, logged = 0;
-    for (const Family f : {Family::ipv4, Family::ipv6}) {
-        const std::string set = ruleset::fqdn_set(f);
-        std::vector<nft::Table::ListedElement> listed;
-        if (int r = table_->list_elements(table, set, listed); r < 0) {
-            log::warning("cannot list the set " + set + " to check it against the cache: " + errno_text(r));
-            continue;
-        }
-        std::map<uint64_t, std::vector<Address>> extra;
-        for (const auto& e : listed) {
-            const uint64_t tag = e.tag.value_or(0);
-            if (explained.contains({tag, e.address}))
-                continue;
-            extra[tag].push_back(e.address);
-            if (++logged > 20)
-                continue; // the count says the rest
-            const auto sel = selector_of.find(tag);
-            const auto names = cache_.names_of(e.address, 4);
-            std::string known;
-            for (const auto& n : names)
-                known += (known.empty() ? "" : ", ") + n;
-            log::warning("removing " + e.address.to_string() + " from set " + set + " (selector "
-                         + (sel != selector_of.end() ? sel->second : "of no running policy") + ", "
-                         + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(e.expires).count())
-                         + " s left in the kernel"
-                         + (known.empty() ? ", no name in the cache" : ", the cache knows it as " + known)
-                         + "): the state does not explain it");
-        }
-        for (const auto& [tag, addresses] : extra) {
-            std::string problem;
-            if (table_->delete_elements(table, set, tag, addresses, &problem) < 0)
-                log::warning("cannot remove unexplained elements from " + set + ": " + problem);
-            removed += addresses.size();
-        }
-    }
-    unexplained_elements_ += removed;
-    if (removed > 0)
-        log::warning("the sets held " + std::to_string(removed)
-                     + " elements that neither the state file nor the journal explains; removed");
 }
 
 int Manager::on_metrics_timer(sd_event_source*, uint64_t, void* self)
@@ -951,7 +709,7 @@ void Manager::dump_cache()
               + "; cache names " + std::to_string(cache_.names()) + ", addresses " + std::to_string(cache_.addresses())
               + ", connection " + std::to_string(cache_.connection_addresses()) + ", live flows "
               + std::to_string(cache_.live_flows()) + ", GC deletions " + std::to_string(cache_.gc_deletions())
-              + ", conntrack overruns " + std::to_string(conntrack_.overruns())
+              + ", conntrack overruns " + std::to_string(flows_.overruns())
               + "; queue packets " + std::to_string(queues_.stats().packets) + ", ENOBUFS "
               + std::to_string(queues_.stats().enobufs) + ", dropped by the kernel "
               + std::to_string(kernel_drops().queue_full) + "; set updates timed out "

@@ -2,10 +2,9 @@
 
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
-#include "cgroup/units.hpp"
-#include "cgroup/watch.hpp"
+#include "cgroup/follower.hpp"
 #include "config/model.hpp"
-#include "ct/conntrack.hpp"
+#include "ct/flows.hpp"
 #include "dns/engine.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
@@ -72,20 +71,6 @@ public:
 
 private:
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
-    // The cgroups of the units that `config`'s policies name, looked up
-    // now. A unit without one (not running) is a warning: its rules match
-    // nothing until it starts. Nothing when a unit's cgroup cannot be told
-    // (each problem logged, and added to `errors`).
-    std::optional<cgroup::UnitCgroups> find_units(const config::Config& config, std::vector<std::string>* errors);
-    // Follows the cgroups of units_ with inotify, or once a second without
-    // it; nothing when no policy names a unit.
-    void watch_units();
-    void poll_units(int why);
-    // Looks at the units' cgroups again and, when one came, went or was
-    // replaced, puts the ruleset in place again with them.
-    void refresh_units();
-    static int on_units(sd_event_source*, int fd, uint32_t revents, void* self);
-    static int on_units_timer(sd_event_source*, uint64_t usec, void* self);
     int open_monitor();
     int open_queues();
     void on_packet(const nfq::Packet& p);
@@ -101,11 +86,6 @@ private:
     void send_reply(const std::vector<uint8_t>& packet);
     void arm_expiry();
     void expire();
-    int open_conntrack();
-    void resync_flows();
-    // At start, once the cache is back: removes (and logs) every element of
-    // the FQDN sets that the cache does not explain.
-    void reconcile_sets();
     // The DNS events of one packet, to the log (--log-dns) and to monitors.
     void report_events(uint64_t hold_us);
     // The NFLOG group of the drop rules, read for monitors; reopened when a
@@ -123,8 +103,6 @@ private:
     static int on_restore_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_queue(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
-    static int on_conntrack(sd_event_source*, int fd, uint32_t revents, void* self);
-    static int on_resync_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_metrics_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
@@ -138,7 +116,8 @@ private:
     cache::Cache cache_;
     std::unique_ptr<dns::Engine> engine_;
     nfq::Queues queues_;
-    ct::Conntrack conntrack_;
+    // Conntrack's flows into the cache; addresses they let go expire.
+    ct::Flows flows_{cache_, now, [this] { expire(); }};
     nfq::ReplySender replies_;                   // in a server's name
     uint64_t datapath_timeouts_ = 0, datapath_errors_ = 0;
     // How long answers that changed the sets were held, in powers of two
@@ -160,14 +139,11 @@ private:
     std::string interface_name(uint32_t index);
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, ct_source_, resync_timer_,
-        metrics_timer_;
-    uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0, unit_changes_ = 0;
-    // The cgroups of the units policies name, as the kernel's rules have them.
-    cgroup::UnitCgroups units_;
-    cgroup::Watch units_watch_;
-    SdEventSourcePtr units_source_, units_timer_;
-    bool units_polled_ = false; // no inotify: looked at once a second
+    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, metrics_timer_;
+    uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
+    // The cgroups of the units policies name, as the kernel's rules have
+    // them; a unit that comes, goes or restarts puts the ruleset in place again.
+    cgroup::Follower units_{[this](const cgroup::UnitCgroups& u) { return apply_ruleset(*config_, u, "units"); }};
     std::unique_ptr<ManagerBus> bus_;
     uint64_t unexplained_elements_ = 0;
     std::unique_ptr<state::Store> state_;

@@ -1,5 +1,7 @@
 #include "cgroup/units.hpp"
 
+#include <algorithm>
+
 namespace fqdnd::cgroup {
 
 UnitSearch::UnitSearch(const std::vector<std::string>& units)
@@ -53,6 +55,24 @@ std::vector<std::string> changes(const UnitCgroups& before, const UnitCgroups& a
                           + std::to_string(then->id) + ")");
     }
     return out;
+}
+
+Update update(const UnitCgroups& known, Search found)
+{
+    Update u;
+    for (const auto& [unit, problem] : found.problems) {
+        const auto was = known.find(unit);
+        found.cgroups[unit] = was != known.end() ? was->second : std::nullopt;
+        u.warnings.push_back(problem + "; its rules stay as they are");
+    }
+    u.changes = changes(known, found.cgroups);
+    u.cgroups = std::move(found.cgroups);
+    return u;
+}
+
+size_t without_cgroup(const UnitCgroups& units)
+{
+    return static_cast<size_t>(std::count_if(units.begin(), units.end(), [](const auto& u) { return !u.second; }));
 }
 
 } // namespace fqdnd::cgroup

@@ -64,4 +64,17 @@ private:
 // only are not compared.
 std::vector<std::string> changes(const UnitCgroups& before, const UnitCgroups& after);
 
+// A search again of the units in `known`: the cgroups to use from now on,
+// what changed (changes()), and a warning for each unit whose cgroup could
+// not be told. fqdnd cannot refuse what happens on the host: such a unit
+// keeps the cgroup it had, and its rules stay as they are.
+struct Update {
+    UnitCgroups cgroups;
+    std::vector<std::string> changes, warnings;
+};
+Update update(const UnitCgroups& known, Search found);
+
+// The units of `units` that have no cgroup now (not running).
+size_t without_cgroup(const UnitCgroups& units);
+
 } // namespace fqdnd::cgroup

@@ -67,6 +67,45 @@ TEST_CASE("the log names what changed: a unit started, restarted or stopped")
     CHECK(changes(UnitCgroups{}, started).empty());
 }
 
+TEST_CASE("a search again takes the units' new cgroups and says what changed")
+{
+    const UnitCgroup a{"/r/system.slice/a.service", 2, 7}, b{"/r/system.slice/b.service", 2, 8};
+    const UnitCgroups known{{"a.service", a}, {"b.service", std::nullopt}};
+
+    // b.service started, a.service stopped.
+    Update u = update(known, Search{{{"a.service", std::nullopt}, {"b.service", b}}, {}});
+    CHECK(u.cgroups == UnitCgroups{{"a.service", std::nullopt}, {"b.service", b}});
+    CHECK(u.changes
+          == std::vector<std::string>{"a.service stopped (cgroup id 7 is gone)", "b.service started (cgroup id 8)"});
+    CHECK(u.warnings.empty());
+
+    // The same cgroups again: nothing to put in place.
+    u = update(known, Search{known, {}});
+    CHECK(u.cgroups == known);
+    CHECK(u.changes.empty());
+}
+
+TEST_CASE("a unit whose cgroup cannot be told now keeps the one it had, with a warning")
+{
+    const UnitCgroup a{"/r/system.slice/a.service", 2, 7}, b{"/r/system.slice/b.service", 2, 8};
+    const UnitCgroups known{{"a.service", a}, {"b.service", std::nullopt}};
+    // Two a.service at one depth: ambiguous, its entry empty; b.service started.
+    const Update u = update(known, Search{{{"a.service", std::nullopt}, {"b.service", b}},
+                                          {{"a.service", "unit a.service: two cgroups at level 2"}}});
+    CHECK(u.cgroups == UnitCgroups{{"a.service", a}, {"b.service", b}});
+    CHECK(u.changes == std::vector<std::string>{"b.service started (cgroup id 8)"});
+    CHECK(u.warnings == std::vector<std::string>{"unit a.service: two cgroups at level 2; its rules stay as they are"});
+}
+
+TEST_CASE("units without a cgroup are counted for the metrics")
+{
+    CHECK(without_cgroup({}) == 0);
+    CHECK(without_cgroup({{"a.service", UnitCgroup{"/r/a.service", 1, 3}},
+                          {"b.service", std::nullopt},
+                          {"c.service", std::nullopt}})
+          == 2);
+}
+
 TEST_CASE("the units a configuration names: every policy's, sorted, once each")
 {
     auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"p.toml", R"(
