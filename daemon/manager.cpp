@@ -557,7 +557,7 @@ nfq::KernelDrops Manager::kernel_drops() const
     return nfq::kernel_drops(config_->settings.queue, 2 * config_->settings.queues);
 }
 
-std::vector<metrics::Sample> Manager::metric_samples() const
+metrics::Counters Manager::counters() const
 {
     const nfq::KernelDrops kq = kernel_drops();
     metrics::Counters c;
@@ -585,7 +585,7 @@ std::vector<metrics::Sample> Manager::metric_samples() const
     c.unit_changes = units_.changes();
     c.units_without_cgroup = cgroup::without_cgroup(units_.cgroups());
     c.hold_us = hold_us_;
-    return metrics::collect(c);
+    return c;
 }
 
 size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text)
@@ -687,36 +687,7 @@ void Manager::dump_cache()
 {
     const std::string table = cache::format_table(cache_.entries());
     log::info("cache:\n" + table);
-
-    // The hold time of answers that changed the sets, as upper bounds.
-    uint64_t total = 0;
-    for (uint64_t n : hold_us_)
-        total += n;
-    auto quantile = [&](double q) {
-        uint64_t seen = 0;
-        for (size_t i = 0; i < hold_us_.size(); ++i) {
-            seen += hold_us_[i];
-            if (total && static_cast<double>(seen) >= q * static_cast<double>(total))
-                return int64_t{1} << i;
-        }
-        return int64_t{0};
-    };
-    const dns::Stats& st = engine_->stats();
-    log::info("stats: queries allowed " + std::to_string(st.queries_allowed) + ", refused "
-              + std::to_string(st.queries_refused) + ", malformed " + std::to_string(st.queries_malformed)
-              + "; answers inspected " + std::to_string(st.answers_inspected) + ", learned "
-              + std::to_string(st.answers_learned) + ", unmatched " + std::to_string(st.answers_unmatched)
-              + "; cache names " + std::to_string(cache_.names()) + ", addresses " + std::to_string(cache_.addresses())
-              + ", connection " + std::to_string(cache_.connection_addresses()) + ", live flows "
-              + std::to_string(cache_.live_flows()) + ", GC deletions " + std::to_string(cache_.gc_deletions())
-              + ", conntrack overruns " + std::to_string(flows_.overruns())
-              + "; queue packets " + std::to_string(queues_.stats().packets) + ", ENOBUFS "
-              + std::to_string(queues_.stats().enobufs) + ", dropped by the kernel "
-              + std::to_string(kernel_drops().queue_full) + "; set updates timed out "
-              + std::to_string(datapath_timeouts_) + ", failed " + std::to_string(datapath_errors_)
-              + "; answer hold: " + std::to_string(total) + " held, p50 < " + std::to_string(quantile(0.5))
-              + " us, p99 < " + std::to_string(quantile(0.99)) + " us; state write errors "
-              + std::to_string(state_->write_errors()));
+    log::info(metrics::summary(counters()));
 }
 
 int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, void* self)

@@ -62,7 +62,7 @@ public:
     {
         return inspect::explain(*config_, cache_, what);
     }
-    std::vector<metrics::Sample> metric_samples() const override;
+    std::vector<metrics::Sample> metric_samples() const override { return metrics::collect(counters()); }
     nfq::KernelDrops kernel_drops() const;
 
     // Forgets what the cache knows of names matching `pattern` (all when
@@ -70,6 +70,8 @@ public:
     size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) override;
 
 private:
+    // Every value the metrics and the SIGUSR1 summary show, from the parts.
+    metrics::Counters counters() const;
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
     int open_monitor();
     int open_queues();

@@ -119,4 +119,39 @@ std::vector<Sample> collect(const Counters& c)
     return out;
 }
 
+uint64_t hold_quantile(const std::array<uint64_t, 24>& hold_us, double q)
+{
+    uint64_t total = 0;
+    for (uint64_t n : hold_us)
+        total += n;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < hold_us.size(); ++i) {
+        seen += hold_us[i];
+        if (total && static_cast<double>(seen) >= q * static_cast<double>(total))
+            return uint64_t{1} << i;
+    }
+    return 0;
+}
+
+std::string summary(const Counters& c)
+{
+    uint64_t held = 0;
+    for (uint64_t n : c.hold_us)
+        held += n;
+    const dns::Stats& st = c.dns;
+    return "stats: queries allowed " + std::to_string(st.queries_allowed) + ", refused "
+        + std::to_string(st.queries_refused) + ", malformed " + std::to_string(st.queries_malformed)
+        + "; answers inspected " + std::to_string(st.answers_inspected) + ", learned "
+        + std::to_string(st.answers_learned) + ", unmatched " + std::to_string(st.answers_unmatched)
+        + "; cache names " + std::to_string(c.names) + ", addresses " + std::to_string(c.addresses) + ", connection "
+        + std::to_string(c.connection_addresses) + ", live flows " + std::to_string(c.live_flows) + ", GC deletions "
+        + std::to_string(c.gc_deletions) + ", conntrack overruns " + std::to_string(c.conntrack_overruns)
+        + "; queue packets " + std::to_string(c.nfqueue_packets) + ", ENOBUFS " + std::to_string(c.nfqueue_enobufs)
+        + ", dropped by the kernel " + std::to_string(c.kernel_queue_full) + "; set updates timed out "
+        + std::to_string(c.datapath_timeouts) + ", failed " + std::to_string(c.datapath_errors)
+        + "; answer hold: " + std::to_string(held) + " held, p50 < " + std::to_string(hold_quantile(c.hold_us, 0.5))
+        + " us, p99 < " + std::to_string(hold_quantile(c.hold_us, 0.99)) + " us; state write errors "
+        + std::to_string(c.state_write_errors);
+}
+
 } // namespace fqdnd::metrics

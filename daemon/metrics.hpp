@@ -146,6 +146,14 @@ struct Counters {
 // The samples of every metric of the table, from `c`.
 std::vector<Sample> collect(const Counters& c);
 
+// The bound, in microseconds, under which a fraction `q` of the answer
+// holds of `hold_us` fall: a power of two, as the buckets count them; 0
+// when nothing was held.
+uint64_t hold_quantile(const std::array<uint64_t, 24>& hold_us, double q);
+
+// The counters in one line, for the log (SIGUSR1).
+std::string summary(const Counters& c);
+
 // The Prometheus text format: HELP and TYPE from the table, then the
 // samples; a sample of no metric in the table (a newer fqdnd than this
 // fqdnctl) is printed after them, untyped, never dropped.
