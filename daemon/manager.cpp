@@ -44,10 +44,6 @@ namespace fqdnd {
 
 namespace {
 
-// A table changed by someone else is put back this long after the last
-// change seen, so that a burst of events (nft flush ruleset) costs one rebuild.
-constexpr uint64_t restore_delay_usec = 200'000;
-
 cache::Limits limits_of(const config::Settings& s)
 {
     return cache::Limits{s.min_ttl,
@@ -130,7 +126,7 @@ int Manager::start()
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
         return r;
 
-    if (int r = open_monitor(); r < 0)
+    if (int r = keeper_.open(event_.get(), nl_.portid()); r < 0)
         return r;
     if (int r = open_queues(); r < 0)
         return r;
@@ -268,48 +264,7 @@ int Manager::reload(std::vector<std::string>* errors)
     return 0;
 }
 
-int Manager::open_monitor()
-{
-    // Room for the events of our own reloads; a lost event only costs a
-    // check of the table (restore()).
-    if (int r = monitor_.open(4 << 20); r < 0) {
-        log::error("cannot watch nftables events: " + errno_text(r));
-        return r;
-    }
-    sd_event_source* src = nullptr;
-    if (int r = sd_event_add_io(event_.get(), &src, monitor_.fd(), EPOLLIN, on_monitor, this); r < 0)
-        return r;
-    monitor_source_.reset(src);
-    return 0;
-}
-
-int Manager::on_monitor(sd_event_source*, int, uint32_t, void* self)
-{
-    auto* m = static_cast<Manager*>(self);
-    const nft::Monitor::Seen seen = m->monitor_.read(m->config_->settings.table, m->nl_.portid());
-    // Lost events: whatever they said, check the table.
-    if (seen.changed)
-        m->foreign_change_ = true;
-    if (seen.changed || seen.lost)
-        m->schedule_restore();
-    return 0;
-}
-
-void Manager::schedule_restore()
-{
-    if (int r = event_reset_time_relative(event_.get(), restore_timer_, CLOCK_MONOTONIC, restore_delay_usec, 10'000,
-                                          on_restore_timer, this);
-        r < 0)
-        log::error("cannot arm the timer that puts the table back: " + errno_text(r));
-}
-
-int Manager::on_restore_timer(sd_event_source*, uint64_t, void* self)
-{
-    static_cast<Manager*>(self)->restore();
-    return 0;
-}
-
-void Manager::restore()
+void Manager::restore(bool foreign)
 {
     // Someone else changed our table (or flushed the whole ruleset): put
     // the ruleset back as configured. Sets that survived keep their
@@ -318,7 +273,6 @@ void Manager::restore()
     // monitor), the table may well be as we left it: then, as far as a
     // cheap listing tells, there is nothing to do. A change someone else
     // was seen making is always undone.
-    const bool foreign = std::exchange(foreign_change_, false);
     if (!foreign && table_->matches(ruleset::compile(*config_)))
         return;
     const bool present = table_->exists(config_->settings.table);

@@ -14,7 +14,7 @@
 #include "state/store.hpp"
 #include "unique-fd.hpp"
 #include "nft/encode.hpp"
-#include "nft/monitor.hpp"
+#include "nft/keeper.hpp"
 #include "nft/netlink.hpp"
 #include "nft/table.hpp"
 
@@ -73,7 +73,6 @@ private:
     // Every value the metrics and the SIGUSR1 summary show, from the parts.
     metrics::Counters counters() const;
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
-    int open_monitor();
     int open_queues();
     void on_packet(const nfq::Packet& p);
     // Up to `max` queued packets, then commit_round().
@@ -97,12 +96,11 @@ private:
     static int on_nflog(sd_event_source*, int fd, uint32_t revents, void* self);
     void dump_cache();
     static cache::Time now();
-    void schedule_restore();
-    void restore();
+    // Someone else changed our table (`foreign`), or events about it were
+    // lost: puts the ruleset back when the table is not as configured.
+    void restore(bool foreign);
 
     static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
-    static int on_monitor(sd_event_source*, int fd, uint32_t revents, void* self);
-    static int on_restore_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_queue(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
     static int on_metrics_timer(sd_event_source*, uint64_t usec, void* self);
@@ -111,7 +109,7 @@ private:
     std::optional<config::Config> config_;
     SdEventPtr event_;
     nft::Netlink nl_;
-    nft::Monitor monitor_;
+    nft::Keeper keeper_{[this](bool foreign) { restore(foreign); }, [this] { return config_->settings.table; }};
     std::unique_ptr<nft::Table> table_;
     nft::Netlink updates_;                      // set elements, on the DNS path
     std::unique_ptr<nft::Table> update_table_;
@@ -141,7 +139,7 @@ private:
     std::string interface_name(uint32_t index);
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr monitor_source_, restore_timer_, queue_source_, expiry_timer_, metrics_timer_;
+    SdEventSourcePtr queue_source_, expiry_timer_, metrics_timer_;
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     // The cgroups of the units policies name, as the kernel's rules have
     // them; a unit that comes, goes or restarts puts the ruleset in place again.
@@ -150,8 +148,6 @@ private:
     uint64_t unexplained_elements_ = 0;
     std::unique_ptr<state::Store> state_;
     SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
-    bool restore_pending_ = false;
-    bool foreign_change_ = false; // someone else changed the table: put it back
     nflog::Reader nflog_;
     SdEventSourcePtr nflog_source_;
     std::optional<uint16_t> nflog_group_;

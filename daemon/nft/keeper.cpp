@@ -1,0 +1,52 @@
+#include "nft/keeper.hpp"
+
+#include "log.hpp"
+
+#include <sys/epoll.h>
+#include <utility>
+
+namespace fqdnd::nft {
+
+int Keeper::open(sd_event* event, uint32_t own_portid)
+{
+    event_ = event;
+    own_portid_ = own_portid;
+    // Room for the events of our own reloads; a lost event only costs a
+    // check of the table.
+    if (int r = monitor_.open(4 << 20); r < 0) {
+        log::error("cannot watch nftables events: " + errno_text(r));
+        return r;
+    }
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_io(event_, &src, monitor_.fd(), EPOLLIN, on_events, this); r < 0)
+        return r;
+    source_.reset(src);
+    return 0;
+}
+
+int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
+{
+    auto* k = static_cast<Keeper*>(self);
+    const Monitor::Seen seen = k->monitor_.read(k->table_(), k->own_portid_);
+    // Lost events: whatever they said, check the table.
+    if (seen.changed)
+        k->foreign_ = true;
+    if (seen.changed || seen.lost)
+        k->schedule();
+    return 0;
+}
+
+void Keeper::schedule()
+{
+    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, delay_usec, 10'000, on_timer, this); r < 0)
+        log::error("cannot arm the timer that puts the table back: " + errno_text(r));
+}
+
+int Keeper::on_timer(sd_event_source*, uint64_t, void* self)
+{
+    auto* k = static_cast<Keeper*>(self);
+    k->restore_(std::exchange(k->foreign_, false));
+    return 0;
+}
+
+} // namespace fqdnd::nft
