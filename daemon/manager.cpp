@@ -209,21 +209,11 @@ int Manager::reload(std::vector<std::string>* errors)
         log::info("reload: nothing changed");
         return 0;
     }
-    const config::Settings &now_s = config_->settings, &new_s = loaded.config->settings;
-    std::string fixed;
-    // The queues are bound at start: rules queueing elsewhere would meet no
-    // listener and be bypassed, ungated. The journal is open in the state
-    // directory.
-    if (new_s.queue != now_s.queue || new_s.queues != now_s.queues)
-        fixed = "queue and queues change only at a restart (running: queue " + std::to_string(now_s.queue)
-            + ", queues " + std::to_string(now_s.queues) + ")";
-    else if (new_s.state_directory != now_s.state_directory)
-        fixed = "state-directory changes only at a restart (running: " + now_s.state_directory + ")";
+    const std::string fixed = config::fixed_until_restart(config_->settings, loaded.config->settings);
     if (!fixed.empty()) {
-        const std::string& e = fixed;
-        log::error(e);
+        log::error(fixed);
         if (errors)
-            errors->push_back(e);
+            errors->push_back(fixed);
         ++reload_failures_;
         log::error("reload refused; the running configuration stays");
         return -EINVAL;

@@ -142,6 +142,16 @@ std::string count(size_t n, std::string_view one, std::string_view many)
 
 } // namespace
 
+std::string fixed_until_restart(const Settings& running, const Settings& next)
+{
+    if (next.queue != running.queue || next.queues != running.queues)
+        return "queue and queues change only at a restart (running: queue " + std::to_string(running.queue)
+            + ", queues " + std::to_string(running.queues) + ")";
+    if (next.state_directory != running.state_directory)
+        return "state-directory changes only at a restart (running: " + running.state_directory + ")";
+    return "";
+}
+
 std::string summary(const Config& c)
 {
     size_t rules = 0;

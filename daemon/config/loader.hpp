@@ -23,6 +23,12 @@ LoadResult load_config(const std::filesystem::path& config_file, bool must_exist
 LoadResult load_config_text(std::string_view config_text, const std::string& file,
                             const std::vector<std::pair<std::string, std::string>>& policy_files);
 
+// Why `next` cannot replace the running `settings` by a reload, or "": the
+// queues are bound at start (rules queueing elsewhere would meet no
+// listener and be bypassed, ungated), and the journal is open in the state
+// directory.
+std::string fixed_until_restart(const Settings& running, const Settings& next);
+
 // "2 files, 1 policy, 4 egress rules, 2 FQDN selectors"
 std::string summary(const Config& config);
 

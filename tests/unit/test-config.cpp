@@ -76,6 +76,28 @@ TEST_CASE("an empty fqdnd.toml gives every default of DESIGN.md")
     CHECK(r.config->policies.empty());
 }
 
+TEST_CASE("a reload may change most settings, but not the queues or the state directory")
+{
+    const LoadResult r = load("");
+    REQUIRE(r.config);
+    const Settings running = r.config->settings;
+    Settings next = running;
+    CHECK(fixed_until_restart(running, next).empty());
+    next.table = "other";
+    next.min_ttl = std::chrono::seconds(60);
+    CHECK(fixed_until_restart(running, next).empty());
+
+    next = running;
+    next.queues = 2;
+    CHECK(fixed_until_restart(running, next) == "queue and queues change only at a restart (running: queue 5300, queues 1)");
+    next = running;
+    next.queue = 5400;
+    CHECK(fixed_until_restart(running, next) == "queue and queues change only at a restart (running: queue 5300, queues 1)");
+    next = running;
+    next.state_directory = "/tmp/elsewhere";
+    CHECK(fixed_until_restart(running, next) == "state-directory changes only at a restart (running: /var/lib/fqdnd)");
+}
+
 TEST_CASE("every setting is read")
 {
     const LoadResult r = load(R"(
