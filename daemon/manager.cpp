@@ -3,40 +3,23 @@
 // glibc before the kernel headers, which then leave its definitions alone.
 #include <arpa/inet.h>
 
-
 #include "cache/format.hpp"
-#include "cache/persist.hpp"
-#include "state/reconcile.hpp"
-#include "state/store.hpp"
-#include "dns/packet.hpp"
-#include "fqdn/matcher.hpp"
-#include "fqdn/name.hpp"
 #include "config/loader.hpp"
-#include "cgroup/watch.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
+#include "state/reconcile.hpp"
 
 #include <linux/netfilter.h>
-#include <linux/netfilter/nf_tables.h>
-#include <linux/netfilter/nfnetlink.h>
 #include <systemd/sd-daemon.h>
 
-#include <net/if.h>
-#include <netinet/in.h>
-
-#include <algorithm>
-#include <cerrno>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <map>
-#include <set>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -133,30 +116,20 @@ int Manager::start()
     open_nflog();
     units_.follow(event_.get(), std::move(*units));
     // The metrics for node_exporter's textfile collector, when asked for.
-    if (int r = event_reset_time_relative(event_.get(), metrics_timer_, CLOCK_MONOTONIC, 0, 1'000'000, on_metrics_timer,
-                                          this);
-        r < 0)
-        log::error("cannot arm the metrics timer: " + errno_text(r));
+    metrics_file_.start(event_.get());
     // The bus is how administrators look in; fqdnd enforces without it.
     bus_ = std::make_unique<ManagerBus>(*this);
     bus_->start(event_.get());
 
-    // Signals through the loop: blocked here, delivered by signalfd.
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD}) // SIGCHLD: the state writer
-        sigaddset(&mask, s);
-    if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0)
-        return -errno;
-    for (auto [signal, source] : {std::pair{SIGTERM, &sigterm_}, std::pair{SIGINT, &sigint_},
-                                  std::pair{SIGHUP, &sighup_}, std::pair{SIGUSR1, &sigusr1_}}) {
-        sd_event_source* src = nullptr;
-        // Without them fqdnd could be neither stopped cleanly nor reloaded.
-        if (int r = sd_event_add_signal(event_.get(), &src, signal, on_signal, this); r < 0) {
-            log::error(std::string("cannot watch ") + sigabbrev_np(signal) + ": " + errno_text(r));
-            return r;
-        }
-        source->reset(src);
+    // Signals through the loop: blocked here, delivered by signalfd. Without
+    // them fqdnd could be neither stopped cleanly nor reloaded.
+    int failed = 0;
+    if (int r = event_add_signals(event_.get(), {SIGTERM, SIGINT, SIGHUP, SIGUSR1}, {SIGCHLD /* the state writer */},
+                                  signals_, on_signal, this, failed);
+        r < 0) {
+        if (failed)
+            log::error(std::string("cannot watch ") + sigabbrev_np(failed) + ": " + errno_text(r));
+        return r;
     }
     if (int r = sd_event_set_watchdog(event_.get(), true); r < 0)
         log::warning("cannot keep systemd's watchdog: " + errno_text(r));
@@ -234,7 +207,7 @@ int Manager::reload(std::vector<std::string>* errors)
     config_ = std::move(loaded.config);
     units_.follow(event_.get(), std::move(*units));
     engine_->configure(*config_);
-    interface_names_.clear();
+    interfaces_.clear();
     cache_.set_limits(limits_of(config_->settings));
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
@@ -408,20 +381,6 @@ void Manager::on_packet(const nfq::Packet& p)
     round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, std::move(out.replacement)});
 }
 
-std::string Manager::interface_name(uint32_t index)
-{
-    auto it = interface_names_.find(index);
-    if (it != interface_names_.end())
-        return it->second;
-    char name[IF_NAMESIZE] = {};
-    std::string n = if_indextoname(index, name) ? name : "";
-    // Bounded: interfaces come and go; a full table starts over.
-    if (interface_names_.size() > 4096)
-        interface_names_.clear();
-    interface_names_.emplace(index, n);
-    return n;
-}
-
 bool Manager::write_elements(const std::vector<cache::ElementOp>& ops)
 {
     std::string problem;
@@ -481,29 +440,17 @@ void Manager::expire()
 
 bus::Status Manager::status() const
 {
-    const nfq::KernelDrops kq = kernel_drops();
-    return bus::Status{config_->settings.table,
-                  std::string(nft::to_string(queue_mode_)),
-                  static_cast<uint32_t>(config_->policies.size()),
-                  cache_.names(),
-                  cache_.addresses(),
-                  cache_.connection_addresses(),
-                  cache_.live_flows(),
-                  config_->fqdn_selectors().size(),
-                  kq.queue_full,
-                  kq.undelivered};
-}
-
-nfq::KernelDrops Manager::kernel_drops() const
-{
-    // Our queues' drops by the kernel: fqdnd never asks it to let them
-    // through instead.
-    return nfq::kernel_drops(config_->settings.queue, 2 * config_->settings.queues);
+    const metrics::Counters c = counters();
+    return bus::Status{config_->settings.table, std::string(nft::to_string(queue_mode_)),
+                       static_cast<uint32_t>(config_->policies.size()), c.names, c.addresses, c.connection_addresses,
+                       c.live_flows, config_->fqdn_selectors().size(), c.kernel_queue_full, c.kernel_undelivered};
 }
 
 metrics::Counters Manager::counters() const
 {
-    const nfq::KernelDrops kq = kernel_drops();
+    // Our queues' drops by the kernel: fqdnd never asks it to let them
+    // through instead.
+    const nfq::KernelDrops kq = nfq::kernel_drops(config_->settings.queue, 2 * config_->settings.queues);
     metrics::Counters c;
     c.names = cache_.names();
     c.addresses = cache_.addresses();
@@ -544,22 +491,6 @@ size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std:
     state_->changed();
     arm_expiry();
     return removed;
-}
-
-int Manager::on_metrics_timer(sd_event_source*, uint64_t, void* self)
-{
-    auto* m = static_cast<Manager*>(self);
-    const std::string& file = m->config_->settings.metrics_file;
-    if (!file.empty()) {
-        if (int r = cache::write_atomically(file, metrics::format_prometheus(m->metric_samples())); r < 0)
-            log::warning("cannot write the metrics file " + file + ": " + errno_text(r));
-    }
-    // Every 15 s, whether or not a file is set now: a reload may set one.
-    if (int r = event_reset_time_relative(m->event_.get(), m->metrics_timer_, CLOCK_MONOTONIC, 15'000'000, 1'000'000,
-                                          on_metrics_timer, m);
-        r < 0)
-        log::error("cannot arm the metrics timer: " + errno_text(r));
-    return 0;
 }
 
 void Manager::report_events(uint64_t hold_us)

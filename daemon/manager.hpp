@@ -4,12 +4,13 @@
 #include "cache/cache.hpp"
 #include "cgroup/follower.hpp"
 #include "config/model.hpp"
+#include "interface-names.hpp"
 #include "ct/flows.hpp"
 #include "dns/engine.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 #include "nfq/reply.hpp"
-#include "metrics.hpp"
+#include "metrics-file.hpp"
 #include "sd-util.hpp"
 #include "state/store.hpp"
 #include "unique-fd.hpp"
@@ -63,7 +64,6 @@ public:
         return inspect::explain(*config_, cache_, what);
     }
     std::vector<metrics::Sample> metric_samples() const override { return metrics::collect(counters()); }
-    nfq::KernelDrops kernel_drops() const;
 
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
@@ -103,7 +103,6 @@ private:
     static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
     static int on_queue(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
-    static int on_metrics_timer(sd_event_source*, uint64_t usec, void* self);
 
     Options options_;
     std::optional<config::Config> config_;
@@ -135,11 +134,14 @@ private:
     std::vector<std::chrono::steady_clock::time_point> round_holds_; // arrival of answers with operations
     static constexpr size_t round_packets = 64;
     static constexpr std::chrono::microseconds round_hold_budget{200};
-    std::unordered_map<uint32_t, std::string> interface_names_; // by ifindex, filled on first sight
-    std::string interface_name(uint32_t index);
+    InterfaceNames interfaces_;
+    std::string interface_name(uint32_t index) { return interfaces_.name(index); }
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr queue_source_, expiry_timer_, metrics_timer_;
+    SdEventSourcePtr queue_source_, expiry_timer_;
+    // The metrics for node_exporter's textfile collector, when asked for.
+    metrics::TextFile metrics_file_{[this] { return config_->settings.metrics_file; },
+                                    [this] { return metric_samples(); }};
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0;
     // The cgroups of the units policies name, as the kernel's rules have
     // them; a unit that comes, goes or restarts puts the ruleset in place again.
@@ -147,7 +149,7 @@ private:
     std::unique_ptr<ManagerBus> bus_;
     uint64_t unexplained_elements_ = 0;
     std::unique_ptr<state::Store> state_;
-    SdEventSourcePtr sigterm_, sigint_, sighup_, sigusr1_;
+    std::vector<SdEventSourcePtr> signals_; // SIGTERM, SIGINT, SIGHUP, SIGUSR1
     nflog::Reader nflog_;
     SdEventSourcePtr nflog_source_;
     std::optional<uint16_t> nflog_group_;

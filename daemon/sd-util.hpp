@@ -3,11 +3,15 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <ctime>
 #include "deleter.hpp"
 
+#include <initializer_list>
 #include <memory>
+#include <vector>
 
 // Owning pointers for sd-bus and sd-event objects, and the one way fqdnd
 // (re)arms a one-shot timer: systemd's event_reset_time().
@@ -49,6 +53,34 @@ inline int event_reset_time_relative(sd_event* event, SdEventSourcePtr& source, 
     if (int r = sd_event_now(event, clock, &now); r < 0)
         return r;
     return event_reset_time(event, source, clock, now + usec, accuracy, callback, userdata);
+}
+
+// Blocks `signals` and `also_blocked` (whose sources are made elsewhere,
+// like sd_event_add_child()'s SIGCHLD), then delivers each of `signals`
+// through `event` to `callback`, one source each in `sources`. 0, or a
+// negative errno; `failed` then says which signal could not be watched (0:
+// blocking failed).
+inline int event_add_signals(sd_event* event, std::initializer_list<int> signals,
+                             std::initializer_list<int> also_blocked, std::vector<SdEventSourcePtr>& sources,
+                             sd_event_signal_handler_t callback, void* userdata, int& failed)
+{
+    failed = 0;
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (const auto& list : {signals, also_blocked})
+        for (int s : list)
+            sigaddset(&mask, s);
+    if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0)
+        return -errno;
+    for (int s : signals) {
+        sd_event_source* src = nullptr;
+        if (int r = sd_event_add_signal(event, &src, s, callback, userdata); r < 0) {
+            failed = s;
+            return r;
+        }
+        sources.emplace_back(src);
+    }
+    return 0;
 }
 
 } // namespace fqdnd

@@ -3,11 +3,13 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "cgroup/watch.hpp"
 #include "dns/packet.hpp"
+#include "interface-names.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 
 #include <doctest/doctest.h>
 
+#include <net/if.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -195,4 +197,14 @@ TEST_CASE("the watch tells when a directory of a unit's name comes or goes, at a
     t.mkdir("system.slice/db.service");
     CHECK(w.read().named);
     CHECK(w.read().error == 0);
+}
+
+TEST_CASE("an interface index is named as the kernel names it; an unknown one is no name")
+{
+    InterfaceNames names;
+    const unsigned lo = if_nametoindex("lo");
+    REQUIRE(lo != 0); // every network namespace has one
+    CHECK(names.name(lo) == "lo");
+    CHECK(names.name(lo) == "lo"); // remembered
+    CHECK(names.name(0x7ffffff0) == "");
 }
