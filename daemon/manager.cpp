@@ -64,22 +64,16 @@ int Manager::start()
     }
     table_ = std::make_unique<nft::Table>(nl_);
 
+    // What this kernel takes, unless the command line says.
+    nft::Features features;
     std::string problem;
-    if (options_.queue_mode)
-        queue_mode_ = *options_.queue_mode;
-    else if (int r = table_->probe_queue(table, queue_mode_, &problem); r < 0) {
-        log::error("this kernel takes neither the nft queue expression nor the xtables NFQUEUE target: " + problem);
+    if (int r = table_->probe(table, options_.queue_mode, options_.element_refresh, features, &problem); r < 0) {
+        log::error(problem);
         return r;
     }
-    if (options_.element_refresh)
-        refresh_ = *options_.element_refresh;
-    else if (int r = table_->probe_refresh(table, refresh_, &problem); r < 0) {
-        log::error("cannot probe set element refresh: " + problem);
-        return r;
-    }
-    log::info(std::string("NFQUEUE: ") + (queue_mode_ == nft::QueueMode::native ? "native nft queue expression"
-                                                                                : "xtables NFQUEUE target (nft compat)")
-              + "; set element refresh: " + std::string(nft::to_string(refresh_)));
+    queue_mode_ = features.queue_mode;
+    refresh_ = features.refresh;
+    log::info(nft::describe(features));
 
     auto units = units_.look_up(config_->units(), nullptr);
     if (!units) {
@@ -102,8 +96,7 @@ int Manager::start()
     state_->load(cache_, now(), ops);
     if (!config_->settings.pre_cache.empty())
         state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
-    if (!ops.empty() && table_->update(table, ops, refresh_, &problem) < 0)
-        log::warning("restoring the sets from the cache: " + problem);
+    update_sets(ops, "restoring the sets from the cache");
     unexplained_elements_ += state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now());
     state_->begin();
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
@@ -153,6 +146,13 @@ int Manager::run()
     return r;
 }
 
+void Manager::update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what)
+{
+    std::string problem;
+    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
+        log::warning(std::string(what) + ": " + problem);
+}
+
 int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why)
 {
     const ruleset::Ruleset rs = ruleset::compile(config);
@@ -167,36 +167,33 @@ int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgrou
 int Manager::reload(std::vector<std::string>* errors)
 {
     config::LoadResult loaded = config::load_config(options_.config_file, options_.config_given);
-    if (!loaded.config) {
-        for (const auto& d : loaded.errors) {
-            log::error(d.to_string());
+    // Each error to the log and to the caller; the running configuration stays.
+    auto refuse = [&](const std::vector<std::string>& why, const std::string& summary) {
+        for (const std::string& e : why) {
+            log::error(e);
             if (errors)
-                errors->push_back(d.to_string());
+                errors->push_back(e);
         }
         ++reload_failures_;
-        log::error("reload refused: " + std::to_string(loaded.errors.size())
-                   + (loaded.errors.size() == 1 ? " error" : " errors") + "; the running configuration stays");
+        log::error("reload refused" + summary + "; the running configuration stays");
         return -EINVAL;
+    };
+    if (!loaded.config) {
+        std::vector<std::string> why;
+        for (const auto& d : loaded.errors)
+            why.push_back(d.to_string());
+        return refuse(why, ": " + std::to_string(why.size()) + (why.size() == 1 ? " error" : " errors"));
     }
     if (*loaded.config == *config_) {
         log::info("reload: nothing changed");
         return 0;
     }
     const std::string fixed = config::fixed_until_restart(config_->settings, loaded.config->settings);
-    if (!fixed.empty()) {
-        log::error(fixed);
-        if (errors)
-            errors->push_back(fixed);
-        ++reload_failures_;
-        log::error("reload refused; the running configuration stays");
-        return -EINVAL;
-    }
-    auto units = units_.look_up(loaded.config->units(), errors);
-    if (!units) {
-        ++reload_failures_;
-        log::error("reload refused; the running configuration stays");
-        return -EINVAL;
-    }
+    if (!fixed.empty())
+        return refuse({fixed}, "");
+    auto units = units_.look_up(loaded.config->units(), errors); // each problem logged
+    if (!units)
+        return refuse({}, "");
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
     if (int r = apply_ruleset(*loaded.config, *units, "reload"); r < 0) {
@@ -211,9 +208,7 @@ int Manager::reload(std::vector<std::string>* errors)
     cache_.set_limits(limits_of(config_->settings));
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
-    std::string problem;
-    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
-        log::warning("reload: filling the sets of new selectors: " + problem);
+    update_sets(ops, "reload: filling the sets of new selectors");
     if (config_->settings.table != old_table) {
         std::string problem;
         if (table_->remove(old_table, &problem) < 0)
@@ -246,9 +241,7 @@ void Manager::restore(bool foreign)
     ++restores_;
     std::vector<cache::ElementOp> ops;
     cache_.resync(now(), ops);
-    std::string problem;
-    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
-        log::warning("restore: refilling the sets: " + problem);
+    update_sets(ops, "restore: refilling the sets");
 }
 
 cache::Time Manager::now()
@@ -485,9 +478,7 @@ size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std:
     const auto t = now();
     const size_t removed = cache_.clean(pattern, t, ops);
     state_->cleaned(t, pattern_text);
-    std::string problem;
-    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
-        log::warning("cache clean: " + problem);
+    update_sets(ops, "cache clean");
     state_->changed();
     arm_expiry();
     return removed;

@@ -72,6 +72,9 @@ public:
 private:
     // Every value the metrics and the SIGUSR1 summary show, from the parts.
     metrics::Counters counters() const;
+    // Writes `ops` to the sets on the control socket; a failure is logged
+    // as `what`, and the caller goes on.
+    void update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what);
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
     int open_queues();
     void on_packet(const nfq::Packet& p);

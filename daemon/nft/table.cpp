@@ -30,6 +30,13 @@ std::string_view to_string(Refresh r) noexcept
     return r == Refresh::readd ? "re-add" : "delete-add";
 }
 
+std::string describe(const Features& f)
+{
+    return std::string("NFQUEUE: ")
+        + (f.queue_mode == QueueMode::native ? "native nft queue expression" : "xtables NFQUEUE target (nft compat)")
+        + "; set element refresh: " + std::string(to_string(f.refresh));
+}
+
 namespace {
 
 
@@ -601,6 +608,27 @@ int Table::probe_refresh(const std::string& table, Refresh& refresh, std::string
     if (r < 0 && problem && problem->empty())
         *problem = "probing element refresh: " + errno_text(r);
     return r;
+}
+
+int Table::probe(const std::string& table, std::optional<QueueMode> queue_mode, std::optional<Refresh> refresh,
+                 Features& out, std::string* problem)
+{
+    std::string why;
+    if (queue_mode)
+        out.queue_mode = *queue_mode;
+    else if (int r = probe_queue(table, out.queue_mode, &why); r < 0) {
+        if (problem)
+            *problem = "this kernel takes neither the nft queue expression nor the xtables NFQUEUE target: " + why;
+        return r;
+    }
+    if (refresh)
+        out.refresh = *refresh;
+    else if (int r = probe_refresh(table, out.refresh, &why); r < 0) {
+        if (problem)
+            *problem = "cannot probe set element refresh: " + why;
+        return r;
+    }
+    return 0;
 }
 
 } // namespace fqdnd::nft

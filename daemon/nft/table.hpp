@@ -19,6 +19,14 @@ namespace fqdnd::nft {
 enum class Refresh : uint8_t { readd, delete_add };
 std::string_view to_string(Refresh r) noexcept;
 
+// What kernels differ in that fqdnd's table uses.
+struct Features {
+    QueueMode queue_mode = QueueMode::native;
+    Refresh refresh = Refresh::readd;
+};
+// "NFQUEUE: native nft queue expression; set element refresh: re-add"
+std::string describe(const Features& f);
+
 struct Element {
     Address address;
     Duration timeout;
@@ -36,6 +44,10 @@ public:
     // are renewed; both tried in the table itself, leaving nothing behind.
     int probe_queue(const std::string& table, QueueMode& mode, std::string* problem);
     int probe_refresh(const std::string& table, Refresh& refresh, std::string* problem);
+    // Both, each as given (from the command line) or else probed; `problem`
+    // then says which could not be told, and why.
+    int probe(const std::string& table, std::optional<QueueMode> queue_mode, std::optional<Refresh> refresh,
+              Features& out, std::string* problem);
 
     // Replaces the whole table with `rs` in one batch: the sets of FQDN
     // selectors that still exist keep their elements; sets of selectors that
