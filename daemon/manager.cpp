@@ -18,8 +18,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 

@@ -4,28 +4,30 @@
 #include "cache/cache.hpp"
 #include "cgroup/follower.hpp"
 #include "config/model.hpp"
-#include "interface-names.hpp"
 #include "ct/flows.hpp"
 #include "dns/engine.hpp"
+#include "interface-names.hpp"
+#include "metrics-file.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 #include "nfq/reply.hpp"
-#include "metrics-file.hpp"
-#include "sd-util.hpp"
-#include "state/store.hpp"
-#include "unique-fd.hpp"
 #include "nft/encode.hpp"
 #include "nft/keeper.hpp"
 #include "nft/netlink.hpp"
 #include "nft/table.hpp"
+#include "sd-util.hpp"
+#include "state/store.hpp"
 
 #include <systemd/sd-event.h>
 
 #include <array>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <unordered_map>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace fqdnd {
 
