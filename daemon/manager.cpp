@@ -169,7 +169,8 @@ int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgrou
 
 int Manager::reload(std::vector<std::string>* errors)
 {
-    config::LoadResult loaded = config::load_config(options_.config_file, options_.config_given);
+    config::ReloadCheck check
+        = config::check_reload(*config_, config::load_config(options_.config_file, options_.config_given));
     // Each error to the log and to the caller; the running configuration stays.
     auto refuse = [&](const std::vector<std::string>& why, const std::string& summary) {
         for (const std::string& e : why) {
@@ -181,30 +182,23 @@ int Manager::reload(std::vector<std::string>* errors)
         log::error("reload refused" + summary + "; the running configuration stays");
         return -EINVAL;
     };
-    if (!loaded.config) {
-        std::vector<std::string> why;
-        for (const auto& d : loaded.errors)
-            why.push_back(d.to_string());
-        return refuse(why, ": " + std::to_string(why.size()) + (why.size() == 1 ? " error" : " errors"));
-    }
-    if (*loaded.config == *config_) {
+    if (check.verdict == config::ReloadCheck::Verdict::unchanged) {
         log::info("reload: nothing changed");
         return 0;
     }
-    const std::string fixed = config::fixed_until_restart(config_->settings, loaded.config->settings);
-    if (!fixed.empty())
-        return refuse({fixed}, "");
-    auto units = units_.look_up(loaded.config->units(), errors); // each problem logged
+    if (check.verdict == config::ReloadCheck::Verdict::refused)
+        return refuse(check.errors, check.summary);
+    auto units = units_.look_up(check.config->units(), errors); // each problem logged
     if (!units)
         return refuse({}, "");
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
-    if (int r = apply_ruleset(*loaded.config, *units, "reload"); r < 0) {
+    if (int r = apply_ruleset(*check.config, *units, "reload"); r < 0) {
         ++reload_failures_;
         sd_notify(0, "READY=1");
         return r;
     }
-    config_ = std::move(loaded.config);
+    config_ = std::move(check.config);
     units_.follow(event_.get(), std::move(*units));
     engine_->configure(*config_);
     interfaces_.clear();

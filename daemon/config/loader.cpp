@@ -152,6 +152,28 @@ std::string fixed_until_restart(const Settings& running, const Settings& next)
     return "";
 }
 
+ReloadCheck check_reload(const Config& running, LoadResult loaded)
+{
+    ReloadCheck c;
+    if (!loaded.config) {
+        for (const auto& d : loaded.errors)
+            c.errors.push_back(d.to_string());
+        c.summary = ": " + std::to_string(c.errors.size()) + (c.errors.size() == 1 ? " error" : " errors");
+        return c;
+    }
+    if (*loaded.config == running) {
+        c.verdict = ReloadCheck::Verdict::unchanged;
+        return c;
+    }
+    if (std::string fixed = fixed_until_restart(running.settings, loaded.config->settings); !fixed.empty()) {
+        c.errors.push_back(std::move(fixed));
+        return c;
+    }
+    c.verdict = ReloadCheck::Verdict::apply;
+    c.config = std::move(loaded.config);
+    return c;
+}
+
 std::string summary(const Config& c)
 {
     size_t rules = 0;

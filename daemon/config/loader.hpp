@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace fqdnd::config {
 
@@ -28,6 +30,17 @@ LoadResult load_config_text(std::string_view config_text, const std::string& fil
 // listener and be bypassed, ungated), and the journal is open in the state
 // directory.
 std::string fixed_until_restart(const Settings& running, const Settings& next);
+
+// What a reload does with `loaded` while `running` runs: refuses it (each
+// error in `errors`; `summary` for the log line, ": 2 errors" or ""),
+// finds nothing changed, or takes `config`.
+struct ReloadCheck {
+    enum class Verdict : uint8_t { refused, unchanged, apply } verdict = Verdict::refused;
+    std::optional<Config> config;
+    std::vector<std::string> errors;
+    std::string summary;
+};
+ReloadCheck check_reload(const Config& running, LoadResult loaded);
 
 // "2 files, 1 policy, 4 egress rules, 2 FQDN selectors"
 std::string summary(const Config& config);

@@ -98,6 +98,34 @@ TEST_CASE("a reload may change most settings, but not the queues or the state di
     CHECK(fixed_until_restart(running, next) == "state-directory changes only at a restart (running: /var/lib/fqdnd)");
 }
 
+TEST_CASE("a reload is refused with every error, does nothing when nothing changed, or takes the new configuration")
+{
+    const LoadResult running = load("");
+    REQUIRE(running.config);
+
+    ReloadCheck c = check_reload(*running.config, load(""));
+    CHECK(c.verdict == ReloadCheck::Verdict::unchanged);
+    CHECK(c.errors.empty());
+
+    c = check_reload(*running.config, load("[daemon]\ntable = \"fw\"\n"));
+    CHECK(c.verdict == ReloadCheck::Verdict::apply);
+    REQUIRE(c.config);
+    CHECK(c.config->settings.table == "fw");
+
+    c = check_reload(*running.config, load("[daemon]\nqueue = 100\nno-such-key = 1\n[fqdn]\nmin-ttl = \"soon\"\n"));
+    CHECK(c.verdict == ReloadCheck::Verdict::refused);
+    CHECK_FALSE(c.config);
+    REQUIRE(c.errors.size() == 2);
+    CHECK(c.errors[0].rfind("/etc/fqdnd/fqdnd.toml:", 0) == 0);
+    CHECK(c.summary == ": 2 errors");
+
+    // A configuration that loads, but changes what only a restart may.
+    c = check_reload(*running.config, load("[daemon]\nqueue = 100\n"));
+    CHECK(c.verdict == ReloadCheck::Verdict::refused);
+    CHECK(c.errors == std::vector<std::string>{"queue and queues change only at a restart (running: queue 5300, queues 1)"});
+    CHECK(c.summary.empty());
+}
+
 TEST_CASE("every setting is read")
 {
     const LoadResult r = load(R"(
