@@ -61,19 +61,19 @@ void Follower::follow(sd_event* event, UnitCgroups cgroups)
         polled_ = false;
         return;
     }
-    const std::optional<std::string> r_root = root();
-    if (watch_.is_open() && r_root) {
-        watch_.watch(*r_root, units); // the same directories; the names change
+    const std::optional<std::string> hierarchy = root();
+    if (watch_.is_open() && hierarchy) {
+        watch_.watch(*hierarchy, units); // the same directories; the names change
         return;
     }
     if (polled_)
         return;
-    int r = r_root ? watch_.watch(*r_root, units) : -ENOENT;
+    int r = hierarchy ? watch_.watch(*hierarchy, units) : -ENOENT;
     sd_event_source* src = nullptr;
     if (r == 0 && (r = sd_event_add_io(event_, &src, watch_.fd(), EPOLLIN, on_watch, this)) >= 0) {
         source_.reset(src);
         log::info("following the cgroups of " + std::to_string(units.size()) + (units.size() == 1 ? " unit" : " units")
-                  + ": inotify on " + std::to_string(watch_.directories()) + " directories of " + *r_root);
+                  + ": inotify on " + std::to_string(watch_.directories()) + " directories of " + *hierarchy);
         // What came or went before the watch began.
         refresh();
         return;
