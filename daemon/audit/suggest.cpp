@@ -583,4 +583,54 @@ nlohmann::json to_json(const Difference& d, const std::string& policy)
     return nlohmann::json{{"policy", policy}, {"missing", d.missing}, {"unused", d.unused}};
 }
 
+namespace {
+
+const config::Policy* configured(const std::vector<config::Policy>& policies, const std::string& name)
+{
+    const auto it = std::find_if(policies.begin(), policies.end(), [&](const config::Policy& p) { return p.name == name; });
+    return it == policies.end() ? nullptr : &*it;
+}
+
+} // namespace
+
+std::string render_suggestions(const std::vector<PolicyRecord>& records, const std::vector<config::Policy>& policies,
+                               bool json)
+{
+    if (json) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const PolicyRecord& r : records)
+            out.push_back(to_json(suggest(r), configured(policies, r.policy)));
+        return out.dump(2) + "\n";
+    }
+    if (records.empty())
+        return "# Nothing recorded: no policy in audit mode saw traffic it would drop, and no policy dropped any.\n";
+    std::string out;
+    for (const PolicyRecord& r : records)
+        out += (out.empty() ? "" : "\n") + to_toml(suggest(r), configured(policies, r.policy));
+    return out;
+}
+
+std::string render_diffs(const std::vector<PolicyRecord>& records, const std::vector<config::Policy>& policies,
+                         bool json)
+{
+    nlohmann::json out = nlohmann::json::array();
+    std::string text;
+    for (const config::Policy& p : policies) {
+        const auto it = std::find_if(records.begin(), records.end(), [&](const PolicyRecord& r) { return r.policy == p.name; });
+        const Difference d = diff(it == records.end() ? PolicyRecord{p.name, {}, {}} : *it, p);
+        if (json) {
+            out.push_back(to_json(d, p.name));
+            continue;
+        }
+        text += "policy " + p.name + (p.audit ? " (audit)" : "") + ":\n";
+        if (d.missing.empty())
+            text += "  needs nothing it lacks\n";
+        for (const std::string& m : d.missing)
+            text += "  + " + m + "\n";
+        for (const std::string& u : d.unused)
+            text += "  - " + u + "\n";
+    }
+    return json ? out.dump(2) + "\n" : text;
+}
+
 } // namespace fqdnd::audit

@@ -86,4 +86,13 @@ struct Difference {
 Difference diff(const PolicyRecord& record, const config::Policy& current);
 nlohmann::json to_json(const Difference& d, const std::string& policy);
 
+// What `fqdnctl policy suggest` prints: each record's suggestion, with the
+// policy of its name as configured: one TOML document, or a JSON array.
+std::string render_suggestions(const std::vector<PolicyRecord>& records, const std::vector<config::Policy>& policies,
+                               bool json);
+// What `fqdnctl policy diff` prints for `policies` (each against its
+// record, or none), as text or a JSON array.
+std::string render_diffs(const std::vector<PolicyRecord>& records, const std::vector<config::Policy>& policies,
+                         bool json);
+
 } // namespace fqdnd::audit
