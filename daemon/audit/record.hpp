@@ -56,8 +56,10 @@ struct Limits {
     size_t per_policy = 4096;  // lookups and flows of one policy
     size_t total = 16384;      // of every policy
     size_t policies = 256;     // policies with a recording
-    size_t names_per_flow = 8;
+    size_t names_per_flow = 4;
     size_t servers_per_name = 8;
+    // At most about 20 MB when every entry is a flow with four names of
+    // 255 characters; a few MB in practice.
 };
 
 class Recorder {

@@ -604,10 +604,20 @@ std::string render_suggestions(const std::vector<PolicyRecord>& records, const s
     }
     if (records.empty())
         return "# Nothing recorded: no policy in audit mode saw traffic it would drop, and no policy dropped any.\n";
-    std::string out;
-    for (const PolicyRecord& r : records)
-        out += (out.empty() ? "" : "\n") + to_toml(suggest(r), configured(policies, r.policy));
-    return out;
+    std::string out, unconfigured;
+    for (const PolicyRecord& r : records) {
+        const config::Policy* p = configured(policies, r.policy);
+        // Asked for alone, it is shown for its rules; among others it would
+        // make the whole document fail check-config, for want of a selector.
+        if (!p && records.size() > 1) {
+            unconfigured += "# Policy " + comment_safe(r.policy) + " is not configured now but has a recording: "
+                "fqdnctl policy suggest " + comment_safe(r.policy) + " shows it, fqdnctl policy forget "
+                + comment_safe(r.policy) + " drops it.\n";
+            continue;
+        }
+        out += (out.empty() ? "" : "\n") + to_toml(suggest(r), p);
+    }
+    return out + (unconfigured.empty() || out.empty() ? "" : "\n") + unconfigured;
 }
 
 std::string render_diffs(const std::vector<PolicyRecord>& records, const std::vector<config::Policy>& policies,

@@ -415,3 +415,33 @@ users = ["root"]
     CHECK(audit::policies_for_query(config, "uid:0", dns, false) == std::vector<std::string>{"local"});
     CHECK(audit::policies_for_query(config, "uid:1000", dns, false).empty());
 }
+
+TEST_CASE("every policy's suggestion in one document loads; a recording without its policy is only mentioned")
+{
+    const auto config = load(std::string(web_policy) + R"(
+[[policy]]
+name = "db"
+[policy.selector]
+sources = ["192.0.2.8/29"]
+)");
+    audit::Recorder rec;
+    rec.flow("web", addr("203.0.113.10"), "tcp", 443, {"a.svc.intra."}, t0);
+    rec.flow("db", addr("203.0.113.11"), "tcp", 5432, {"pg.db.intra."}, t0);
+    rec.flow("gone", addr("203.0.113.12"), "tcp", 80, {"old.intra."}, t0);
+    const std::string toml = audit::render_suggestions(rec.records(), config.policies, false);
+    INFO(toml);
+    const auto back = load(toml);
+    REQUIRE(back.policies.size() == 2);
+    CHECK(back.policies[0].name == "db");
+    CHECK(!back.policies[0].audit);
+    CHECK(back.policies[1].name == "web");
+    CHECK(toml.find("# Policy gone is not configured now but has a recording") != std::string::npos);
+    CHECK(toml.find("old.intra") == std::string::npos);
+
+    const auto json = nlohmann::json::parse(audit::render_suggestions(rec.records(), config.policies, true));
+    CHECK(json.size() == 3);
+    const auto diffs = nlohmann::json::parse(audit::render_diffs(rec.records(), config.policies, true));
+    REQUIRE(diffs.size() == 2);
+    CHECK(diffs[0]["policy"] == "db");
+    CHECK(diffs[0]["missing"].size() == 1);
+}
