@@ -1031,10 +1031,9 @@ int Manager::on_audit_save_timer(sd_event_source*, uint64_t, void* self)
 
 void Manager::record_query(const dns::Event& e, cache::Time t)
 {
-    if (e.kind == dns::Event::Kind::answer)
+    if (e.kind != dns::Event::Kind::query_allowed)
         return;
-    const bool refused = e.kind == dns::Event::Kind::query_refused;
-    for (const std::string& policy : audit::policies_for_query(*config_, e.endpoint, e.server, refused))
+    for (const std::string& policy : audit::policies_for_query(*config_, e.endpoint, e.server))
         recorder_.lookup(policy, e.question.name, e.server, t);
     schedule_recording_save();
 }

@@ -84,7 +84,7 @@ inline constexpr Info ruleset_unit_changes_total{"fqdnd_ruleset_unit_changes_tot
 inline constexpr Info units_without_cgroup{"fqdnd_units_without_cgroup", "gauge",
     "Units that policies name and that have no cgroup now (not running): their rules match nothing."};
 inline constexpr Info audit_entries{"fqdnd_audit_entries", "gauge",
-    "Names and flows recorded for `fqdnctl policy suggest` (audit policies, and what enforcing ones refused or dropped)."};
+    "Names and flows recorded for `fqdnctl policy suggest` (audit policies, and what enforcing ones dropped)."};
 inline constexpr Info audit_evictions_total{"fqdnd_audit_evictions_total", "counter",
     "Recorded names and flows evicted, the least recently seen first, to keep the recording within its bounds."};
 

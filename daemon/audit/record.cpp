@@ -51,7 +51,8 @@ Time from_ms(int64_t v)
     return Time(std::chrono::milliseconds(v));
 }
 
-bool endpoint_may_match(const config::Policy& p, const std::string& endpoint, const Address& server)
+bool endpoint_may_match(const config::Policy& p, const std::string& endpoint, const std::optional<Address>& address,
+                        const Address& server)
 {
     const config::Selector& s = p.selector;
     const auto lists_server = [&] {
@@ -60,7 +61,7 @@ bool endpoint_may_match(const config::Policy& p, const std::string& endpoint, co
                                [&](const Cidr& c) { return c.contains(server); });
         });
     };
-    if (const auto a = Address::parse(endpoint)) {
+    if (const auto& a = address) {
         if (std::any_of(s.sources.begin(), s.sources.end(), [&](const Cidr& c) { return c.contains(*a); }))
             return true;
         return !s.interfaces.empty() && lists_server();
@@ -307,11 +308,12 @@ bool Recorder::from_json(std::string_view text, std::string* problem)
 }
 
 std::vector<std::string> policies_for_query(const config::Config& config, const std::string& endpoint,
-                                            const Address& server, bool refused)
+                                            const Address& server)
 {
     std::vector<std::string> out;
+    const std::optional<Address> address = Address::parse(endpoint);
     for (const config::Policy& p : config.policies)
-        if ((p.audit || refused) && endpoint_may_match(p, endpoint, server))
+        if (p.audit && endpoint_may_match(p, endpoint, address, server))
             out.push_back(p.name);
     return out;
 }

@@ -124,13 +124,14 @@ private:
     bool dirty_ = false;
 };
 
-// The policies a DNS query is recorded for, when a client `endpoint` (an
-// address, "uid:N" or "local") asked `server` about a name, `refused` when
-// no DNS rule allowed it: audit policies that can select the client, and,
-// for a refused one, enforcing policies too. Interfaces, groups and units
-// cannot be told from the endpoint alone: such a policy takes the query
-// when one of its DNS rules lists the server.
+// The policies an allowed DNS query is recorded for, when a client
+// `endpoint` (an address, "uid:N" or "local") asked `server` about a name:
+// the audit policies that can select the client. Refused queries are not
+// recorded: their names are whatever a client made up, and a suggestion
+// holds only names fqdnd accepted. Interfaces, groups and units cannot be
+// told from the endpoint alone: such a policy takes the query when one of
+// its DNS rules lists the server.
 std::vector<std::string> policies_for_query(const config::Config& config, const std::string& endpoint,
-                                            const Address& server, bool refused);
+                                            const Address& server);
 
 } // namespace fqdnd::audit

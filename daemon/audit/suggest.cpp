@@ -566,8 +566,8 @@ Difference diff(const PolicyRecord& record, const config::Policy& current)
     }
     if (!current.audit) {
         // Its allowed lookups and flows were not recorded.
-        d.unused.push_back("(an enforcing policy records only what it refuses and drops: which of its rules saw use "
-                           "cannot be told; audit it to know)");
+        d.unused.push_back("(an enforcing policy records only what it drops: which of its rules saw use cannot be "
+                           "told; audit it to know)");
         return d;
     }
     for (const Matched& m : rules)

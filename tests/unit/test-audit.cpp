@@ -381,7 +381,7 @@ TEST_CASE("the recording comes back from its JSON; forget clears one policy or a
     CHECK(back.entries() == 0);
 }
 
-TEST_CASE("queries are recorded for audit policies that may select the client, refusals for enforcing ones too")
+TEST_CASE("allowed queries are recorded for the audit policies that may select the client")
 {
     const auto config = load(std::string(web_policy) + R"(
 [[policy]]
@@ -407,13 +407,12 @@ audit = true
 users = ["root"]
 )");
     const Address dns = addr("203.0.113.53");
-    CHECK(audit::policies_for_query(config, "192.0.2.2", dns, false) == std::vector<std::string>{"web"});
-    CHECK(audit::policies_for_query(config, "192.0.2.2", dns, true) == std::vector<std::string>{"strict", "web"});
-    CHECK(audit::policies_for_query(config, "192.0.2.99", dns, true).empty());
-    CHECK(audit::policies_for_query(config, "192.0.2.99", addr("203.0.113.54"), false)
-          == std::vector<std::string>{"ifaces"});
-    CHECK(audit::policies_for_query(config, "uid:0", dns, false) == std::vector<std::string>{"local"});
-    CHECK(audit::policies_for_query(config, "uid:1000", dns, false).empty());
+    // "strict" selects the client too, but enforces: it records drops only.
+    CHECK(audit::policies_for_query(config, "192.0.2.2", dns) == std::vector<std::string>{"web"});
+    CHECK(audit::policies_for_query(config, "192.0.2.99", dns).empty());
+    CHECK(audit::policies_for_query(config, "192.0.2.99", addr("203.0.113.54")) == std::vector<std::string>{"ifaces"});
+    CHECK(audit::policies_for_query(config, "uid:0", dns) == std::vector<std::string>{"local"});
+    CHECK(audit::policies_for_query(config, "uid:1000", dns).empty());
 }
 
 TEST_CASE("every policy's suggestion in one document loads; a recording without its policy is only mentioned")
