@@ -125,6 +125,12 @@ check_not "enforced: but its address is denied, on the port x.deep.svc.intra use
 check_not "enforced: a port never used (a.svc.intra:8080) is denied" connects p1a 203.0.113.2 8080
 check_not "enforced: the bare address on another port is denied" connects p1a 203.0.113.7 80
 
+check "the enforcing policy records its drops: diff shows what it now stops" bash -c "
+    for i in \$(seq 1 30); do
+        '$FQDNCTL' policy diff web | grep -q '+ y.deep.svc.intra. tcp/8080 (203.0.113.6): no rule allows it' && exit 0
+        sleep 0.1
+    done; '$FQDNCTL' policy diff web; exit 1"
+check "metrics: the recording's size" bash -c "'$FQDNCTL' metrics | grep -qE '^fqdnd_audit_entries [1-9]'"
 check "forget clears the recording" bash -c "'$FQDNCTL' policy forget web | grep -q 'forgot [1-9]'"
 check "suggest no longer shows what was forgotten" bash -c "! '$FQDNCTL' policy suggest web | grep -q 'x.deep.svc.intra'"
 
