@@ -301,6 +301,22 @@ std::string describe_rule(const config::EgressRule& r)
     return r.where.to_string() + ": " + what;
 }
 
+// The to-cidrs rules: addresses no name explains and, when no name asked
+// was seen (the queries were not inspected), the DNS servers on port 53.
+std::vector<Rule> cidr_rules(const Suggestion& s)
+{
+    std::vector<Rule> out;
+    if (!s.dns_servers.empty() && s.dns_names.empty()) {
+        Rule r;
+        r.ports.add("udp", 53);
+        r.ports.add("tcp", 53);
+        r.items = s.dns_servers;
+        out.push_back(std::move(r));
+    }
+    out.insert(out.end(), s.cidrs.begin(), s.cidrs.end());
+    return out;
+}
+
 } // namespace
 
 std::string toml_quote(std::string_view text)
@@ -452,19 +468,10 @@ std::string to_toml(const Suggestion& s, const config::Policy* current)
         for (const Item& i : s.looked_up_only)
             out << "#   " << comment_safe(i.text) << ": " << usage_comment(i) << "\n";
     }
-    std::vector<Rule> cidrs = s.cidrs;
-    if (!s.dns_servers.empty() && !dns_rule) {
-        // DNS without a name seen (its queries were not inspected): allowed
-        // by address, which a to-dns-servers rule with names should replace.
-        Rule r;
-        r.ports.add("udp", 53);
-        r.ports.add("tcp", 53);
-        r.items = s.dns_servers;
+    if (!s.dns_servers.empty() && !dns_rule)
         out << "\n# DNS servers used, but no name asked was seen: allowed by address here; a to-dns-servers\n"
                "# rule with the names clients may ask about is better.\n";
-        cidrs.insert(cidrs.begin(), std::move(r));
-    }
-    for (const Rule& r : cidrs) {
+    for (const Rule& r : cidr_rules(s)) {
         out << "\n[[policy.egress]]\n# no name explains these addresses: each is allowed by address alone\n";
         list_toml(out, "to-cidrs", r.items);
         if (r.ports.every)
@@ -484,11 +491,12 @@ nlohmann::json to_json(const Suggestion& s, const config::Policy* current)
             rule["ports"] = ports_json(r.ports);
         egress.push_back(std::move(rule));
     }
-    if (!s.dns_servers.empty())
+    // As the TOML has it: without a name seen, the servers are to-cidrs.
+    if (!s.dns_servers.empty() && !s.dns_names.empty())
         egress.push_back({{"to-dns-servers", items_json(s.dns_servers)},
                           {"ports", nlohmann::json::array({{{"port", 53}, {"protocol", "any"}}})},
                           {"dns", items_json(s.dns_names)}});
-    for (const Rule& r : s.cidrs) {
+    for (const Rule& r : cidr_rules(s)) {
         nlohmann::json rule{{"to-cidrs", items_json(r.items)}};
         if (!r.ports.every)
             rule["ports"] = ports_json(r.ports);

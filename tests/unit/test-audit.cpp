@@ -444,3 +444,30 @@ sources = ["192.0.2.8/29"]
     CHECK(diffs[0]["policy"] == "db");
     CHECK(diffs[0]["missing"].size() == 1);
 }
+
+TEST_CASE("DNS seen only as flows to port 53 (queries not inspected): the server by address, valid as such")
+{
+    audit::Recorder rec;
+    rec.flow("web", addr("203.0.113.53"), "udp", 53, {}, t0);
+    rec.flow("web", addr("203.0.113.9"), "icmp", 0, {}, t0);
+    const auto s = audit::suggest(rec.records("web").at(0));
+    CHECK(s.dns_names.empty());
+    REQUIRE(s.dns_servers.size() == 1);
+    const auto config = load(web_policy);
+    const std::string toml = audit::to_toml(s, &config.policies[0]);
+    INFO(toml);
+    const auto back = load(toml);
+    const auto& egress = back.policies.at(0).egress;
+    REQUIRE(egress.size() == 2);
+    CHECK(std::none_of(egress.begin(), egress.end(), [](const config::EgressRule& r) { return r.is_dns(); }));
+    // ICMP has no ports: its rule opens every port.
+    CHECK(std::any_of(egress.begin(), egress.end(), [](const config::EgressRule& r) {
+        return r.to_cidrs.size() == 1 && r.to_cidrs[0].to_string() == "203.0.113.9/32" && r.ports.empty();
+    }));
+    CHECK(std::any_of(egress.begin(), egress.end(), [](const config::EgressRule& r) {
+        return r.to_cidrs.size() == 1 && r.to_cidrs[0].to_string() == "203.0.113.53/32" && r.ports.size() == 1
+            && r.ports[0].port == 53 && r.ports[0].protocol == config::Protocol::any;
+    }));
+    const auto json = audit::to_json(s, &config.policies[0]);
+    CHECK(json["egress"].size() == 2);
+}
