@@ -554,8 +554,7 @@ void Manager::commit_round()
     round_verdicts_.clear();
     round_ops_.clear();
     round_holds_.clear();
-    // Policies record the queries of their clients (audit/record.hpp).
-    if (options_.log_dns || (bus_ && bus_->monitoring()) || !config_->policies.empty())
+    if (options_.log_dns || (bus_ && bus_->monitoring()) || recording_queries())
         report_events(static_cast<uint64_t>(hold_us));
 }
 
@@ -577,7 +576,7 @@ void Manager::on_packet(const nfq::Packet& p)
     if (p.indev)
         meta.indev = interface_name(p.indev);
     meta.now = now();
-    const bool watched = options_.log_dns || (bus_ && bus_->monitoring()) || !config_->policies.empty();
+    const bool watched = options_.log_dns || (bus_ && bus_->monitoring()) || recording_queries();
     engine_->record_events(watched);
     dns::Outcome out = engine_->handle(p.payload, meta);
     // An answer is released only once its addresses are in the sets (or

@@ -22,6 +22,7 @@
 
 #include <systemd/sd-event.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <memory>
@@ -198,6 +199,12 @@ private:
     void load_recording();
     void save_recording();
     void schedule_recording_save();
+    // Audit policies record their clients' queries (audit/record.hpp).
+    bool recording_queries() const
+    {
+        return std::any_of(config_->policies.begin(), config_->policies.end(),
+                           [](const config::Policy& p) { return p.audit; });
+    }
     void record_query(const dns::Event& e, cache::Time t);
     void record_flow(const nflog::Drop& d, const std::vector<std::string>& names, cache::Time t);
     static int on_audit_save_timer(sd_event_source*, uint64_t usec, void* self);
