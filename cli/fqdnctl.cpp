@@ -51,6 +51,15 @@ constexpr Verb verbs[] = {
      [](const Options& o) { return fqdnctl::selectors(o.json); }},
     {"policy", "list", "[-o json]", "the policies in force", "o", 0,
      [](const Options& o) { return fqdnctl::policy_list(o.json); }},
+    {"policy", "suggest", "[POLICY] [-o toml|json]",
+     "a policy written from what audit policies recorded and enforcing ones dropped, ready for policy.d "
+     "(review it first)",
+     "o", 1, [](const Options& o) { return fqdnctl::policy_suggest(o.args.empty() ? "" : o.args[0], o.json); }},
+    {"policy", "diff", "[POLICY] [-o json]",
+     "what the recorded traffic needed that the policy lacks (+), and its rules that saw no use (-)", "o", 1,
+     [](const Options& o) { return fqdnctl::policy_diff(o.args.empty() ? "" : o.args[0], o.json); }},
+    {"policy", "forget", "[POLICY]", "forget what was recorded for a policy, or for all", "", 1,
+     [](const Options& o) { return fqdnctl::policy_forget(o.args.empty() ? "" : o.args[0]); }},
     {"", "explain", "ADDRESS|NAME [-o json]",
      "why an address or a name is allowed or not: sets, names, endpoints, sources, until when, policies", "o", 1,
      [](const Options& o) {
@@ -119,6 +128,8 @@ int run(const Verb& v, int argc, char** argv)
         }
         switch (c) {
         case 'o':
+            if (v.name == "suggest" && std::strcmp(optarg, "toml") == 0)
+                break; // its default
             if (std::strcmp(optarg, "json") != 0) {
                 std::fprintf(stderr, "fqdnctl: -o takes json\n");
                 return 2;

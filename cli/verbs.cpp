@@ -187,6 +187,42 @@ int policy_list(bool json)
     return 0;
 }
 
+int policy_suggest(const std::string& policy, bool json)
+{
+    auto reply = ask("SuggestPolicy", "ss", policy.c_str(), json ? "json" : "toml");
+    if (!reply)
+        return 1;
+    const char* text = nullptr;
+    if (sd_bus_message_read(reply.get(), "s", &text) < 0)
+        return 1;
+    std::fputs(text, stdout);
+    return 0;
+}
+
+int policy_diff(const std::string& policy, bool json)
+{
+    auto reply = ask("DiffPolicy", "ss", policy.c_str(), json ? "json" : "text");
+    if (!reply)
+        return 1;
+    const char* text = nullptr;
+    if (sd_bus_message_read(reply.get(), "s", &text) < 0)
+        return 1;
+    std::fputs(text, stdout);
+    return 0;
+}
+
+int policy_forget(const std::string& policy)
+{
+    auto reply = ask("ForgetRecording", "s", policy.c_str());
+    if (!reply)
+        return 1;
+    uint32_t removed = 0;
+    if (sd_bus_message_read(reply.get(), "u", &removed) < 0)
+        return 1;
+    std::printf("forgot %u recorded names and flows\n", removed);
+    return 0;
+}
+
 int reload()
 {
     auto reply = ask("Reload", "");

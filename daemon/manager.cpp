@@ -97,6 +97,7 @@ int Manager::start()
     // kernel's sets are renewed to agree with it, and keep nothing else.
     state_ = std::make_unique<state::Store>(event_.get(), config_->settings.state_directory, cache_);
     state_->load(cache_, now(), ops);
+    load_recording();
     if (!config_->settings.pre_cache.empty())
         state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
     update_sets(ops, "restoring the sets from the cache");
@@ -144,6 +145,7 @@ int Manager::run()
     serve_queues(SIZE_MAX);
     queues_.close();
     state_->save_now();
+    save_recording();
     // The table stays: enforcement goes on while fqdnd is down.
     log::info("stopping; table inet " + config_->settings.table + " stays in place");
     return r;
@@ -332,7 +334,7 @@ void Manager::commit_round()
     round_verdicts_.clear();
     round_ops_.clear();
     round_holds_.clear();
-    if (options_.log_dns || (bus_ && bus_->monitoring()))
+    if (options_.log_dns || (bus_ && bus_->monitoring()) || recording_queries())
         report_events(static_cast<uint64_t>(hold_us));
 }
 
@@ -354,7 +356,7 @@ void Manager::on_packet(const nfq::Packet& p)
     if (p.indev)
         meta.indev = interface_name(p.indev);
     meta.now = now();
-    const bool watched = options_.log_dns || (bus_ && bus_->monitoring());
+    const bool watched = options_.log_dns || (bus_ && bus_->monitoring()) || recording_queries();
     engine_->record_events(watched);
     dns::Outcome out = engine_->handle(p.payload, meta);
     // An answer is released only once its addresses are in the sets (or
@@ -466,6 +468,8 @@ metrics::Counters Manager::counters() const
     c.unit_changes = units_.changes();
     c.units_without_cgroup = cgroup::without_cgroup(units_.cgroups());
     c.hold_us = hold_us_;
+    c.audit_entries = recorder_.entries();
+    c.audit_evictions = recorder_.evictions();
     return c;
 }
 
@@ -488,6 +492,7 @@ void Manager::report_events(uint64_t hold_us)
     for (const dns::Event& e : engine_->take_events()) {
         if (options_.log_dns)
             log::info(dns::describe(e));
+        record_query(e, t);
         if (!monitoring)
             continue;
         // An answer that taught: the selectors whose sets took its addresses.
@@ -531,8 +536,6 @@ void Manager::open_nflog()
 
 void Manager::on_logged(const nflog::Logged& l)
 {
-    if (!bus_ || !bus_->monitoring())
-        return;
     const auto d = nflog::attribute(l, ruleset::log_prefix);
     if (!d)
         return;
@@ -543,6 +546,9 @@ void Manager::on_logged(const nflog::Logged& l)
         last_drop_names_ = cache_.names_of(d->destination);
         last_drop_time_ = t;
     }
+    record_flow(*d, last_drop_names_, t);
+    if (!bus_ || !bus_->monitoring())
+        return;
     bus_->emit(*d, t, d->indev ? interface_name(d->indev) : "", last_drop_names_);
 }
 
@@ -565,6 +571,80 @@ int Manager::on_signal(sd_event_source* s, const struct signalfd_siginfo* si, vo
         return 0;
     }
     return sd_event_exit(sd_event_source_get_event(s), 0);
+}
+
+std::filesystem::path Manager::audit_file() const
+{
+    return std::filesystem::path(config_->settings.state_directory) / "audit.json";
+}
+
+void Manager::load_recording()
+{
+    std::ifstream in(audit_file());
+    if (!in)
+        return; // nothing recorded yet
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string problem;
+    if (!recorder_.from_json(text.str(), &problem))
+        log::warning("ignoring " + audit_file().string() + ": " + problem);
+}
+
+void Manager::save_recording()
+{
+    audit_save_armed_ = false;
+    if (!recorder_.dirty())
+        return;
+    if (int r = cache::write_atomically(audit_file(), recorder_.to_json()); r < 0) {
+        log::warning("cannot write " + audit_file().string() + ": " + errno_text(r));
+        return;
+    }
+    recorder_.mark_saved();
+}
+
+void Manager::schedule_recording_save()
+{
+    if (!recorder_.dirty() || audit_save_armed_)
+        return;
+    if (int r = event_reset_time_relative(event_.get(), audit_save_timer_, CLOCK_MONOTONIC, 60'000'000, 1'000'000,
+                                          on_audit_save_timer, this);
+        r < 0)
+        log::error("cannot arm the timer that saves the audit recording: " + errno_text(r));
+    else
+        audit_save_armed_ = true;
+}
+
+int Manager::on_audit_save_timer(sd_event_source*, uint64_t, void* self)
+{
+    static_cast<Manager*>(self)->save_recording();
+    return 0;
+}
+
+void Manager::record_query(const dns::Event& e, cache::Time t)
+{
+    if (e.kind != dns::Event::Kind::query_allowed)
+        return;
+    for (const std::string& policy : audit::policies_for_query(*config_, e.endpoint, e.server))
+        recorder_.lookup(policy, e.question.name, e.server, t);
+    schedule_recording_save();
+}
+
+void Manager::record_flow(const nflog::Drop& d, const std::vector<std::string>& names, cache::Time t)
+{
+    // Only what one of the running policies' rules logged.
+    if (std::none_of(config_->policies.begin(), config_->policies.end(),
+                     [&](const config::Policy& p) { return p.name == d.policy; }))
+        return;
+    recorder_.flow(d.policy, d.destination, d.protocol, d.port, names, t);
+    schedule_recording_save();
+}
+
+size_t Manager::forget_recording(const std::optional<std::string>& policy)
+{
+    const size_t removed = recorder_.forget(policy);
+    save_recording();
+    log::info("forgot " + std::to_string(removed) + " recorded entries" + (policy ? " of policy " + *policy : ""));
+    return removed;
 }
 
 } // namespace fqdnd

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "audit/record.hpp"
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
 #include "cgroup/follower.hpp"
@@ -20,6 +21,7 @@
 
 #include <systemd/sd-event.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <filesystem>
@@ -70,6 +72,11 @@ public:
     // Forgets what the cache knows of names matching `pattern` (all when
     // null) and takes their addresses out of the sets.
     size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) override;
+    std::vector<audit::PolicyRecord> recordings(const std::optional<std::string>& policy) const override
+    {
+        return recorder_.records(policy);
+    }
+    size_t forget_recording(const std::optional<std::string>& policy) override;
 
 private:
     // Every value the metrics and the SIGUSR1 summary show, from the parts.
@@ -163,6 +170,25 @@ private:
     Address last_drop_address_;
     std::vector<std::string> last_drop_names_;
     cache::Time last_drop_time_{};
+    // What audit policies and drops recorded (audit/record.hpp), in the
+    // state directory's audit.json: written a minute after a change, and
+    // at exit.
+    audit::Recorder recorder_;
+    SdEventSourcePtr audit_save_timer_;
+    bool audit_save_armed_ = false;
+    std::filesystem::path audit_file() const;
+    void load_recording();
+    void save_recording();
+    void schedule_recording_save();
+    // Audit policies record their clients' queries (audit/record.hpp).
+    bool recording_queries() const
+    {
+        return std::any_of(config_->policies.begin(), config_->policies.end(),
+                           [](const config::Policy& p) { return p.audit; });
+    }
+    void record_query(const dns::Event& e, cache::Time t);
+    void record_flow(const nflog::Drop& d, const std::vector<std::string>& names, cache::Time t);
+    static int on_audit_save_timer(sd_event_source*, uint64_t usec, void* self);
 };
 
 } // namespace fqdnd

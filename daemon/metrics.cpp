@@ -95,6 +95,8 @@ std::vector<Sample> collect(const Counters& c)
         sample(ruleset_restores_total, "", static_cast<double>(c.restores)),
         sample(ruleset_unit_changes_total, "", static_cast<double>(c.unit_changes)),
         sample(units_without_cgroup, "", static_cast<double>(c.units_without_cgroup)),
+        sample(audit_entries, "", static_cast<double>(c.audit_entries)),
+        sample(audit_evictions_total, "", static_cast<double>(c.audit_evictions)),
     };
     static constexpr const char* reasons[] = {"none", "unparsable", "not-a-query", "not-an-answer",
                                               "question-count", "cname-chain", "too-long", "edns"};

@@ -83,6 +83,10 @@ inline constexpr Info ruleset_unit_changes_total{"fqdnd_ruleset_unit_changes_tot
     "Times the ruleset was put in place again because the cgroup of a unit that a policy names came, went or was replaced."};
 inline constexpr Info units_without_cgroup{"fqdnd_units_without_cgroup", "gauge",
     "Units that policies name and that have no cgroup now (not running): their rules match nothing."};
+inline constexpr Info audit_entries{"fqdnd_audit_entries", "gauge",
+    "Names and flows recorded for `fqdnctl policy suggest` (audit policies, and what enforcing ones dropped)."};
+inline constexpr Info audit_evictions_total{"fqdnd_audit_evictions_total", "counter",
+    "Recorded names and flows evicted, the least recently seen first, to keep the recording within its bounds."};
 
 // In the order `fqdnctl metrics` prints them.
 inline constexpr const Info* table[] = {
@@ -115,6 +119,8 @@ inline constexpr const Info* table[] = {
     &ruleset_restores_total,
     &ruleset_unit_changes_total,
     &units_without_cgroup,
+    &audit_entries,
+    &audit_evictions_total,
 };
 
 struct Sample {
@@ -139,6 +145,7 @@ struct Counters {
     uint64_t state_write_errors = 0, unexplained_elements = 0;
     uint64_t reloads = 0, reload_failures = 0, restores = 0;
     uint64_t unit_changes = 0, units_without_cgroup = 0;
+    uint64_t audit_entries = 0, audit_evictions = 0;
     // Answer holds: bucket i counts holds under 2^i microseconds.
     std::array<uint64_t, 24> hold_us{};
 };

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "audit/record.hpp"
 #include "cache/cache.hpp"
 #include "config/model.hpp"
 #include "fqdn/matcher.hpp"
@@ -44,6 +45,10 @@ public:
     // null, `pattern_text` its text) and takes their addresses out of the
     // sets. Returns how many addresses went.
     virtual size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) = 0;
+    // What audit and drops recorded, of one policy or all.
+    virtual std::vector<audit::PolicyRecord> recordings(const std::optional<std::string>& policy) const = 0;
+    // Forgets it; returns how many entries went.
+    virtual size_t forget_recording(const std::optional<std::string>& policy) = 0;
 };
 
 } // namespace fqdnd::bus

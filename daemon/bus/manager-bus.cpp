@@ -1,5 +1,6 @@
 #include "bus/manager-bus.hpp"
 
+#include "audit/suggest.hpp"
 #include "bus/names.hpp"
 #include "build-config.hpp"
 #include "cache/format.hpp"
@@ -287,6 +288,85 @@ int method_metrics(sd_bus_message* m, void* userdata, sd_bus_error* error)
     });
 }
 
+// A caller's POLICY argument: "" for every policy; otherwise one that is
+// configured or has a recording, or InvalidArgument.
+int policy_argument(bus::Backend& b, const char* policy, std::optional<std::string>& out, sd_bus_error* error)
+{
+    if (!*policy)
+        return 0;
+    out = policy;
+    const auto& ps = b.policies();
+    if (std::none_of(ps.begin(), ps.end(), [&](const config::Policy& p) { return p.name == policy; })
+        && b.recordings(out).empty())
+        return sd_bus_error_setf(error, fqdnd::bus::error_invalid_argument,
+                                 "no policy \"%s\" is configured or recorded", policy);
+    return 0;
+}
+
+int format_argument(const char* format, bool& json, sd_bus_error* error)
+{
+    const std::string_view f = format;
+    if (f != "" && f != "toml" && f != "json" && f != "text")
+        return sd_bus_error_setf(error, fqdnd::bus::error_invalid_argument, "format \"%s\" is not toml, text or json",
+                                 format);
+    json = f == "json";
+    return 0;
+}
+
+int method_suggest_policy(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    bus::Backend& b = manager_of(userdata);
+    if (int r = check_access(m, false, error, b.read_group()); r < 0)
+        return r;
+    const char *policy = nullptr, *format = nullptr;
+    if (int r = sd_bus_message_read(m, "ss", &policy, &format); r < 0)
+        return r;
+    std::optional<std::string> which;
+    bool json = false;
+    if (int r = policy_argument(b, policy, which, error); r < 0)
+        return r;
+    if (int r = format_argument(format, json, error); r < 0)
+        return r;
+    const std::string text = audit::render_suggestions(b.recordings(which), b.policies(), json);
+    return sd_bus_reply_method_return(m, "s", text.c_str());
+}
+
+int method_diff_policy(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    bus::Backend& b = manager_of(userdata);
+    if (int r = check_access(m, false, error, b.read_group()); r < 0)
+        return r;
+    const char *policy = nullptr, *format = nullptr;
+    if (int r = sd_bus_message_read(m, "ss", &policy, &format); r < 0)
+        return r;
+    std::optional<std::string> which;
+    bool json = false;
+    if (int r = policy_argument(b, policy, which, error); r < 0)
+        return r;
+    if (int r = format_argument(format, json, error); r < 0)
+        return r;
+    std::vector<config::Policy> policies;
+    for (const auto& p : b.policies())
+        if (!which || p.name == *which)
+            policies.push_back(p);
+    const std::string text = audit::render_diffs(b.recordings(which), policies, json);
+    return sd_bus_reply_method_return(m, "s", text.c_str());
+}
+
+int method_forget_recording(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    bus::Backend& b = manager_of(userdata);
+    if (int r = check_access(m, true, error, b.read_group()); r < 0)
+        return r;
+    const char* policy = nullptr;
+    if (int r = sd_bus_message_read(m, "s", &policy); r < 0)
+        return r;
+    std::optional<std::string> which;
+    if (int r = policy_argument(b, policy, which, error); r < 0)
+        return r;
+    return sd_bus_reply_method_return(m, "u", static_cast<uint32_t>(b.forget_recording(which)));
+}
+
 int method_subscribe(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
     if (int r = check_access(m, false, error, manager_of(userdata).read_group()); r < 0)
@@ -378,6 +458,12 @@ const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_PARAM(holders) SD_BUS_PARAM(cidr_rules) SD_BUS_PARAM(selectors)
                                      SD_BUS_PARAM(dns_rules),
                              method_explain, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("SuggestPolicy", "ss", SD_BUS_PARAM(policy) SD_BUS_PARAM(format), "s", SD_BUS_PARAM(text),
+                             method_suggest_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("DiffPolicy", "ss", SD_BUS_PARAM(policy) SD_BUS_PARAM(format), "s", SD_BUS_PARAM(text),
+                             method_diff_policy, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_METHOD_WITH_NAMES("ForgetRecording", "s", SD_BUS_PARAM(policy), "u", SD_BUS_PARAM(removed),
+                             method_forget_recording, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END,
 };
 

@@ -14,7 +14,7 @@ elif [ $# -gt 0 ]; then
     shift
 fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config pattern dns state journal)
+[ ${#targets[@]} -gt 0 ] || targets=(config pattern dns state journal audit)
 
 if [ ! -f build-fuzz/build.ninja ]; then
     CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
