@@ -525,6 +525,10 @@ void Manager::commit_round()
     // Before the verdicts: what a client is told was learned survives a
     // crash of fqdnd.
     state_->flush();
+    // What waits for no set update (queries, answers whose addresses the
+    // sets hold long enough) goes before the transaction, not after it.
+    if (!round_ops_.empty())
+        send_verdicts(false);
     if (!round_ops_.empty()) {
         // One transaction for every answer of the round: under load most of
         // an answer's cost is the transaction, not its elements.
@@ -542,18 +546,30 @@ void Manager::commit_round()
         arm_expiry();
         state_->changed();
     }
-    for (const RoundVerdict& v : round_verdicts_) {
+    send_verdicts(true);
+    round_verdicts_.clear();
+    round_ops_.clear();
+    round_addresses_.clear();
+    round_holds_.clear();
+    if (options_.log_dns || (bus_ && bus_->monitoring()))
+        report_events(static_cast<uint64_t>(hold_us));
+}
+
+void Manager::send_verdicts(bool held_too)
+{
+    size_t sent = 0;
+    for (RoundVerdict& v : round_verdicts_) {
+        if (v.sent || (v.held && !held_too))
+            continue;
         if (v.accept && !v.replacement.empty())
             queues_.verdict(v.queue, v.id, v.replacement);
         else
             queues_.verdict(v.queue, v.id, v.accept);
+        v.sent = true;
+        ++sent;
     }
-    queues_.flush();
-    round_verdicts_.clear();
-    round_ops_.clear();
-    round_holds_.clear();
-    if (options_.log_dns || (bus_ && bus_->monitoring()))
-        report_events(static_cast<uint64_t>(hold_us));
+    if (sent)
+        queues_.flush();
 }
 
 void Manager::on_packet(const nfq::Packet& p)
@@ -580,7 +596,18 @@ void Manager::on_packet(const nfq::Packet& p)
     // An answer is released only once its addresses are in the sets (or
     // response-max-delay passed: then it goes anyway, and is counted): at
     // the end of the round, with every packet read after it.
+    // An answer that taught nothing the kernel lacks is not held, unless
+    // an earlier answer of this round is still bringing one of its
+    // addresses.
+    bool held = !out.ops.empty();
+    if (!held && !round_addresses_.empty())
+        for (const auto& l : out.learned)
+            held = held || std::any_of(l.addresses.begin(), l.addresses.end(),
+                                       [&](const Address& a) { return round_addresses_.count(a) > 0; });
     if (!out.ops.empty()) {
+        for (const auto& op : out.ops)
+            if (op.kind == cache::ElementOp::Kind::add)
+                round_addresses_.insert(op.address);
         round_ops_.insert(round_ops_.end(), out.ops.begin(), out.ops.end());
         round_holds_.push_back(std::chrono::steady_clock::now());
     }
@@ -588,7 +615,7 @@ void Manager::on_packet(const nfq::Packet& p)
         state_->learned(meta.now, l.endpoint, l.names, l.addresses, l.ttl);
     for (const auto& reply : out.replies)
         send_reply(reply);
-    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, std::move(out.replacement)});
+    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, held, std::move(out.replacement)});
 }
 
 std::string Manager::interface_name(uint32_t index)

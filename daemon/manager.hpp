@@ -7,6 +7,7 @@
 #include "config/model.hpp"
 #include "ct/conntrack.hpp"
 #include "dns/engine.hpp"
+#include "fnv.hpp"
 #include "nflog/nflog.hpp"
 #include "nfq/queue.hpp"
 #include "nfq/reply.hpp"
@@ -26,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace fqdnd {
 
@@ -149,10 +151,18 @@ private:
         uint16_t queue;
         uint32_t id;
         bool accept;
+        bool held;                        // waits for the round's set update
         std::vector<uint8_t> replacement; // the packet to pass instead, when not empty
+        bool sent = false;
     };
+    // The round's verdicts not yet sent: those that wait for no set
+    // update, or (held_too) every one.
+    void send_verdicts(bool held_too);
     std::vector<RoundVerdict> round_verdicts_;
     std::vector<cache::ElementOp> round_ops_;
+    // The addresses round_ops_ adds: an answer with one of them waits for
+    // the transaction even when the cache had nothing more to write.
+    std::unordered_set<Address, fnv::AddressHash> round_addresses_;
     std::vector<std::chrono::steady_clock::time_point> round_holds_; // arrival of answers with operations
     static constexpr size_t round_packets = 64;
     static constexpr std::chrono::microseconds round_hold_budget{200};
