@@ -106,6 +106,8 @@ int Manager::start()
         log::error("not starting");
         return -EINVAL;
     }
+    if (int r = open_copies(*config_); r < 0)
+        return r;
     if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
         return r;
     units_ = std::move(*units);
@@ -117,6 +119,7 @@ int Manager::start()
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     engine_ = std::make_unique<dns::Engine>(*config_, cache_);
     engine_->record_events(options_.log_dns);
+    engine_->on_unmatched([this] { read_copies(); });
     // What the last run knew, and what the administrator preloads; the
     // kernel's sets are renewed to agree with it, and keep nothing else.
     state_ = std::make_unique<state::Store>(event_.get(), config_->settings.state_directory, cache_);
@@ -237,6 +240,14 @@ int Manager::reload(std::vector<std::string>* errors)
         ++reload_failures_;
         log::error("reload refused; the running configuration stays");
         return -EINVAL;
+    }
+    if (int r = open_copies(*loaded.config); r < 0) {
+        if (errors)
+            errors->push_back("cannot read NFLOG group " + std::to_string(ruleset::query_log_group(new_s)) + ": "
+                              + errno_text(r));
+        ++reload_failures_;
+        log::error("reload refused; the running configuration stays");
+        return r;
     }
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
@@ -507,6 +518,9 @@ int Manager::on_queue(sd_event_source*, int, uint32_t, void* self)
 
 void Manager::serve_queues(size_t max)
 {
+    // The copies of queries passed unheld, before the answers to them.
+    if (copies_.is_open())
+        read_copies();
     // A round ends when the queue is empty, after `max` packets, or once
     // its first answer has waited round_hold_budget for the rest.
     const std::function<void(const nfq::Packet&)> handler = [this](const nfq::Packet& p) { on_packet(p); };
@@ -933,6 +947,66 @@ void Manager::open_nflog()
     sd_event_source* src = nullptr;
     if (sd_event_add_io(event_.get(), &src, nflog_.fd(), EPOLLIN, on_nflog, this) >= 0)
         nflog_source_.reset(src);
+}
+
+int Manager::open_copies(const config::Config& config)
+{
+    const std::optional<uint16_t> want
+        = ruleset::copies_queries(config) ? std::optional<uint16_t>(ruleset::query_log_group(config.settings)) : std::nullopt;
+    if (want == copies_group_)
+        return 0;
+    nflog::Reader reader;
+    if (want) {
+        // Room for a burst of queries: a copy lost is an answer dropped.
+        if (int r = reader.open(*want, nflog::Reader::whole_packet, 8 << 20); r < 0) {
+            log::error("cannot read NFLOG group " + std::to_string(*want) + " (" + errno_text(r)
+                       + (r == -EBUSY ? ", another program reads it; set log-group" : "")
+                       + "), where queries under a DNS rule allowing every name are copied");
+            return r;
+        }
+    }
+    copies_source_.reset();
+    copies_ = std::move(reader);
+    copies_group_ = want;
+    if (!want)
+        return 0;
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_io(event_.get(), &src, copies_.fd(), EPOLLIN, on_copies, this); r < 0) {
+        log::error("cannot watch the query copies: " + errno_text(r));
+        return r;
+    }
+    copies_source_.reset(src);
+    // Before the queues, when both are ready.
+    sd_event_source_set_priority(src, SD_EVENT_PRIORITY_IMPORTANT);
+    return 0;
+}
+
+int Manager::on_copies(sd_event_source*, int, uint32_t, void* self)
+{
+    static_cast<Manager*>(self)->read_copies();
+    return 0;
+}
+
+void Manager::read_copies()
+{
+    if (!copies_.is_open())
+        return;
+    copies_.receive([this](const nflog::Logged& l) {
+        if (l.prefix != ruleset::query_log_prefix)
+            return;
+        dns::PacketMeta meta;
+        meta.hook = l.hook == NF_INET_FORWARD ? dns::Hook::forward
+            : l.hook == NF_INET_LOCAL_OUT    ? dns::Hook::output
+            : l.hook == NF_INET_LOCAL_IN     ? dns::Hook::input
+                                             : dns::Hook::other;
+        meta.direction = dns::Direction::original; // the rules copy only that
+        meta.uid = l.uid;
+        meta.gid = l.gid;
+        if (l.indev)
+            meta.indev = interface_name(l.indev);
+        meta.now = now();
+        engine_->copied(l.payload, meta);
+    });
 }
 
 void Manager::on_logged(const nflog::Logged& l)

@@ -114,6 +114,12 @@ private:
     // reload changes the group.
     void open_nflog();
     void on_logged(const nflog::Logged& l);
+    // Binds the query copy group that `config` needs (none: unbound);
+    // a negative errno (logged) when it cannot, and the running one stays.
+    int open_copies(const config::Config& config);
+    // Every query copy waiting, to the engine.
+    void read_copies();
+    static int on_copies(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_nflog(sd_event_source*, int fd, uint32_t revents, void* self);
     void dump_cache();
     static cache::Time now();
@@ -186,6 +192,11 @@ private:
     bool foreign_change_ = false; // someone else changed the table: put it back
     nflog::Reader nflog_;
     SdEventSourcePtr nflog_source_;
+    // Copies of the queries passed unheld (ruleset::query_log_group), read
+    // before every round of answers.
+    nflog::Reader copies_;
+    SdEventSourcePtr copies_source_;
+    std::optional<uint16_t> copies_group_;
     std::optional<uint16_t> nflog_group_;
     // The names last shown for a dropped address, for a second: a flood to
     // one address costs one walk over the cache.
