@@ -28,4 +28,9 @@ inline uint64_t hash(const Address& a, uint64_t h = offset) noexcept
     return h;
 }
 
+// For unordered containers keyed by address.
+struct AddressHash {
+    size_t operator()(const Address& a) const noexcept { return hash(a); }
+};
+
 } // namespace fqdnd::fnv

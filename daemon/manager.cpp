@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include "cache/format.hpp"
+#include "cache/persist.hpp"
 #include "config/loader.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
@@ -21,6 +22,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <string>
 #include <utility>
@@ -83,6 +86,8 @@ int Manager::start()
         log::error("not starting");
         return -EINVAL;
     }
+    if (int r = open_copies(*config_); r < 0)
+        return r;
     if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
         return r;
 
@@ -93,6 +98,7 @@ int Manager::start()
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     engine_ = std::make_unique<dns::Engine>(*config_, cache_);
     engine_->record_events(options_.log_dns);
+    engine_->on_unmatched([this] { read_copies(); });
     // What the last run knew, and what the administrator preloads; the
     // kernel's sets are renewed to agree with it, and keep nothing else.
     state_ = std::make_unique<state::Store>(event_.get(), config_->settings.state_directory, cache_);
@@ -193,6 +199,10 @@ int Manager::reload(std::vector<std::string>* errors)
     auto units = units_.look_up(check.config->units(), errors); // each problem logged
     if (!units)
         return refuse({}, "");
+    if (int r = open_copies(*check.config); r < 0)
+        return refuse({"cannot read NFLOG group " + std::to_string(ruleset::query_log_group(check.config->settings))
+                       + ": " + errno_text(r)},
+                      "");
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
     if (int r = apply_ruleset(*check.config, *units, "reload"); r < 0) {
@@ -289,6 +299,9 @@ int Manager::on_queue(sd_event_source*, int, uint32_t, void* self)
 
 void Manager::serve_queues(size_t max)
 {
+    // The copies of queries passed unheld, before the answers to them.
+    if (copies_.is_open())
+        read_copies();
     // A round ends when the queue is empty, after `max` packets, or once
     // its first answer has waited round_hold_budget for the rest.
     const std::function<void(const nfq::Packet&)> handler = [this](const nfq::Packet& p) { on_packet(p); };
@@ -307,6 +320,10 @@ void Manager::commit_round()
     // Before the verdicts: what a client is told was learned survives a
     // crash of fqdnd.
     state_->flush();
+    // What waits for no set update (queries, answers whose addresses the
+    // sets hold long enough) goes before the transaction, not after it.
+    if (!round_ops_.empty())
+        send_verdicts(false);
     if (!round_ops_.empty()) {
         // One transaction for every answer of the round: under load most of
         // an answer's cost is the transaction, not its elements.
@@ -324,18 +341,30 @@ void Manager::commit_round()
         arm_expiry();
         state_->changed();
     }
-    for (const RoundVerdict& v : round_verdicts_) {
+    send_verdicts(true);
+    round_verdicts_.clear();
+    round_ops_.clear();
+    round_addresses_.clear();
+    round_holds_.clear();
+    if (options_.log_dns || (bus_ && bus_->monitoring()) || recording_queries())
+        report_events(static_cast<uint64_t>(hold_us));
+}
+
+void Manager::send_verdicts(bool held_too)
+{
+    size_t sent = 0;
+    for (RoundVerdict& v : round_verdicts_) {
+        if (v.sent || (v.held && !held_too))
+            continue;
         if (v.accept && !v.replacement.empty())
             queues_.verdict(v.queue, v.id, v.replacement);
         else
             queues_.verdict(v.queue, v.id, v.accept);
+        v.sent = true;
+        ++sent;
     }
-    queues_.flush();
-    round_verdicts_.clear();
-    round_ops_.clear();
-    round_holds_.clear();
-    if (options_.log_dns || (bus_ && bus_->monitoring()) || recording_queries())
-        report_events(static_cast<uint64_t>(hold_us));
+    if (sent)
+        queues_.flush();
 }
 
 void Manager::on_packet(const nfq::Packet& p)
@@ -362,7 +391,18 @@ void Manager::on_packet(const nfq::Packet& p)
     // An answer is released only once its addresses are in the sets (or
     // response-max-delay passed: then it goes anyway, and is counted): at
     // the end of the round, with every packet read after it.
+    // An answer that taught nothing the kernel lacks is not held, unless
+    // an earlier answer of this round is still bringing one of its
+    // addresses.
+    bool held = !out.ops.empty();
+    if (!held && !round_addresses_.empty())
+        for (const auto& l : out.learned)
+            held = held || std::any_of(l.addresses.begin(), l.addresses.end(),
+                                       [&](const Address& a) { return round_addresses_.count(a) > 0; });
     if (!out.ops.empty()) {
+        for (const auto& op : out.ops)
+            if (op.kind == cache::ElementOp::Kind::add)
+                round_addresses_.insert(op.address);
         round_ops_.insert(round_ops_.end(), out.ops.begin(), out.ops.end());
         round_holds_.push_back(std::chrono::steady_clock::now());
     }
@@ -370,7 +410,7 @@ void Manager::on_packet(const nfq::Packet& p)
         state_->learned(meta.now, l.endpoint, l.names, l.addresses, l.ttl);
     for (const auto& reply : out.replies)
         send_reply(reply);
-    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, std::move(out.replacement)});
+    round_verdicts_.push_back(RoundVerdict{p.queue, p.id, out.accept, held, std::move(out.replacement)});
 }
 
 bool Manager::write_elements(const std::vector<cache::ElementOp>& ops)
@@ -532,6 +572,66 @@ void Manager::open_nflog()
     sd_event_source* src = nullptr;
     if (sd_event_add_io(event_.get(), &src, nflog_.fd(), EPOLLIN, on_nflog, this) >= 0)
         nflog_source_.reset(src);
+}
+
+int Manager::open_copies(const config::Config& config)
+{
+    const std::optional<uint16_t> want
+        = ruleset::copies_queries(config) ? std::optional<uint16_t>(ruleset::query_log_group(config.settings)) : std::nullopt;
+    if (want == copies_group_)
+        return 0;
+    nflog::Reader reader;
+    if (want) {
+        // Room for a burst of queries: a copy lost is an answer dropped.
+        if (int r = reader.open(*want, nflog::Reader::whole_packet, 8 << 20); r < 0) {
+            log::error("cannot read NFLOG group " + std::to_string(*want) + " (" + errno_text(r)
+                       + (r == -EBUSY ? ", another program reads it; set log-group" : "")
+                       + "), where queries under a DNS rule allowing every name are copied");
+            return r;
+        }
+    }
+    copies_source_.reset();
+    copies_ = std::move(reader);
+    copies_group_ = want;
+    if (!want)
+        return 0;
+    sd_event_source* src = nullptr;
+    if (int r = sd_event_add_io(event_.get(), &src, copies_.fd(), EPOLLIN, on_copies, this); r < 0) {
+        log::error("cannot watch the query copies: " + errno_text(r));
+        return r;
+    }
+    copies_source_.reset(src);
+    // Before the queues, when both are ready.
+    sd_event_source_set_priority(src, SD_EVENT_PRIORITY_IMPORTANT);
+    return 0;
+}
+
+int Manager::on_copies(sd_event_source*, int, uint32_t, void* self)
+{
+    static_cast<Manager*>(self)->read_copies();
+    return 0;
+}
+
+void Manager::read_copies()
+{
+    if (!copies_.is_open())
+        return;
+    copies_.receive([this](const nflog::Logged& l) {
+        if (l.prefix != ruleset::query_log_prefix)
+            return;
+        dns::PacketMeta meta;
+        meta.hook = l.hook == NF_INET_FORWARD ? dns::Hook::forward
+            : l.hook == NF_INET_LOCAL_OUT    ? dns::Hook::output
+            : l.hook == NF_INET_LOCAL_IN     ? dns::Hook::input
+                                             : dns::Hook::other;
+        meta.direction = dns::Direction::original; // the rules copy only that
+        meta.uid = l.uid;
+        meta.gid = l.gid;
+        if (l.indev)
+            meta.indev = interface_name(l.indev);
+        meta.now = now();
+        engine_->copied(l.payload, meta);
+    });
 }
 
 void Manager::on_logged(const nflog::Logged& l)

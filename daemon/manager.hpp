@@ -7,6 +7,7 @@
 #include "config/model.hpp"
 #include "ct/flows.hpp"
 #include "dns/engine.hpp"
+#include "fnv.hpp"
 #include "interface-names.hpp"
 #include "metrics-file.hpp"
 #include "nflog/nflog.hpp"
@@ -29,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace fqdnd {
@@ -105,6 +107,12 @@ private:
     // reload changes the group.
     void open_nflog();
     void on_logged(const nflog::Logged& l);
+    // Binds the query copy group that `config` needs (none: unbound);
+    // a negative errno (logged) when it cannot, and the running one stays.
+    int open_copies(const config::Config& config);
+    // Every query copy waiting, to the engine.
+    void read_copies();
+    static int on_copies(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_nflog(sd_event_source*, int fd, uint32_t revents, void* self);
     void dump_cache();
     static cache::Time now();
@@ -139,10 +147,18 @@ private:
         uint16_t queue;
         uint32_t id;
         bool accept;
+        bool held;                        // waits for the round's set update
         std::vector<uint8_t> replacement; // the packet to pass instead, when not empty
+        bool sent = false;
     };
+    // The round's verdicts not yet sent: those that wait for no set
+    // update, or (held_too) every one.
+    void send_verdicts(bool held_too);
     std::vector<RoundVerdict> round_verdicts_;
     std::vector<cache::ElementOp> round_ops_;
+    // The addresses round_ops_ adds: an answer with one of them waits for
+    // the transaction even when the cache had nothing more to write.
+    std::unordered_set<Address, fnv::AddressHash> round_addresses_;
     std::vector<std::chrono::steady_clock::time_point> round_holds_; // arrival of answers with operations
     static constexpr size_t round_packets = 64;
     static constexpr std::chrono::microseconds round_hold_budget{200};
@@ -164,6 +180,11 @@ private:
     std::vector<SdEventSourcePtr> signals_; // SIGTERM, SIGINT, SIGHUP, SIGUSR1
     nflog::Reader nflog_;
     SdEventSourcePtr nflog_source_;
+    // Copies of the queries passed unheld (ruleset::query_log_group), read
+    // before every round of answers.
+    nflog::Reader copies_;
+    SdEventSourcePtr copies_source_;
+    std::optional<uint16_t> copies_group_;
     std::optional<uint16_t> nflog_group_;
     // The names last shown for a dropped address, for a second: a flood to
     // one address costs one walk over the cache.

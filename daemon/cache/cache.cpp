@@ -256,20 +256,72 @@ void Cache::erase_slot(NameEntry& e, size_t index, Time now, std::vector<Element
 }
 
 void Cache::renew(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
+                  std::vector<ElementOp>& ops, bool lazy)
+{
+    if (expiry <= h.kernel_expiry)
+        return;
+    const uint32_t today = whole_seconds(now);
+    const uint32_t left = h.kernel_expiry > today ? h.kernel_expiry - today : 0;
+    const uint32_t margin = std::max(h.granted / 2, static_cast<uint32_t>(eager_renewal.count()));
+    if (lazy && left > margin) {
+        // The kernel holds it long enough: the answer need not wait for a
+        // write. The renewal is due when `margin` is left.
+        h.wanted = std::max(h.wanted, expiry);
+        ++renewals_deferred_;
+        if (h.renew_due == 0) {
+            h.renew_due = h.kernel_expiry - margin;
+            // Stale entries (written early, holdings gone) are dropped
+            // before they could outnumber the live ones.
+            if (renewals_.size() > 2 * holdings_.size() + 1024) {
+                std::erase_if(renewals_, [&](const Renewal& r) {
+                    auto it = holdings_.find(r.key);
+                    return it == holdings_.end() || it->second.renew_due != r.due;
+                });
+                std::make_heap(renewals_.begin(), renewals_.end(), RenewalLater{});
+            }
+            renewals_.push_back(Renewal{h.renew_due, HoldKey{a, id}});
+            std::push_heap(renewals_.begin(), renewals_.end(), RenewalLater{});
+        }
+        return;
+    }
+    write(id, h, a, std::max(expiry, h.wanted), now, ops);
+}
+
+void Cache::write(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
                   std::vector<ElementOp>& ops)
 {
-    if (expiry > h.kernel_expiry) {
-        ops.push_back(ElementOp{ElementOp::Kind::add, tags_[id], a.family, a, remaining(at(expiry), now),
-                                at(h.kernel_expiry) > now});
-        h.kernel_expiry = expiry;
+    const uint32_t today = whole_seconds(now);
+    ops.push_back(ElementOp{ElementOp::Kind::add, tags_[id], a.family, a, remaining(at(expiry), now),
+                            h.kernel_expiry > today});
+    ++renewals_written_;
+    h.granted = expiry > today ? expiry - today : 1;
+    h.kernel_expiry = expiry;
+    h.wanted = 0;
+    h.renew_due = 0; // a waiting heap entry is stale now
+}
+
+void Cache::renew_due(Time now, std::vector<ElementOp>& ops)
+{
+    const uint32_t today = whole_seconds(now);
+    while (!renewals_.empty() && renewals_.front().due <= today) {
+        std::pop_heap(renewals_.begin(), renewals_.end(), RenewalLater{});
+        const Renewal r = renewals_.back();
+        renewals_.pop_back();
+        auto it = holdings_.find(r.key);
+        if (it == holdings_.end() || it->second.renew_due != r.due)
+            continue;
+        Holding& h = it->second;
+        if (h.wanted > h.kernel_expiry)
+            write(r.key.selector, h, r.key.address, h.wanted, now, ops);
+        h.wanted = h.renew_due = 0;
     }
 }
 
-void Cache::renew(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops)
+void Cache::renew(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops, bool lazy)
 {
     const uint32_t expiry = whole_seconds(until);
     for (auto id : e.selectors)
-        renew(id, holdings_[HoldKey{a, id}], a, expiry, now, ops);
+        renew(id, holdings_[HoldKey{a, id}], a, expiry, now, ops, lazy);
 }
 
 void Cache::hold(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops)
@@ -441,9 +493,9 @@ void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, 
     // what the kernel already has so as not to re-add it. The elements of
     // selectors that are gone no longer match any rule; they are taken out
     // so that the sets hold only what the cache says.
-    std::map<std::pair<uint64_t, Address>, uint32_t> kept;
+    std::map<std::pair<uint64_t, Address>, std::pair<uint32_t, uint32_t>> kept; // kernel expiry, grant
     for (const auto& [k, h] : holdings_)
-        kept[{tags_[k.selector], k.address}] = h.kernel_expiry;
+        kept[{tags_[k.selector], k.address}] = {h.kernel_expiry, h.granted};
 
     selectors_ = selectors;
     tags_.clear();
@@ -451,10 +503,11 @@ void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, 
         tags_.push_back(ruleset::selector_tag(s));
     const std::unordered_set<uint64_t> current(tags_.begin(), tags_.end());
     for (const auto& [key, expiry] : kept)
-        if (at(expiry) > now && !current.count(key.first))
+        if (at(expiry.first) > now && !current.count(key.first))
             ops.push_back(ElementOp{ElementOp::Kind::remove, key.first, key.second.family, key.second, {}, true});
     matcher_ = FqdnMatcher(selectors_);
     holdings_.clear();
+    renewals_.clear(); // by selector id: the renewals still wanted are deferred again below
     for (auto& [key, e] : entries_) {
         e.selectors = matcher_.match(e.name());
         for (const Slot& s : e.slots) {
@@ -463,7 +516,7 @@ void Cache::set_selectors(const std::vector<FqdnSelector>& selectors, Time now, 
                 if (h.holders++ == 0) {
                     auto k = kept.find({tags_[id], s.address});
                     if (k != kept.end())
-                        h.kernel_expiry = k->second;
+                        std::tie(h.kernel_expiry, h.granted) = k->second;
                 }
             }
             renew(e, s.address, s.source == Source::lookup ? s.expires : now + connection_margin, now, ops);
@@ -558,7 +611,9 @@ void Cache::restore(const std::string& endpoint, const std::string& raw_name, co
             renewed.expires = std::max(renewed.expires, m.expires);
             renewed.ttl = m.ttl;
             reschedule(e, i, renewed.expires);
-            renew(e, m.address, renewed.expires, now, ops);
+            // After a crash the kernel may hold less than the snapshot
+            // said: what is restored is written as it is, not deferred.
+            renew(e, m.address, renewed.expires, now, ops, false);
             continue;
         }
         if (e.slots.size() >= limits_.max_ip_per_hostname)
@@ -664,6 +719,7 @@ void Cache::resync(Time now, std::vector<ElementOp>& ops) const
 
 void Cache::expire(Time now, std::vector<ElementOp>& ops)
 {
+    renew_due(now, ops);
     for (;;) {
         // The earlier of the two heaps' tops, if it is due.
         const std::vector<Deadline>* heap = &lookups_;
@@ -711,13 +767,15 @@ void Cache::expire(Time now, std::vector<ElementOp>& ops)
 
 std::optional<Time> Cache::next_deadline() const
 {
-    if (lookups_.empty() && connection_deadlines_.empty())
-        return std::nullopt;
-    if (lookups_.empty())
-        return connection_deadlines_.front().when;
-    if (connection_deadlines_.empty())
-        return lookups_.front().when;
-    return std::min(lookups_.front().when, connection_deadlines_.front().when);
+    std::optional<Time> next;
+    auto consider = [&](Time t) { next = next ? std::min(*next, t) : t; };
+    if (!lookups_.empty())
+        consider(lookups_.front().when);
+    if (!connection_deadlines_.empty())
+        consider(connection_deadlines_.front().when);
+    if (!renewals_.empty())
+        consider(at(renewals_.front().due));
+    return next;
 }
 
 size_t Cache::clean(const FqdnMatcher* pattern, Time now, std::vector<ElementOp>& ops)

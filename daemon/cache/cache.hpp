@@ -70,6 +70,15 @@ struct Limits {
 // this long.
 inline constexpr std::chrono::minutes connection_margin{10};
 
+// Kernel timeouts are renewed lazily: an answer that extends a mapping
+// writes the kernel only when less than half of the element's last grant
+// is left (or less than this); otherwise the renewal waits for a deadline
+// at half the grant, so a name answered every 30 s with min-ttl 3600 is
+// written about twice an hour. While fqdnd runs the kernel's timeout never
+// ends before the mapping's; after a crash it may end early by at most
+// half a grant (the restore writes it again).
+inline constexpr std::chrono::seconds eager_renewal{10};
+
 class Cache {
 public:
     explicit Cache(Limits limits = {}) : limits_(limits) {}
@@ -144,6 +153,10 @@ public:
     // max_names and max_addresses bound.
     size_t lookup_names() const noexcept { return lookup_names_; }
     size_t lookup_addresses() const noexcept { return lookups_.size(); }
+    // Kernel renewals written, and those an answer did not need to wait
+    // for (deferred while more than half of the last grant was left).
+    uint64_t renewals_written() const noexcept { return renewals_written_; }
+    uint64_t renewals_deferred() const noexcept { return renewals_deferred_; }
     // Lookups evicted by the global bound (removed, or kept as connection).
     uint64_t evictions() const noexcept { return evictions_; }
     size_t live_flows() const noexcept { return flows_total_; }
@@ -205,6 +218,22 @@ private:
     struct Holding {
         uint32_t holders = 0;
         uint32_t kernel_expiry = 0;
+        // The timeout of the last write, in seconds: a renewal waits while
+        // more than half of it is left.
+        uint32_t granted = 0;
+        // The expiry the holders want, beyond kernel_expiry: written when
+        // renew_due comes (0: nothing waits).
+        uint32_t wanted = 0;
+        uint32_t renew_due = 0;
+    };
+    // A deferred renewal, due at `due` (whole seconds); stale once the
+    // holding's renew_due differs (written early, or the holding gone).
+    struct Renewal {
+        uint32_t due;
+        HoldKey key;
+    };
+    struct RenewalLater {
+        bool operator()(const Renewal& a, const Renewal& b) const noexcept { return a.due > b.due; }
     };
     struct HoldKeyHash {
         size_t operator()(const HoldKey& k) const noexcept;
@@ -219,8 +248,14 @@ private:
     NameEntry& entry(const std::string& endpoint, const std::string& name);
     void erase_entry(NameEntry& e);
     void hold(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops);
-    void renew(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops);
+    // Extends the kernel's timeout to `until` where it is shorter: now, or
+    // when `lazy`, once half the last grant is left (renewals_).
+    void renew(const NameEntry& e, const Address& a, Time until, Time now, std::vector<ElementOp>& ops,
+               bool lazy = true);
     void renew(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
+               std::vector<ElementOp>& ops, bool lazy = true);
+    // Writes the kernel's timeout to `expiry` now.
+    void write(FqdnMatcher::SelectorId id, Holding& h, const Address& a, uint32_t expiry, Time now,
                std::vector<ElementOp>& ops);
     void release(const NameEntry& e, const Address& a, Time now, std::vector<ElementOp>& ops);
     // Adds a slot (and its deadline); the caller holds it.
@@ -264,6 +299,10 @@ private:
     std::vector<Deadline> lookups_;
     std::vector<Deadline> connection_deadlines_;
     std::unordered_map<HoldKey, Holding, HoldKeyHash> holdings_;
+    // Deferred kernel renewals, soonest first (a min-heap by due).
+    std::vector<Renewal> renewals_;
+    // Writes the deferred renewals due by `now`.
+    void renew_due(Time now, std::vector<ElementOp>& ops);
     // Live flows: per destination, and per (source, destination).
     std::unordered_map<Address, uint32_t, AddressHash> flows_to_;
     std::unordered_map<std::pair<Address, Address>, uint32_t, PairHash> flows_;
@@ -274,6 +313,7 @@ private:
     uint64_t gc_deletions_ = 0;
     size_t lookup_names_ = 0;
     uint64_t evictions_ = 0;
+    uint64_t renewals_written_ = 0, renewals_deferred_ = 0;
 };
 
 } // namespace fqdnd::cache

@@ -148,6 +148,23 @@ Outcome Engine::handle(std::span<const uint8_t> packet, const PacketMeta& meta)
     return out;
 }
 
+void Engine::copied(std::span<const uint8_t> packet, const PacketMeta& meta)
+{
+    ++stats_.queries_copied;
+    forget_old(meta.now);
+    const auto pkt = decode(packet);
+    Malformed why;
+    const auto q = pkt && pkt->transport == Transport::udp ? parse_query(pkt->payload, &why) : std::nullopt;
+    if (!q) {
+        // It reached the server, which answers it as it would without
+        // fqdnd; its answer matches nothing here and is dropped.
+        ++stats_.queries_copied_unread;
+        return;
+    }
+    if (!on_query(*q, *pkt, meta, true))
+        ++stats_.queries_copied_unallowed;
+}
+
 Direction Engine::direction_of(const PacketInfo& pkt, const PacketMeta& meta) const
 {
     if (meta.direction != Direction::unknown)
@@ -168,7 +185,7 @@ Direction Engine::direction_of(const PacketInfo& pkt, const PacketMeta& meta) co
     return Direction::unknown;
 }
 
-bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta)
+bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta, bool copy)
 {
     const std::string endpoint = endpoint_of(pkt, meta);
     bool allowed = false;
@@ -184,6 +201,8 @@ bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& m
             }
         }
     }
+    if (!allowed && copy)
+        return false; // it passed; only its answer will not count
     if (record_events_)
         events_.push_back(Event{allowed ? Event::Kind::query_allowed : Event::Kind::query_refused, endpoint,
                                 q.question, {}, {}, 0, pkt.dst, 0, false});
@@ -246,6 +265,10 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
     }
     const QueryKey key{pkt.dst, pkt.src, pkt.dport, pkt.sport, be16(wire.data()), pkt.transport};
     auto it = queries_.find(key);
+    if (it == queries_.end() && read_copies_ && pkt.transport == Transport::udp) {
+        read_copies_();
+        it = queries_.find(key);
+    }
     if (it == queries_.end()) {
         ++stats_.answers_unmatched;
         return;

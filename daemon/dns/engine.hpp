@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -81,6 +82,12 @@ struct Stats {
     uint64_t tcp_streams_evicted = 0;    // the table was full: the stalest stream was freed
     uint64_t tcp_streams_expired = 0;    // idle, or closed and lingered
     uint64_t answers_wrong_question = 0; // matched a query's id and ports, not its question
+    // Copies of queries passed unheld under a rule allowing every name:
+    // remembered, or (not remembered: their answers are dropped) not a
+    // UDP query fqdnd can read, or no rule allows them (a reload since).
+    uint64_t queries_copied = 0;
+    uint64_t queries_copied_unread = 0;
+    uint64_t queries_copied_unallowed = 0;
     // Queries and answers refused as malformed, by reason (index: Malformed).
     std::array<uint64_t, static_cast<size_t>(Malformed::count)> malformed{};
 };
@@ -113,6 +120,15 @@ public:
     void configure(const config::Config& config);
 
     Outcome handle(std::span<const uint8_t> packet, const PacketMeta& meta);
+
+    // A copy of a query the kernel passed without holding it (its rule
+    // allows every name): remembered for its answer as a queued query
+    // would be, if a rule allows it; otherwise only counted.
+    void copied(std::span<const uint8_t> packet, const PacketMeta& meta);
+    // Called when an answer matches no remembered query, before it is
+    // judged unmatched: the caller reads the query copies still waiting
+    // (each sent before the answer it gets), through copied().
+    void on_unmatched(std::function<void()> f) { read_copies_ = std::move(f); }
 
     const Stats& stats() const noexcept { return stats_; }
     // Events are kept for take_events() only when someone reads them.
@@ -189,7 +205,7 @@ private:
     std::string endpoint_of(const PacketInfo& pkt, const PacketMeta& meta) const;
     Direction direction_of(const PacketInfo& pkt, const PacketMeta& meta) const;
     // Queries: true to let the message through.
-    bool on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta);
+    bool on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& meta, bool copy = false);
     void on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
     void refuse(const Query& q, const PacketInfo& pkt, Outcome& out);
     void handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out);
@@ -212,6 +228,7 @@ private:
     Stats stats_;
     std::vector<Event> events_;
     bool record_events_ = true;
+    std::function<void()> read_copies_;
 };
 
 } // namespace fqdnd::dns

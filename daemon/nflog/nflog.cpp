@@ -41,7 +41,7 @@ int Reader::configure(uint16_t group, const std::function<void(nlmsghdr*)>& fill
     return 0;
 }
 
-int Reader::open(uint16_t group) noexcept
+int Reader::open(uint16_t group, uint32_t range, int buffer) noexcept
 {
     close();
     if (int r = nl_.open(); r < 0)
@@ -56,9 +56,9 @@ int Reader::open(uint16_t group) noexcept
         close();
         return r;
     }
-    r = configure(group, [](nlmsghdr* nlh) {
+    r = configure(group, [range](nlmsghdr* nlh) {
         nfulnl_msg_config_mode mode{};
-        mode.copy_range = htonl(copy_range);
+        mode.copy_range = htonl(range);
         mode.copy_mode = NFULNL_COPY_PACKET;
         mnl_attr_put(nlh, NFULA_CFG_MODE, sizeof(mode), &mode);
         // Each packet as it comes: the rate is limited by the rules.
@@ -69,8 +69,14 @@ int Reader::open(uint16_t group) noexcept
         return r;
     }
     tv = {0, 0};
-    setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    buf_.resize(64 * 1024);
+    if (setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0
+        || (buffer > 0 && setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)) < 0
+            && setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer)) < 0)) {
+        r = -errno;
+        close();
+        return r;
+    }
+    buf_.resize(range > copy_range ? 256 * 1024 : 64 * 1024);
     return 0;
 }
 
@@ -81,6 +87,8 @@ void Reader::close() noexcept
 
 void Reader::receive(const std::function<void(const Logged&)>& handler) noexcept
 {
+    if (!is_open())
+        return;
     for (int rounds = 0; rounds < 64; ++rounds) {
         const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), MSG_DONTWAIT);
         if (n < 0) {
@@ -126,6 +134,8 @@ void Reader::receive(const std::function<void(const Logged&)>& handler) noexcept
                 l.uid = ntohl(mnl_attr_get_u32(a));
             if (const nlattr* a = attr[NFULA_GID]; a && mnl_attr_get_payload_len(a) == 4)
                 l.gid = ntohl(mnl_attr_get_u32(a));
+            if (const nlattr* a = attr[NFULA_PACKET_HDR]; a && mnl_attr_get_payload_len(a) >= sizeof(nfulnl_msg_packet_hdr))
+                l.hook = static_cast<const nfulnl_msg_packet_hdr*>(mnl_attr_get_payload(a))->hook;
             ++packets_;
             handler(l);
         }

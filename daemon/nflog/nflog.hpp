@@ -20,6 +20,7 @@ struct Logged {
     std::span<const uint8_t> payload;   // the first bytes of the packet
     uint32_t indev = 0, outdev = 0;     // interface indexes, 0 when none
     std::optional<uint32_t> uid, gid;   // of the local socket that sent it
+    std::optional<uint8_t> hook;        // NF_INET_*, where the rule logged it
 };
 
 // What a drop rule's prefix says: "<prefix><kind> <policy>" (the prefix
@@ -50,9 +51,11 @@ std::optional<Drop> attribute(const Logged& l, std::string_view prefix);
 
 class Reader {
 public:
-    // Binds `group`. Only one socket may bind a group in a network
-    // namespace: EBUSY says another fqdnd (or ulogd) has it.
-    int open(uint16_t group) noexcept;
+    // Binds `group`, copying `range` bytes of each packet, with a receive
+    // buffer of at least `buffer` bytes (0: the system's default). Only one
+    // socket may bind a group in a network namespace: EBUSY says another
+    // fqdnd (or ulogd) has it.
+    int open(uint16_t group, uint32_t range = copy_range, int buffer = 0) noexcept;
     void close() noexcept;
     bool is_open() const noexcept { return nl_.is_open(); }
     int fd() const noexcept { return nl_.fd(); }
@@ -66,6 +69,8 @@ public:
     // Bytes of each packet copied: IPv6 with a few extension headers and
     // the ports.
     static constexpr uint32_t copy_range = 128;
+    // Whole packets: a DNS query over UDP, with its IP and UDP headers.
+    static constexpr uint32_t whole_packet = 0xffff;
 
 private:
     int configure(uint16_t group, const std::function<void(nlmsghdr*)>& fill) noexcept;

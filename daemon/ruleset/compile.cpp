@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <set>
 
 namespace fqdnd::ruleset {
@@ -136,7 +137,34 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
     rs.chains.push_back(std::move(allow));
 }
 
+// The UDP queries of a DNS rule that allows every name, as a match: they
+// are copied to fqdnd, not held. Nothing for other rules. UDP alone: TCP
+// queries are followed and gated as a stream.
+std::optional<Expr> copied_queries(const config::EgressRule& rule)
+{
+    if (!rule.is_dns() || std::none_of(rule.dns.begin(), rule.dns.end(), [](const FqdnSelector& d) { return d.is_match_all(); }))
+        return std::nullopt;
+    if (rule.ports.empty())
+        return L4Protos{{L4::udp}};
+    std::vector<uint16_t> udp_ports;
+    for (const auto& port : rule.ports)
+        if (port.protocol != Protocol::tcp)
+            udp_ports.push_back(port.port);
+    if (udp_ports.empty())
+        return std::nullopt;
+    return L4Ports{{L4::udp}, udp_ports};
+}
+
 } // namespace
+
+bool copies_queries(const config::Config& config)
+{
+    for (const Policy& p : config.policies)
+        for (const auto& rule : p.egress)
+            if (copied_queries(rule) && !rule.to_dns_servers.empty())
+                return true;
+    return false;
+}
 
 uint64_t selector_tag(const FqdnSelector& selector)
 {
@@ -191,8 +219,37 @@ Ruleset compile(const config::Config& config)
         return Rule{std::move(match), "policy " + p.name + ": log (" + kind + ")"};
     };
 
+    // Queries under a DNS rule that allows every name are not held: they
+    // pass at once, and a copy goes to the query NFLOG group, which fqdnd
+    // reads before each round of answers. Each query of such a flow is
+    // judged here, by its selector, server and port, before any queue.
+    auto mirror_queries = [&](Chain& chain, Hook hook) {
+        const Log copy_to{std::string(query_log_prefix), query_log_group(s)};
+        for (const Policy& p : config.policies) {
+            for (const auto& rule : p.egress) {
+                const auto l4 = copied_queries(rule);
+                if (!l4)
+                    continue;
+                for (Family f : {Family::ipv4, Family::ipv6}) {
+                    auto servers = of_family(rule.to_dns_servers, f);
+                    if (servers.empty())
+                        continue;
+                    for (auto m : selector_matches(p, hook == Hook::output ? Hook::output : Hook::forward)) {
+                        if (hook == Hook::input)
+                            m.push_back(InterfaceName{"lo", false, true});
+                        m.insert(m.end(), {AddrInList{false, f, servers}, *l4, CtReply{false}, CtMarkSet{ct_mark_dns},
+                                           Counter{}, copy_to, Accept{}});
+                        chain.rules.push_back(Rule{std::move(m), "policy " + p.name
+                                                                     + ": DNS that may ask every name: queries pass, a copy to fqdnd"});
+                    }
+                }
+            }
+        }
+    };
+
     for (Hook hook : {Hook::forward, Hook::output, Hook::input}) {
         Chain chain{hook == Hook::forward ? "forward" : hook == Hook::output ? "output" : "input", hook, {}};
+        mirror_queries(chain, hook);
         // DNS flows first, so that answers and the later segments of TCP
         // queries reach fqdnd before the established-flow accept. Local
         // processes' queries are queued at output and their answers at

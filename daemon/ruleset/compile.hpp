@@ -18,6 +18,17 @@ uint64_t selector_tag(const FqdnSelector& selector);
 // "fqdn4:0x5e03d114.0xf7c0a218".
 std::string set_key(const FqdnSelector& selector, Family family);
 
+// The NFLOG group that queries under a DNS rule allowing every name are
+// copied to: the one after log-group.
+inline uint16_t query_log_group(const config::Settings& s)
+{
+    return static_cast<uint16_t>(s.log_group + 1);
+}
+
+// Whether the ruleset copies queries to query_log_group: a policy has a
+// DNS rule over UDP that allows every name.
+bool copies_queries(const config::Config& config);
+
 // Everything the configuration asks of the kernel, in one table.
 Ruleset compile(const config::Config& config);
 

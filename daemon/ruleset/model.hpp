@@ -125,6 +125,8 @@ struct LimitObject {
 // Logged drops carry a prefix "fqdnd <kind> <policy>", read back by fqdnd.
 inline constexpr std::string_view log_prefix = "fqdnd ";
 inline constexpr std::string_view log_limit_name = "drop_log";
+// The prefix of query copies (query_log_group).
+inline constexpr std::string_view query_log_prefix = "fqdnd query";
 
 struct Ruleset {
     std::string table;

@@ -61,7 +61,7 @@ TEST_CASE("a logged drop is attributed: to the forwarded packet's source, or to 
 {
     const auto from = *Address::parse("192.0.2.2"), to = *Address::parse("2001:db8::99");
     const auto v4 = dns::build_tcp(from, 40000, *Address::parse("203.0.113.99"), 443, 1, 0, 0x02, {});
-    nflog::Logged l{"fqdnd drop echo", v4, 3, 0, std::nullopt, std::nullopt};
+    nflog::Logged l{"fqdnd drop echo", v4, 3, 0, std::nullopt, std::nullopt, std::nullopt};
     const auto d = nflog::attribute(l, "fqdnd ");
     REQUIRE(d);
     CHECK(d->kind == "drop");
@@ -72,7 +72,7 @@ TEST_CASE("a logged drop is attributed: to the forwarded packet's source, or to 
     CHECK(d->port == 443);
 
     const auto v6 = dns::build_udp(*Address::parse("2001:db8::2"), 5353, to, 53, {});
-    nflog::Logged local{"fqdnd dns-server web", v6, 0, 2, 65534u, 65534u};
+    nflog::Logged local{"fqdnd dns-server web", v6, 0, 2, 65534u, 65534u, std::nullopt};
     const auto e = nflog::attribute(local, "fqdnd ");
     REQUIRE(e);
     CHECK(e->endpoint() == "uid:65534");
@@ -81,9 +81,9 @@ TEST_CASE("a logged drop is attributed: to the forwarded packet's source, or to 
     local.uid.reset();
     CHECK(nflog::attribute(local, "fqdnd ")->endpoint() == "local");
 
-    nflog::Logged truncated{"fqdnd drop echo", std::span<const uint8_t>(v4).first(10), 3, 0, std::nullopt, std::nullopt};
+    nflog::Logged truncated{"fqdnd drop echo", std::span<const uint8_t>(v4).first(10), 3, 0, std::nullopt, std::nullopt, std::nullopt};
     CHECK_FALSE(nflog::attribute(truncated, "fqdnd "));
-    CHECK_FALSE(nflog::attribute(nflog::Logged{"ulogd x", v4, 3, 0, std::nullopt, std::nullopt}, "fqdnd "));
+    CHECK_FALSE(nflog::attribute(nflog::Logged{"ulogd x", v4, 3, 0, std::nullopt, std::nullopt, std::nullopt}, "fqdnd "));
 }
 
 namespace {

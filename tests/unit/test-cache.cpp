@@ -52,9 +52,15 @@ TEST_CASE("an address shared by endpoints stays in the set until the last holder
     f.now += 20s;
     f.ops.clear();
     f.cache.learn("192.0.2.3", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    // The kernel still has 40 s of 60: the renewal waits until half is left.
+    CHECK(f.ops.empty());
+    CHECK(f.cache.next_deadline() == f.now + 10s);
+    f.now += 10s;
+    f.cache.expire(f.now, f.ops);
     REQUIRE(f.ops.size() == 1); // the kernel's timeout grows to the later expiry
-    CHECK(f.ops[0].timeout == 60s);
-    f.now += 45s;
+    CHECK(f.ops[0].timeout == 50s);
+    CHECK(f.ops[0].exists);
+    f.now += 35s;
     f.ops.clear();
     f.cache.expire(f.now, f.ops);
     CHECK(f.cache.names() == 1);
@@ -145,4 +151,73 @@ TEST_CASE("the operations of a round of answers become one net change per elemen
     CHECK((ops[1].kind == K::add && ops[1].address == b && ops[1].timeout == 45s && ops[1].exists));
     CHECK((ops[2].kind == K::add && ops[2].tag == 2 && ops[2].address == a));
     CHECK((ops[3].kind == K::remove && ops[3].address == d));
+}
+
+TEST_CASE("lazy renewals: a name answered every 30 s is written to the kernel twice an hour")
+{
+    Cache cache{Limits{std::chrono::hours(1), 50}};
+    Time now{std::chrono::sys_days{std::chrono::year{2026} / 4 / 19}};
+    std::vector<ElementOp> ops;
+    cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops);
+    const Time start = now;
+    size_t writes = 0;
+    // Kernel deadline and mapping expiry, as the ops and answers say.
+    Time kernel = now, mapping = now;
+    for (int i = 0; i < 240; ++i) { // two hours
+        // The expiry timer, as the daemon arms it, up to this answer.
+        for (auto d = cache.next_deadline(); d && *d <= now; d = cache.next_deadline()) {
+            CHECK(kernel >= *d); // never behind: the renewal comes before the element ends
+            cache.expire(*d, ops);
+            for (const auto& op : ops) {
+                CHECK(op.kind == ElementOp::Kind::add);
+                kernel = *d + std::chrono::duration_cast<std::chrono::milliseconds>(op.timeout);
+            }
+            writes += ops.size();
+            ops.clear();
+        }
+        cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, now, ops);
+        mapping = now + std::chrono::hours(1);
+        for (const auto& op : ops)
+            kernel = now + std::chrono::duration_cast<std::chrono::milliseconds>(op.timeout);
+        writes += ops.size();
+        ops.clear();
+        // While fqdnd runs, the kernel never ends before the mapping minus
+        // what a renewal is waiting for; after a crash now, it ends at most
+        // half a grant early.
+        CHECK(kernel + std::chrono::minutes(30) >= mapping);
+        CHECK(kernel > now + std::chrono::minutes(29));
+        now += 30s;
+    }
+    CHECK(now - start == std::chrono::hours(2));
+    CHECK(writes >= 4);
+    CHECK(writes <= 6); // the first, then about every half hour
+    CHECK(cache.renewals_deferred() > 200);
+}
+
+TEST_CASE("lazy renewals: a short grant, a removal and a restore are written at once")
+{
+    Fixture f; // min-ttl 60 s
+    f.ops.clear();
+    // TTL 30, min-ttl 60: 60 s granted; 15 s later 45 s left (> 30): waits.
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    f.ops.clear();
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now + 15s, f.ops);
+    CHECK(f.ops.empty());
+    // 35 s later only 25 s are left: written with the answer.
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now + 35s, f.ops);
+    REQUIRE(f.ops.size() == 1);
+    CHECK(f.ops[0].timeout == 60s);
+    f.ops.clear();
+    // The renewal that was waiting is stale now: its deadline writes nothing.
+    f.cache.expire(f.now + 36s, f.ops);
+    CHECK(f.ops.empty());
+    // Cleaned while a renewal waits: the element goes, and nothing is renewed.
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now + 40s, f.ops);
+    CHECK(f.ops.empty());
+    f.cache.clean(nullptr, f.now + 41s, f.ops);
+    REQUIRE(f.ops.size() == 1);
+    CHECK(f.ops[0].kind == ElementOp::Kind::remove);
+    f.ops.clear();
+    f.cache.expire(f.now + 100s, f.ops);
+    CHECK(f.ops.empty());
 }

@@ -31,12 +31,18 @@ const Chain& chain(const Ruleset& rs, const std::string& name)
 }
 
 template <typename T>
-bool has(const Rule& r)
+const T* find(const Rule& r)
 {
     for (const Expr& e : r.exprs)
-        if (std::holds_alternative<T>(e))
-            return true;
-    return false;
+        if (const auto* x = std::get_if<T>(&e))
+            return x;
+    return nullptr;
+}
+
+template <typename T>
+bool has(const Rule& r)
+{
+    return find<T>(r) != nullptr;
 }
 
 // The comments of a chain's rules, in order.
@@ -103,6 +109,8 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
 {
     const Ruleset rs = compile_text(two_policies);
     CHECK(comments(chain(rs, "forward")) == std::vector<std::string>{
+        "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
+        "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
         "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "policy a: DNS as the reply of a flow from outside",
@@ -129,6 +137,8 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
     });
     // Forwarded clients (a) asking this host's own resolver: gated at input.
     CHECK(comments(chain(rs, "input")) == std::vector<std::string>{
+        "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
+        "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "DNS flows: clients' queries to this host are checked by fqdnd",
         "policy a: DNS to this host",
@@ -254,7 +264,7 @@ dns = [{ match-pattern = "*" }]
     std::vector<std::string> prefixes;
     for (const Rule& rule : fwd.rules)
         for (const Expr& e : rule.exprs)
-            if (const auto* log = std::get_if<Log>(&e)) {
+            if (const auto* log = std::get_if<Log>(&e); log && log->prefix != query_log_prefix) {
                 CHECK(log->group == std::optional<uint16_t>(7));
                 // The limit comes before the log, after every match.
                 CHECK(std::holds_alternative<LimitRef>(rule.exprs[rule.exprs.size() - 2]));
@@ -269,9 +279,89 @@ dns = [{ match-pattern = "*" }]
     CHECK(none.limits.empty());
     for (const Chain& c : none.chains)
         for (const Rule& rule : c.rules) {
-            CHECK_FALSE(has<Log>(rule));
             CHECK_FALSE(has<LimitRef>(rule));
+            // Only the query copies, which no limit may thin out.
+            if (const auto* log = find<Log>(rule))
+                CHECK(log->prefix == query_log_prefix);
         }
+}
+
+TEST_CASE("queries under a rule allowing every name pass unheld, copied to the next NFLOG group")
+{
+    const char* policy = R"([[policy]]
+name = "all"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+ports = [{ port = 53, protocol = "any" }, { port = 5353, protocol = "tcp" }]
+dns = [{ match-pattern = "*" }]
+
+[[policy]]
+name = "narrow"
+[policy.selector]
+sources = ["192.0.2.8/29"]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*.k8s.intra" }]
+
+[[policy]]
+name = "tcp-only"
+[policy.selector]
+sources = ["192.0.2.16/29"]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+ports = [{ port = 53, protocol = "tcp" }]
+dns = [{ match-pattern = "*" }]
+)";
+    auto r = config::load_config_text("[daemon]\nlog-group = 7\n", "/etc/fqdnd/fqdnd.toml", {{"p.toml", policy}});
+    REQUIRE(r.config);
+    CHECK(copies_queries(*r.config));
+    CHECK(query_log_group(r.config->settings) == 8);
+    const Ruleset rs = compile(*r.config);
+    for (const char* hook : {"forward", "input"}) {
+        const Chain& c = chain(rs, hook);
+        REQUIRE(c.rules.size() > 1);
+        // First in the chain, before any queue: UDP to the server's port,
+        // in the query's direction, marked as DNS (its answers are queued),
+        // copied whole and accepted.
+        const Rule& copy = c.rules[0];
+        CAPTURE(hook);
+        const auto* log = find<Log>(copy);
+        REQUIRE(log);
+        CHECK(log->prefix == query_log_prefix);
+        CHECK(log->group == std::optional<uint16_t>(8));
+        CHECK_FALSE(has<LimitRef>(copy));
+        CHECK(std::holds_alternative<Accept>(copy.exprs.back()));
+        const auto* ports = find<L4Ports>(copy);
+        REQUIRE(ports);
+        CHECK(ports->protocols == std::vector<L4>{L4::udp});
+        CHECK(ports->ports == std::vector<uint16_t>{53});
+        const auto* dir = find<CtReply>(copy);
+        REQUIRE(dir);
+        CHECK_FALSE(dir->reply);
+        const auto* mark = find<CtMarkSet>(copy);
+        REQUIRE(mark);
+        CHECK(mark->bits == ct_mark_dns);
+        CHECK(has<InterfaceName>(copy) == (std::string(hook) == "input")); // not from the loopback
+        // One copy rule: the narrow and the TCP-only policies are queued.
+        size_t copies = 0;
+        for (const Rule& rule : c.rules)
+            if (const auto* l = find<Log>(rule); l && l->prefix == query_log_prefix)
+                ++copies;
+        CHECK(copies == 1);
+    }
+    // Nothing to copy: no group is needed.
+    auto narrow = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"p.toml", R"([[policy]]
+name = "narrow"
+[policy.selector]
+sources = ["192.0.2.8/29"]
+[[policy.egress]]
+to-dns-servers = ["203.0.113.53"]
+dns = [{ match-pattern = "*.k8s.intra" }]
+)"}});
+    REQUIRE(narrow.config);
+    CHECK_FALSE(copies_queries(*narrow.config));
 }
 
 TEST_CASE("local = true selects every local process; fail-open off drops DNS without fqdnd")
