@@ -508,6 +508,9 @@ metrics::Counters Manager::counters() const
     c.unit_changes = units_.changes();
     c.units_without_cgroup = cgroup::without_cgroup(units_.cgroups());
     c.hold_us = hold_us_;
+    c.query_copies_lost = copies_.enobufs();
+    c.renewals_written = cache_.renewals_written();
+    c.renewals_deferred = cache_.renewals_deferred();
     c.audit_entries = recorder_.entries();
     c.audit_evictions = recorder_.evictions();
     return c;

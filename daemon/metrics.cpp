@@ -95,6 +95,13 @@ std::vector<Sample> collect(const Counters& c)
         sample(ruleset_restores_total, "", static_cast<double>(c.restores)),
         sample(ruleset_unit_changes_total, "", static_cast<double>(c.unit_changes)),
         sample(units_without_cgroup, "", static_cast<double>(c.units_without_cgroup)),
+        sample(dns_query_copies_total, "result=\"remembered\"",
+               static_cast<double>(c.dns.queries_copied - c.dns.queries_copied_unread - c.dns.queries_copied_unallowed)),
+        sample(dns_query_copies_total, "result=\"unread\"", static_cast<double>(c.dns.queries_copied_unread)),
+        sample(dns_query_copies_total, "result=\"unallowed\"", static_cast<double>(c.dns.queries_copied_unallowed)),
+        sample(dns_query_copies_total, "result=\"lost\"", static_cast<double>(c.query_copies_lost)),
+        sample(kernel_renewals_total, "how=\"written\"", static_cast<double>(c.renewals_written)),
+        sample(kernel_renewals_total, "how=\"deferred\"", static_cast<double>(c.renewals_deferred)),
         sample(audit_entries, "", static_cast<double>(c.audit_entries)),
         sample(audit_evictions_total, "", static_cast<double>(c.audit_evictions)),
     };

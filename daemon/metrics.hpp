@@ -83,6 +83,13 @@ inline constexpr Info ruleset_unit_changes_total{"fqdnd_ruleset_unit_changes_tot
     "Times the ruleset was put in place again because the cgroup of a unit that a policy names came, went or was replaced."};
 inline constexpr Info units_without_cgroup{"fqdnd_units_without_cgroup", "gauge",
     "Units that policies name and that have no cgroup now (not running): their rules match nothing."};
+inline constexpr Info dns_query_copies_total{"fqdnd_dns_query_copies_total", "counter",
+    "Copies of queries passed unheld under a DNS rule allowing every name, by result (remembered; unread: not a UDP "
+    "query fqdnd can read, its answer is dropped; unallowed: no rule allows it now; lost: copies dropped by a full "
+    "socket buffer, ENOBUFS, counted once per loss)."};
+inline constexpr Info kernel_renewals_total{"fqdnd_kernel_renewals_total", "counter",
+    "Set element timeouts by how they were renewed (written; deferred: an answer that needed no write, the kernel "
+    "holding more than half of the last grant)."};
 inline constexpr Info audit_entries{"fqdnd_audit_entries", "gauge",
     "Names and flows recorded for `fqdnctl policy suggest` (audit policies, and what enforcing ones dropped)."};
 inline constexpr Info audit_evictions_total{"fqdnd_audit_evictions_total", "counter",
@@ -119,6 +126,8 @@ inline constexpr const Info* table[] = {
     &ruleset_restores_total,
     &ruleset_unit_changes_total,
     &units_without_cgroup,
+    &dns_query_copies_total,
+    &kernel_renewals_total,
     &audit_entries,
     &audit_evictions_total,
 };
@@ -146,6 +155,7 @@ struct Counters {
     uint64_t reloads = 0, reload_failures = 0, restores = 0;
     uint64_t unit_changes = 0, units_without_cgroup = 0;
     uint64_t audit_entries = 0, audit_evictions = 0;
+    uint64_t query_copies_lost = 0, renewals_written = 0, renewals_deferred = 0;
     // Answer holds: bucket i counts holds under 2^i microseconds.
     std::array<uint64_t, 24> hold_us{};
 };
