@@ -1,15 +1,27 @@
 #!/bin/bash
-# dnsperf from a client namespace through a router namespace to dnsmasq, in
-# four runs: without fqdnd; with fqdnd's ruleset and a reader that accepts
-# every queued packet unread (the price of the queue alone); with fqdnd
-# inspecting every answer (one name, each answer renews it); with every
-# answer bringing a new address (50,000 names, AAAA in 2001:db8::/32). Prints
-# qps, latency and where the CPU went for each, and the ratios to the first. Root; makes and removes its own namespaces. Never fails on
-# a timing. Usage: [REVERSE_PATH_FILTER=off] tests/bench/dnsperf.sh [SECONDS]
+# dnsperf from a client namespace through a router namespace to dnsmasq.
+# The runs, all in one script so that the ratios compare like with like:
+#  1. no fqdnd;
+#  2. dnsmasq on the router forwarding with --nftset (what fqdnd is measured
+#     against), no fqdnd;
+#  3. a DNS rule allowing every name ("*", the seed's): fqdnd's rules with a
+#     reader that accepts every queued packet unread (the queue alone:
+#     answers only, queries pass with a copy), then fqdnd with every answer
+#     a new address, then the same names again (renewals);
+#  4. a narrow DNS rule ("*.k8s.intra", so queries are queued too): the
+#     queue alone, then fqdnd with every answer a new address;
+#  5. the latency a client sees at a fixed 1,000 qps (one query at a time):
+#     without fqdnd, with fqdnd and new names, with fqdnd and the same names
+#     again; p50 and p99 of the round trip.
+# Prints qps, latency and where the CPU went for each run, fqdnd's own hold
+# times, and the ratios. Root; makes and removes its own namespaces. Never
+# fails on a timing. Usage: [REVERSE_PATH_FILTER=off] tests/bench/dnsperf.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
 seconds=${1:-10}
 QUEUE_ACCEPT=${QUEUE_ACCEPT:-$TESTS_DIR/../../build/tests/bench/queue-accept}
-names=50000
+LATENCY=$TESTS_DIR/../bench/dns_latency.py
+names=${NAMES:-400000}
+latency_qps=1000
 
 add_ns client; add_ns router; add_ns dns
 link router client 192.0.2.1/29 192.0.2.2/29
@@ -20,21 +32,29 @@ in_ns dns ip route add 192.0.2.0/29 via 198.51.100.1
 in_ns router ip route add 203.0.113.53/32 via 198.51.100.2
 in_ns router sysctl -qw net.ipv4.ip_forward=1
 
+# Names in slices, each used by one run only where a run needs new names:
+# n<i>.k8s.intra is 2001:db8::<i>.
 python3 - "$WORK" "$names" <<'PY'
 import sys
 work, n = sys.argv[1], int(sys.argv[2])
-with open(f"{work}/hosts", "w") as h, open(f"{work}/new-names", "w") as q:
+with open(f"{work}/hosts", "w") as h:
     h.write("203.0.113.2 echo.k8s.intra\n")
-    for i in range(n):
+    for i in range(n + 40000):
         h.write(f"2001:db8::{i >> 16:x}:{i & 0xffff:x} n{i}.k8s.intra\n")
-        q.write(f"n{i}.k8s.intra AAAA\n")
-with open(f"{work}/one-name", "w") as q:
-    q.write("echo.k8s.intra A\n")
+def part(name, first, count):
+    with open(f"{work}/{name}", "w") as q:
+        for i in range(first, first + count):
+            q.write(f"n{i}.k8s.intra AAAA\n")
+half = n // 2
+part("star-names", 0, half)        # the "*" runs: new, then again
+part("narrow-names", half, half)   # the narrow run
+part("base-names", 0, half)        # no fqdnd, and dnsmasq --nftset
+part("latency-names", n, 20000)    # 1,000 qps: new for fqdnd, then again
 PY
 background dns dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$WORK/hosts" \
     --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root --cache-size=0 --pid-file=
 DNSMASQ_PID=$LAST_PID
-sleep 1
+sleep 2
 
 ticks() { # CPU time of a process (user + system), in clock ticks
     [ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
@@ -46,54 +66,95 @@ overflows() { in_ns dns awk '/^Udp:/ { if (h) print $6; h = 1 }' /proc/net/snmp;
 hz=$(getconf CLK_TCK)
 
 echo_config router 192.0.2.0/29
+echo_config narrow 192.0.2.0/29
+sed -i 's|match-pattern = "\*" }|match-pattern = "*.k8s.intra" }|' "$WORK/narrow/policy.d/echo.toml"
 # REVERSE_PATH_FILTER=off|loose|strict: to see what the check costs.
 [ -n "${REVERSE_PATH_FILTER:-}" ] && \
-    sed -i "s|^\[daemon\]|[daemon]\nreverse-path-filter = \"$REVERSE_PATH_FILTER\"|" "$WORK/router/fqdnd.toml"
+    sed -i "s|^\[daemon\]|[daemon]\nreverse-path-filter = \"$REVERSE_PATH_FILTER\"|" \
+        "$WORK/router/fqdnd.toml" "$WORK/narrow/fqdnd.toml"
 
-perf() { # perf NAME QUERYFILE [EXTRA]: one dnsperf run
+perf() { # perf NAME QUERYFILE KEY [SERVER]: one dnsperf run, each name once at most
     local out f0 d0 s0 f1 d1 s1 o0 o1
     f0=$(ticks "$READER_PID"); d0=$(ticks "$DNSMASQ_PID"); s0=$(softirq); o0=$(overflows)
-    out=$(in_ns client dnsperf -s 203.0.113.53 -d "$2" -l "$seconds" -c 4 -q 200 $3 2>&1)
+    out=$(in_ns client dnsperf -s "${4:-203.0.113.53}" -d "$2" -l "$seconds" -c 4 -q 200 -n 1 2>&1)
     f1=$(ticks "$READER_PID"); d1=$(ticks "$DNSMASQ_PID"); s1=$(softirq); o1=$(overflows)
-    local qps lat
+    local qps lat lost
     qps=$(sed -n 's/ *Queries per second: *\([0-9.]*\).*/\1/p' <<<"$out")
     lat=$(sed -n 's/ *Average Latency (s): *\([0-9.]*\).*/\1/p' <<<"$out")
-    local lost
     lost=$(sed -n 's/ *Queries lost: *\([0-9]*\).*/\1/p' <<<"$out")
-    printf '%-44s %10s qps   avg latency %8.3f ms   lost %s\n' "$1" "$qps" "$(echo "$lat * 1000" | bc -l)" "$lost"
+    printf '%-52s %10s qps   avg latency %8.3f ms   lost %s\n' "$1" "$qps" "$(echo "${lat:-0} * 1000" | bc -l)" "$lost"
     # Where the two cores went: share of one core over the run.
-    printf '     CPU: queue reader %.0f%%, dnsmasq %.0f%%, softirq (all CPUs) %.0f%%; queries the server had no room for: %s\n' \
+    printf '     CPU: reader %.0f%%, dnsmasq %.0f%%, softirq (all CPUs) %.0f%%; queries the server had no room for: %s\n' \
         "$(echo "($f1 - $f0) * 100 / $hz / $seconds" | bc -l)" "$(echo "($d1 - $d0) * 100 / $hz / $seconds" | bc -l)" \
         "$(echo "($s1 - $s0) * 100 / $hz / $seconds" | bc -l)" "$((o1 - o0))"
-    eval "QPS_$4=$qps"
+    eval "QPS_$3=${qps:-0}"
+}
+latency() { # latency NAME QUERYFILE KEY: p50 and p99 at latency_qps
+    local out
+    out=$(in_ns client python3 "$LATENCY" 203.0.113.53 "$2" "$latency_qps" "$seconds")
+    printf '%-52s %s\n' "$1" "$out"
+    eval "P50_$3=$(sed -n 's/.* p50 \([0-9]*\) .*/\1/p' <<<"$out")"
+    eval "P99_$3=$(sed -n 's/.* p99 \([0-9]*\) .*/\1/p' <<<"$out")"
+}
+queue_alone() { # queue_alone NAME CONFIG KEY QUERYFILE: fqdnd's rules, a reader accepting unread
+    start_fqdnd router "$2" >/dev/null || exit 1
+    kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
+    background router "$QUEUE_ACCEPT" 5300 2 $((seconds + 10)) # queries and answers
+    READER_PID=$LAST_PID
+    sleep 0.5
+    perf "$1" "$4" "$3"
+    kill "$READER_PID"; wait "$READER_PID" 2>/dev/null
+    in_ns router nft delete table inet fqdnd
+}
+stats() { # fqdnd's own counters and hold times (SIGUSR1 also logs the cache: a moment)
+    kill -USR1 "$FQDND_PID"; sleep 3
+    grep 'stats:' "$WORK/fqdnd-router.log" | tail -1 | sed 's/^/     /'
 }
 
-echo "dnsperf, $seconds s per run, 4 clients, 200 queries in flight"
+echo "dnsperf, $seconds s per run, 4 clients, 200 queries in flight, each name once"
 READER_PID=
-perf "1. no fqdnd" "$WORK/one-name" "" base
-# The price of the queue alone: fqdnd's ruleset stays when fqdnd is killed,
-# and a reader that accepts every packet unread (fqdnd's own queue code)
-# takes its queue. No reader of the queue can do better than this.
-start_fqdnd router "$WORK/router/fqdnd.toml" >/dev/null || exit 1
-kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
-background router "$QUEUE_ACCEPT" 5300 2 $((seconds + 10)) # queries and answers
+perf "1. no fqdnd" "$WORK/base-names" base
+latency "   1,000 qps, no fqdnd" "$WORK/latency-names" base
+
+# dnsmasq on the router, forwarding, adding each answer's addresses to a
+# set of its own (nftables' "inet dm fqdn6", timeouts as fqdnd's).
+in_ns router nft -f - <<'NFT'
+table inet dm {
+    set fqdn6 { type ipv6_addr; flags timeout; timeout 1h; }
+}
+NFT
+background router dnsmasq --keep-in-foreground --no-resolv --no-hosts --server=203.0.113.53 \
+    --listen-address=192.0.2.1 --bind-interfaces --user=root --cache-size=0 --pid-file= \
+    --nftset=/k8s.intra/6#inet#dm#fqdn6
 READER_PID=$LAST_PID
-sleep 0.5
-perf "1b. fqdnd's rules, a reader accepting unread" "$WORK/one-name" "" queue
+sleep 1
+perf "2. dnsmasq --nftset on the router" "$WORK/base-names" nftset 192.0.2.1
 kill "$READER_PID"; wait "$READER_PID" 2>/dev/null
+echo "     elements dnsmasq added: $(in_ns router nft -j list set inet dm fqdn6 | python3 -c '
+import json, sys
+print(sum(len(o["set"].get("elem", [])) for o in json.load(sys.stdin)["nftables"] if "set" in o))')"
+in_ns router nft delete table inet dm
+
+queue_alone "3a. \"*\": fqdnd's rules, a reader accepting unread" "$WORK/router/fqdnd.toml" star_queue "$WORK/base-names"
 start_fqdnd router "$WORK/router/fqdnd.toml" >/dev/null || exit 1
 READER_PID=$FQDND_PID
-perf "2. fqdnd, every answer inspected (renewals)" "$WORK/one-name" "" inspect
-kill -USR1 "$FQDND_PID"; sleep 0.5
-grep 'stats:' "$WORK/fqdnd-router.log" | tail -1 | sed 's/^/     /'
-perf "3. fqdnd, every answer a new address" "$WORK/new-names" "-n 1" new
-# SIGUSR1 also logs the whole cache: 50,000 names take a moment.
-kill -USR1 "$FQDND_PID"; sleep 3
-grep 'stats:' "$WORK/fqdnd-router.log" | tail -1 | sed 's/^/     /'
-printf 'ratios to no fqdnd: queue alone %.2f, inspected %.2f, new addresses %.2f\n' \
-    "$(echo "$QPS_queue / $QPS_base" | bc -l)" "$(echo "$QPS_inspect / $QPS_base" | bc -l)" \
-    "$(echo "$QPS_new / $QPS_base" | bc -l)"
-elements=$(in_ns router nft -j list sets inet 2>/dev/null | python3 -c '
-import json, sys
-print(sum(len(o["set"].get("elem", [])) for o in json.load(sys.stdin)["nftables"] if "set" in o))')
-echo "elements in the sets after the runs: $elements"
+perf "3b. \"*\": fqdnd, every answer a new address" "$WORK/star-names" star_new
+perf "3c. \"*\": fqdnd, the same names again (renewals)" "$WORK/star-names" star_renew
+stats
+latency "   1,000 qps, fqdnd \"*\", new names" "$WORK/latency-names" star_new
+latency "   1,000 qps, fqdnd \"*\", the same names again" "$WORK/latency-names" star_renew
+stats
+stop_fqdnd
+in_ns router nft delete table inet fqdnd
+
+queue_alone "4a. narrow: fqdnd's rules, a reader accepting unread" "$WORK/narrow/fqdnd.toml" narrow_queue "$WORK/base-names"
+start_fqdnd router "$WORK/narrow/fqdnd.toml" >/dev/null || exit 1
+READER_PID=$FQDND_PID
+perf "4b. narrow: fqdnd, every answer a new address" "$WORK/narrow-names" narrow_new
+stats
+
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+echo "ratios to no fqdnd: \"*\" new addresses $(ratio "$QPS_star_new" "$QPS_base"), renewals $(ratio "$QPS_star_renew" "$QPS_base"), \"*\" queue alone $(ratio "$QPS_star_queue" "$QPS_base"); renewals to new addresses $(ratio "$QPS_star_renew" "$QPS_star_new")"
+echo "narrow rule to its queue-alone floor: $(ratio "$QPS_narrow_new" "$QPS_narrow_queue") (floor $(ratio "$QPS_narrow_queue" "$QPS_base") of no fqdnd)"
+echo "fqdnd \"*\" new addresses to dnsmasq --nftset: $(ratio "$QPS_star_new" "$QPS_nftset")"
+echo "added latency at $latency_qps qps, new names: p50 $((P50_star_new - P50_base)) us, p99 $((P99_star_new - P99_base)) us; the same names again: p50 $((P50_star_renew - P50_base)) us, p99 $((P99_star_renew - P99_base)) us"
