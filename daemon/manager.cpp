@@ -593,6 +593,8 @@ int Manager::open_copies(const config::Config& config)
             return r;
         }
     }
+    // What the old group still holds belongs to queries already passed.
+    read_copies();
     copies_source_.reset();
     copies_ = std::move(reader);
     copies_group_ = want;
