@@ -568,7 +568,7 @@ void Manager::open_nflog()
         // Enforcement does not depend on it: only `fqdnctl monitor` loses
         // its drops.
         log::warning("cannot read NFLOG group " + std::to_string(*want) + " (" + errno_text(r)
-                     + (r == -EBUSY ? ", another program reads it; set log-group" : "")
+                     + (r == -EPERM || r == -EBUSY ? ", another program reads it; set log-group" : "")
                      + "): fqdnctl monitor will show no drops");
         return;
     }
@@ -588,7 +588,7 @@ int Manager::open_copies(const config::Config& config)
         // Room for a burst of queries: a copy lost is an answer dropped.
         if (int r = reader.open(*want, nflog::Reader::whole_packet, 8 << 20); r < 0) {
             log::error("cannot read NFLOG group " + std::to_string(*want) + " (" + errno_text(r)
-                       + (r == -EBUSY ? ", another program reads it; set log-group" : "")
+                       + (r == -EPERM || r == -EBUSY ? ", another program reads it; set log-group" : "")
                        + "), where queries under a DNS rule allowing every name are copied");
             return r;
         }

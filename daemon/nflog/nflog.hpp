@@ -53,7 +53,7 @@ class Reader {
 public:
     // Binds `group`, copying `range` bytes of each packet, with a receive
     // buffer of at least `buffer` bytes (0: the system's default). Only one
-    // socket may bind a group in a network namespace: EBUSY says another
+    // socket may bind a group in a network namespace: EPERM says another
     // fqdnd (or ulogd) has it.
     int open(uint16_t group, uint32_t range = copy_range, int buffer = 0) noexcept;
     void close() noexcept;
