@@ -342,6 +342,11 @@ void Manager::commit_round()
         state_->changed();
     }
     send_verdicts(true);
+    // A renewal deferred in a round that wrote nothing is due at half its
+    // grant: the timer must know, or it fires only at the mapping's old
+    // expiry, as the kernel element times out.
+    if (round_ops_.empty() && cache_.renewals_deferred() != renewals_deferred_seen_)
+        arm_expiry();
     round_verdicts_.clear();
     round_ops_.clear();
     round_addresses_.clear();
@@ -438,6 +443,7 @@ void Manager::send_reply(const std::vector<uint8_t>& packet)
 
 void Manager::arm_expiry()
 {
+    renewals_deferred_seen_ = cache_.renewals_deferred();
     const auto next = cache_.next_deadline();
     if (!next) {
         if (expiry_timer_)

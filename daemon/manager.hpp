@@ -160,6 +160,7 @@ private:
     // the transaction even when the cache had nothing more to write.
     std::unordered_set<Address, fnv::AddressHash> round_addresses_;
     std::vector<std::chrono::steady_clock::time_point> round_holds_; // arrival of answers with operations
+    uint64_t renewals_deferred_seen_ = 0; // the cache's count when the expiry timer was last armed
     static constexpr size_t round_packets = 64;
     static constexpr std::chrono::microseconds round_hold_budget{200};
     InterfaceNames interfaces_;
