@@ -235,6 +235,12 @@ Ruleset compile(const config::Config& config)
                     if (servers.empty())
                         continue;
                     for (auto m : selector_matches(p, hook == Hook::output ? Hook::output : Hook::forward)) {
+                        // A source of one family never asks a server of the other.
+                        if (std::any_of(m.begin(), m.end(), [f](const Expr& e) {
+                                const auto* a = std::get_if<AddrInList>(&e);
+                                return a && a->family != f;
+                            }))
+                            continue;
                         if (hook == Hook::input)
                             m.push_back(InterfaceName{"lo", false, true});
                         m.insert(m.end(), {AddrInList{false, f, servers}, *l4, CtReply{false}, CtMarkSet{ct_mark_dns},

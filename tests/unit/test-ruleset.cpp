@@ -110,7 +110,6 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
     const Ruleset rs = compile_text(two_policies);
     CHECK(comments(chain(rs, "forward")) == std::vector<std::string>{
         "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
-        "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
         "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "policy a: DNS as the reply of a flow from outside",
@@ -137,7 +136,6 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
     });
     // Forwarded clients (a) asking this host's own resolver: gated at input.
     CHECK(comments(chain(rs, "input")) == std::vector<std::string>{
-        "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
         "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "DNS flows: clients' queries to this host are checked by fqdnd",
