@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace fqdnd::nft {
 
@@ -103,16 +104,16 @@ std::string add_anonymous_set(Batch& batch, const std::string& table, uint32_t k
     return name;
 }
 
-// CIDRs as interval-set keys: merged, each a start and (unless it reaches
-// the top of the address space) an end one past its last address.
-std::vector<Key> interval_keys(std::vector<Cidr> cidrs)
+// An address range, first and last address included, in network order.
+struct Range {
+    std::array<uint8_t, 16> first, last;
+};
+
+// CIDRs as ranges: sorted, with overlapping and touching ones merged.
+std::vector<Range> merged_ranges(std::vector<Cidr> cidrs, size_t len)
 {
     std::sort(cidrs.begin(), cidrs.end());
-    struct Range {
-        std::array<uint8_t, 16> first, last;
-    };
     std::vector<Range> ranges;
-    const size_t len = cidrs.empty() ? 0 : cidrs[0].address.size();
     for (const Cidr& c : cidrs) {
         Range r{c.address.bytes, c.address.bytes};
         for (unsigned bit = c.prefix; bit < c.max_prefix(); ++bit)
@@ -133,6 +134,27 @@ std::vector<Key> interval_keys(std::vector<Cidr> cidrs)
         }
         ranges.push_back(r);
     }
+    return ranges;
+}
+
+// The prefix length of a range that is exactly one prefix, or nothing.
+std::optional<unsigned> prefix_of(const Range& r, size_t len)
+{
+    unsigned bit = 0;
+    while (bit < len * 8 && ((r.first[bit / 8] ^ r.last[bit / 8]) & (0x80u >> (bit % 8))) == 0)
+        ++bit;
+    for (unsigned b = bit; b < len * 8; ++b) {
+        const uint8_t m = static_cast<uint8_t>(0x80u >> (b % 8));
+        if ((r.first[b / 8] & m) != 0 || (r.last[b / 8] & m) == 0)
+            return std::nullopt;
+    }
+    return bit;
+}
+
+// Ranges as interval-set keys: each a start and (unless it reaches the top
+// of the address space) an end one past its last address.
+std::vector<Key> interval_keys(const std::vector<Range>& ranges, size_t len)
+{
     std::vector<Key> keys;
     for (const Range& r : ranges) {
         Key start{};
@@ -195,6 +217,14 @@ private:
         nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
         nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
         nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+    }
+    void range(const void* from, const void* to, uint32_t len)
+    {
+        nftnl_expr* e = add("range");
+        nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, NFT_RANGE_EQ);
+        nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, from, len);
+        nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, to, len);
     }
     void bitwise(uint32_t len, const void* mask, const void* xor_, uint32_t reg = NFT_REG_1)
     {
@@ -302,26 +332,32 @@ private:
     int put(const AddrInList& x, std::string*)
     {
         address(x.source, x.family);
-        const uint32_t len0 = x.family == Family::ipv4 ? 4 : 16;
-        if (x.cidrs.size() == 1) {
-            // One prefix is a mask and a compare (nft prints "ip saddr
-            // 192.0.2.0/29"), not an anonymous set: the kernel finds sets
-            // by a walk of the table's list, so thousands of them make
-            // every change slower.
-            const Cidr& c = x.cidrs[0];
-            if (!c.is_host()) {
-                std::array<uint8_t, 16> mask{}, zero{};
-                for (unsigned bit = 0; bit < c.prefix; ++bit)
-                    mask[bit / 8] |= static_cast<uint8_t>(0x80u >> (bit % 8));
-                bitwise(len0, mask.data(), zero.data());
+        const uint32_t len = x.family == Family::ipv4 ? 4 : 16;
+        const std::vector<Range> ranges = merged_ranges(x.cidrs, len);
+        if (ranges.size() == 1) {
+            // One range is a compare, not an anonymous set: the kernel
+            // finds sets by a walk of the table's list, so thousands of
+            // them make every change slower. It is also what nft makes of
+            // a one-element set when it reads a listing back: a prefix is
+            // a mask and a compare ("ip saddr 192.0.2.0/29"), any other
+            // range a range ("ip daddr 203.0.113.53-203.0.113.54").
+            const Range& r = ranges[0];
+            if (const auto prefix = prefix_of(r, len)) {
+                if (*prefix < len * 8) {
+                    std::array<uint8_t, 16> mask{}, zero{};
+                    for (unsigned bit = 0; bit < *prefix; ++bit)
+                        mask[bit / 8] |= static_cast<uint8_t>(0x80u >> (bit % 8));
+                    bitwise(len, mask.data(), zero.data());
+                }
+                cmp(NFT_CMP_EQ, r.first.data(), len);
+            } else {
+                range(r.first.data(), r.last.data(), len);
             }
-            cmp(NFT_CMP_EQ, c.address.bytes.data(), len0);
             return 0;
         }
         const uint32_t id = next_set_id_++;
         const uint32_t type = x.family == Family::ipv4 ? type_ipaddr : type_ip6addr;
-        const uint32_t len = x.family == Family::ipv4 ? 4 : 16;
-        lookup(add_anonymous_set(batch_, table_, type, len, true, interval_keys(x.cidrs), id), id);
+        lookup(add_anonymous_set(batch_, table_, type, len, true, interval_keys(ranges, len), id), id);
         return 0;
     }
     int put(const L4Protos& x, std::string*)
@@ -451,9 +487,9 @@ private:
         nftnl_expr* e = add("log");
         nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, x.prefix.substr(0, 127).c_str());
         if (x.group) {
-            // NFLOG: the headers are enough to tell who sent what where.
             nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, *x.group);
-            nftnl_expr_set_u32(e, NFTNL_EXPR_LOG_SNAPLEN, 128);
+            if (x.snaplen)
+                nftnl_expr_set_u32(e, NFTNL_EXPR_LOG_SNAPLEN, *x.snaplen);
         }
         return 0;
     }
