@@ -215,7 +215,7 @@ Ruleset compile(const config::Config& config)
                                         static_cast<uint32_t>(s.log_rate)});
     auto log_rule = [&](std::vector<Expr> match, const std::string& kind, const Policy& p) {
         match.insert(match.end(), {LimitRef{std::string(log_limit_name)},
-                                   Log{std::string(log_prefix) + kind + " " + p.name, static_cast<uint16_t>(s.log_group)}});
+                                   Log{std::string(log_prefix) + kind + " " + p.name, static_cast<uint16_t>(s.log_group), drop_log_snaplen}});
         return Rule{std::move(match), "policy " + p.name + ": log (" + kind + ")"};
     };
 
@@ -224,7 +224,9 @@ Ruleset compile(const config::Config& config)
     // reads before each round of answers. Each query of such a flow is
     // judged here, by its selector, server and port, before any queue.
     auto mirror_queries = [&](Chain& chain, Hook hook) {
-        const Log copy_to{std::string(query_log_prefix), query_log_group(s)};
+        // The whole query (the reader asks for it): a copy cut short
+        // could not be read, and its answer would be dropped.
+        const Log copy_to{std::string(query_log_prefix), query_log_group(s), std::nullopt};
         for (const Policy& p : config.policies) {
             for (const auto& rule : p.egress) {
                 const auto l4 = copied_queries(rule);

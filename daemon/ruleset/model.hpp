@@ -57,7 +57,9 @@ struct CtReply { bool reply; };                            // ct direction
 struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits
 struct MetaMarkHas { uint32_t bits; };                     // meta mark & bits == bits
 struct Counter {};
-struct Log { std::string prefix; std::optional<uint16_t> group; }; // NFLOG group, or the kernel log
+// To an NFLOG group, or the kernel log; `snaplen` bytes of each packet,
+// or (none) as many as the group's reader asked for.
+struct Log { std::string prefix; std::optional<uint16_t> group; std::optional<uint32_t> snaplen; };
 struct LimitRef { std::string name; };                     // limit name "x": a limit object rules share
 struct Queue { uint16_t first; uint16_t count; bool bypass; };
 struct Accept {};
@@ -125,6 +127,9 @@ struct LimitObject {
 // Logged drops carry a prefix "fqdnd <kind> <policy>", read back by fqdnd.
 inline constexpr std::string_view log_prefix = "fqdnd ";
 inline constexpr std::string_view log_limit_name = "drop_log";
+// Bytes of a dropped packet copied to the group: the headers are enough to
+// tell who sent what where.
+inline constexpr uint32_t drop_log_snaplen = 128;
 // The prefix of query copies (query_log_group).
 inline constexpr std::string_view query_log_prefix = "fqdnd query";
 

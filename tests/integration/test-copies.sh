@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 seed_topology
-printf '203.0.113.2 echo.k8s.intra\n2001:db8:4::2 v6.k8s.intra\n' > "$WORK/hosts"
+printf '203.0.113.2 echo.k8s.intra\n2001:db8:4::2 v6.k8s.intra\n203.0.113.3 big.k8s.intra\n' > "$WORK/hosts"
 dns_server "$WORK/hosts" || exit 1
 echo_config node1 192.0.2.0/29
 sed -i 's|^sources = .*|sources = ["192.0.2.0/29", "2001:db8:1::/64"]|;
@@ -42,23 +42,17 @@ check "and were never queued" test "$(rule_packets 'DNS flows: queries are check
 check "fqdnd saw them (--log-dns)" grep -q 'query-allowed: echo.k8s.intra' "$WORK/fqdnd-node1.log"
 check "over TCP, queries are still queued and the answer opens" test "$(resolve p1a echo.k8s.intra +tcp)" = 203.0.113.2
 check "the TCP query went through the queue" test "$(rule_packets 'DNS flows: queries are checked')" -gt 0
+# A copy cut short could not be read, and the answer would be dropped as
+# answering no query fqdnd saw: a query of 468 bytes (EDNS padding).
+check "a large query (468 bytes) is copied whole: it resolves" test "$(resolve p1a big.k8s.intra +padding=468)" = 203.0.113.3
+check "and its address opens" connects p1a 203.0.113.3 80
+check "the copy rules cut no query short" bash -c "! ip netns exec $(ns node1) nft list chain inet fqdnd forward | grep 'fqdnd query' | grep -q snaplen"
 
 echo "-- forged answers to a copied query"
-in_ns p1a python3 "$TESTS_DIR/dns_forge.py" query 203.0.113.54 41000 4242 forged.k8s.intra &
-querier=$!
-sleep 0.5
-in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer 203.0.113.54 192.0.2.2 41000 4243 forged.k8s.intra 203.0.113.7
-in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer 203.0.113.54 192.0.2.2 41000 4242 other.k8s.intra 203.0.113.7
-in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer 203.0.113.54 192.0.2.2 41001 4242 forged.k8s.intra 203.0.113.7
-in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer 203.0.113.53 192.0.2.2 41000 4242 forged.k8s.intra 203.0.113.7
+check_forged_answers p1a
+check "an answer to a query never sent is sent" in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer 203.0.113.54 192.0.2.2 41002 4244 forged2.k8s.intra 203.0.113.6
 sleep 0.3
-check_not "forged answers (wrong id, question, port, server) open nothing" connects p1a 203.0.113.7 80
-in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer 203.0.113.54 192.0.2.2 41000 4242 forged.k8s.intra 203.0.113.7
-wait "$querier"
-check "the one answer that matches the copied query does (control)" connects p1a 203.0.113.7 80
-check_not "an answer to a query never sent opens nothing" bash -c "
-    ip netns exec $(ns svc) python3 '$TESTS_DIR/dns_forge.py' answer 203.0.113.54 192.0.2.2 41002 4244 forged2.k8s.intra 203.0.113.6
-    sleep 0.3; ip netns exec $(ns p1a) python3 '$TESTS_DIR/tcp_client.py' 203.0.113.6 80"
+check_not "and opens nothing" connects p1a 203.0.113.6 80
 
 echo "-- what changes: malformed queries reach the server"
 : > "$WORK/svc.frames"
