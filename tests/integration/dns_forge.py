@@ -25,6 +25,8 @@ if sys.argv[1] == "query":
 else:
     server, client, cport, qid, name, addr = sys.argv[2:8]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Another forger may have just closed the same address and port.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((server, 53))
     msg = struct.pack("!HHHHHH", int(qid), 0x8180, 1, 1, 0, 0) + question(name)
     msg += b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(addr)

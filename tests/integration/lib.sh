@@ -61,6 +61,11 @@ add_ns() {
     ip netns add "$n"
     _namespaces+=("$n")
     ip -n "$n" link set lo up
+    # Interfaces made from now on use their link-local addresses at once:
+    # while one is tentative (duplicate address detection, a second or
+    # two) the neighbour discovery that the first IPv6 packets need fails
+    # (a check right after the topology came up would flap).
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
 }
 
 # link A B ADDR_A ADDR_B [ADDR6_A ADDR6_B]: a veth pair between two namespaces.
@@ -204,6 +209,32 @@ router_topology() {
     in_ns router ip route add 203.0.113.0/24 via 198.51.100.5
     in_ns router ip -6 route add 2001:db8:4::/64 via 2001:db8:2::5
     in_ns router sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
+# check_forged_answers NS: in the seed topology, a query from NS
+# (192.0.2.2) to 203.0.113.54 (allowed, no server runs there) is seen by
+# fqdnd; answers forged in a server's name must match it exactly (id,
+# question, port, server, client) to open 203.0.113.7, and the one that
+# does opens it. Each forged answer must have been sent for the check to
+# mean anything.
+check_forged_answers() {
+    local n=$1 querier sent=0
+    forge() { in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer "$@" && sent=$((sent + 1)); }
+    in_ns "$n" python3 "$TESTS_DIR/dns_forge.py" query 203.0.113.54 41000 4242 forged.k8s.intra &
+    querier=$!
+    sleep 0.5
+    forge 203.0.113.54 192.0.2.2 41000 4243 forged.k8s.intra 203.0.113.7
+    forge 203.0.113.54 192.0.2.2 41000 4242 other.k8s.intra 203.0.113.7
+    forge 203.0.113.54 192.0.2.2 41001 4242 forged.k8s.intra 203.0.113.7
+    forge 203.0.113.53 192.0.2.2 41000 4242 forged.k8s.intra 203.0.113.7
+    forge 203.0.113.54 192.0.2.3 41000 4242 forged.k8s.intra 203.0.113.7
+    sleep 0.3
+    check "five forged answers were sent" test "$sent" -eq 5
+    check_not "forged answers (wrong id, question, port, server, client) open nothing" connects "$n" 203.0.113.7 80
+    forge 203.0.113.54 192.0.2.2 41000 4242 forged.k8s.intra 203.0.113.7
+    wait "$querier"
+    check "the one answer that matches the query does (control)" test "$sent" -eq 6
+    check "and opens its address" connects "$n" 203.0.113.7 80
 }
 
 finish() {
