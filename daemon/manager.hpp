@@ -1,18 +1,16 @@
 #pragma once
 
-#include "audit/record.hpp"
+#include "audit/store.hpp"
 #include "bus/manager-bus.hpp"
 #include "cache/cache.hpp"
 #include "cgroup/follower.hpp"
 #include "config/model.hpp"
 #include "ct/flows.hpp"
+#include "dns-path.hpp"
 #include "dns/engine.hpp"
-#include "fnv.hpp"
 #include "interface-names.hpp"
 #include "metrics-file.hpp"
-#include "nflog/nflog.hpp"
-#include "nfq/queue.hpp"
-#include "nfq/reply.hpp"
+#include "nflog/drop-log.hpp"
 #include "nft/encode.hpp"
 #include "nft/keeper.hpp"
 #include "nft/netlink.hpp"
@@ -48,7 +46,7 @@ struct Options {
 // Owns the event loop and every part of the running daemon.
 class Manager final : public bus::Backend {
 public:
-    explicit Manager(Options options) : options_(std::move(options)) {}
+    explicit Manager(Options options);
 
     // Loads the configuration, puts the ruleset in place and tells systemd
     // it is ready. Returns 0 or a negative errno (already logged).
@@ -76,7 +74,7 @@ public:
     size_t clean_cache(const FqdnMatcher* pattern, const std::optional<std::string>& pattern_text) override;
     std::vector<audit::PolicyRecord> recordings(const std::optional<std::string>& policy) const override
     {
-        return recorder_.records(policy);
+        return audit_.recorder().records(policy);
     }
     size_t forget_recording(const std::optional<std::string>& policy) override;
 
@@ -87,33 +85,19 @@ private:
     // as `what`, and the caller goes on.
     void update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what);
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
-    int open_queues();
-    void on_packet(const nfq::Packet& p);
-    // Up to `max` queued packets, then commit_round().
-    void serve_queues(size_t max);
-    // The round's set updates as one batch, then the round's verdicts in
-    // the order the packets came: nothing is released before the sets
-    // hold what it taught.
-    void commit_round();
-    // Writes element operations to the kernel; false when the batch failed
-    // or outlived response-max-delay (the answer is released anyway).
-    bool write_elements(const std::vector<cache::ElementOp>& ops);
-    void send_reply(const std::vector<uint8_t>& packet);
+    // After a round of the DNS path (DnsPath::Hooks::round_done).
+    void round_done(bool wrote, uint64_t hold_us);
+    // Arms the timer for the cache's next deadline (an expiry or a
+    // deferred renewal).
     void arm_expiry();
     void expire();
-    // The DNS events of one packet, to the log (--log-dns) and to monitors.
+    // Whether anyone reads DNS events: the log, a monitor, the recording.
+    bool watching_dns() const;
+    // The DNS events of one round, to the log (--log-dns), to monitors
+    // and to the audit recording.
     void report_events(uint64_t hold_us);
-    // The NFLOG group of the drop rules, read for monitors; reopened when a
-    // reload changes the group.
-    void open_nflog();
-    void on_logged(const nflog::Logged& l);
-    // Binds the query copy group that `config` needs (none: unbound);
-    // a negative errno (logged) when it cannot, and the running one stays.
-    int open_copies(const config::Config& config);
-    // Every query copy waiting, to the engine.
-    void read_copies();
-    static int on_copies(sd_event_source*, int fd, uint32_t revents, void* self);
-    static int on_nflog(sd_event_source*, int fd, uint32_t revents, void* self);
+    void on_drop(const nflog::Drop& d, const std::vector<std::string>& names, cache::Time t);
+    std::optional<uint16_t> drop_log_group() const;
     void dump_cache();
     static cache::Time now();
     // Someone else changed our table (`foreign`), or events about it were
@@ -121,8 +105,8 @@ private:
     void restore(bool foreign);
 
     static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
-    static int on_queue(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
+    static int on_post(sd_event_source*, void* self);
 
     Options options_;
     std::optional<config::Config> config_;
@@ -130,44 +114,16 @@ private:
     nft::Netlink nl_;
     nft::Keeper keeper_{[this](bool foreign) { restore(foreign); }, [this] { return config_->settings.table; }};
     std::unique_ptr<nft::Table> table_;
-    nft::Netlink updates_;                      // set elements, on the DNS path
-    std::unique_ptr<nft::Table> update_table_;
     cache::Cache cache_;
     std::unique_ptr<dns::Engine> engine_;
-    nfq::Queues queues_;
+    InterfaceNames interfaces_;
+    std::unique_ptr<DnsPath> dns_;
     // Conntrack's flows into the cache; addresses they let go expire.
     ct::Flows flows_{cache_, now, [this] { expire(); }};
-    nfq::ReplySender replies_;                   // in a server's name
-    uint64_t datapath_timeouts_ = 0, datapath_errors_ = 0;
-    // How long answers that changed the sets were held, in powers of two
-    // of microseconds: bucket i counts holds under 2^i us.
-    std::array<uint64_t, 24> hold_us_{};
-    // The packets read in one wakeup (a round) and what they wait for.
-    struct RoundVerdict {
-        uint16_t queue;
-        uint32_t id;
-        bool accept;
-        bool held;                        // waits for the round's set update
-        std::vector<uint8_t> replacement; // the packet to pass instead, when not empty
-        bool sent = false;
-    };
-    // The round's verdicts not yet sent: those that wait for no set
-    // update, or (held_too) every one.
-    void send_verdicts(bool held_too);
-    std::vector<RoundVerdict> round_verdicts_;
-    std::vector<cache::ElementOp> round_ops_;
-    // The addresses round_ops_ adds: an answer with one of them waits for
-    // the transaction even when the cache had nothing more to write.
-    std::unordered_set<Address, fnv::AddressHash> round_addresses_;
-    std::vector<std::chrono::steady_clock::time_point> round_holds_; // arrival of answers with operations
     uint64_t renewals_deferred_seen_ = 0; // the cache's count when the expiry timer was last armed
-    static constexpr size_t round_packets = 64;
-    static constexpr std::chrono::microseconds round_hold_budget{200};
-    InterfaceNames interfaces_;
-    std::string interface_name(uint32_t index) { return interfaces_.name(index); }
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
-    SdEventSourcePtr queue_source_, expiry_timer_;
+    SdEventSourcePtr expiry_timer_, post_;
     // The metrics for node_exporter's textfile collector, when asked for.
     metrics::TextFile metrics_file_{[this] { return config_->settings.metrics_file; },
                                     [this] { return metric_samples(); }};
@@ -179,38 +135,10 @@ private:
     uint64_t unexplained_elements_ = 0;
     std::unique_ptr<state::Store> state_;
     std::vector<SdEventSourcePtr> signals_; // SIGTERM, SIGINT, SIGHUP, SIGUSR1
-    nflog::Reader nflog_;
-    SdEventSourcePtr nflog_source_;
-    // Copies of the queries passed unheld (ruleset::query_log_group), read
-    // before every round of answers.
-    nflog::Reader copies_;
-    SdEventSourcePtr copies_source_;
-    std::optional<uint16_t> copies_group_;
-    std::optional<uint16_t> nflog_group_;
-    // The names last shown for a dropped address, for a second: a flood to
-    // one address costs one walk over the cache.
-    Address last_drop_address_;
-    std::vector<std::string> last_drop_names_;
-    cache::Time last_drop_time_{};
-    // What audit policies and drops recorded (audit/record.hpp), in the
-    // state directory's audit.json: written a minute after a change, and
-    // at exit.
-    audit::Recorder recorder_;
-    SdEventSourcePtr audit_save_timer_;
-    bool audit_save_armed_ = false;
-    std::filesystem::path audit_file() const;
-    void load_recording();
-    void save_recording();
-    void schedule_recording_save();
-    // Audit policies record their clients' queries (audit/record.hpp).
-    bool recording_queries() const
-    {
-        return std::any_of(config_->policies.begin(), config_->policies.end(),
-                           [](const config::Policy& p) { return p.audit; });
-    }
-    void record_query(const dns::Event& e, cache::Time t);
-    void record_flow(const nflog::Drop& d, const std::vector<std::string>& names, cache::Time t);
-    static int on_audit_save_timer(sd_event_source*, uint64_t usec, void* self);
+    nflog::DropLog drops_;
+    // What audit policies and drops recorded, in the state directory's
+    // audit.json.
+    audit::Store audit_{[this] { return std::filesystem::path(config_->settings.state_directory) / "audit.json"; }};
 };
 
 } // namespace fqdnd

@@ -142,6 +142,11 @@ void Reader::receive(const std::function<void(const Logged&)>& handler) noexcept
     }
 }
 
+std::string busy_hint(int error)
+{
+    return error == -EPERM || error == -EBUSY ? ", another program reads it; set log-group" : "";
+}
+
 std::optional<RulePrefix> parse_prefix(std::string_view logged, std::string_view prefix)
 {
     if (logged.substr(0, prefix.size()) != prefix)

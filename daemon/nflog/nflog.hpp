@@ -49,6 +49,11 @@ struct Drop {
 // Nothing for another's log line or a packet that does not decode.
 std::optional<Drop> attribute(const Logged& l, std::string_view prefix);
 
+// What to add to the text of an error binding a group: only one socket
+// may bind a group in a network namespace, and the kernel says EPERM (or
+// EBUSY) when another holds it.
+std::string busy_hint(int error);
+
 class Reader {
 public:
     // Binds `group`, copying `range` bytes of each packet, with a receive
