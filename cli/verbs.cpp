@@ -187,28 +187,29 @@ int policy_list(bool json)
     return 0;
 }
 
-int policy_suggest(const std::string& policy, bool json)
+// A method that takes (policy, format) and answers with text to print.
+static int print_policy_text(const char* method, const std::string& policy, const char* format)
 {
-    auto reply = ask("SuggestPolicy", "ss", policy.c_str(), json ? "json" : "toml");
+    auto reply = ask(method, "ss", policy.c_str(), format);
     if (!reply)
         return 1;
     const char* text = nullptr;
-    if (sd_bus_message_read(reply.get(), "s", &text) < 0)
+    if (int r = sd_bus_message_read(reply.get(), "s", &text); r < 0) {
+        std::fprintf(stderr, "fqdnctl: cannot read the reply of %s: %s\n", method, std::strerror(-r));
         return 1;
+    }
     std::fputs(text, stdout);
     return 0;
 }
 
+int policy_suggest(const std::string& policy, bool json)
+{
+    return print_policy_text("SuggestPolicy", policy, json ? "json" : "toml");
+}
+
 int policy_diff(const std::string& policy, bool json)
 {
-    auto reply = ask("DiffPolicy", "ss", policy.c_str(), json ? "json" : "text");
-    if (!reply)
-        return 1;
-    const char* text = nullptr;
-    if (sd_bus_message_read(reply.get(), "s", &text) < 0)
-        return 1;
-    std::fputs(text, stdout);
-    return 0;
+    return print_policy_text("DiffPolicy", policy, json ? "json" : "text");
 }
 
 int policy_forget(const std::string& policy)

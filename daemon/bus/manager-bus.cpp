@@ -313,7 +313,10 @@ int format_argument(const char* format, bool& json, sd_bus_error* error)
     return 0;
 }
 
-int method_suggest_policy(sd_bus_message* m, void* userdata, sd_bus_error* error)
+// SuggestPolicy and DiffPolicy: (policy, format) in, text out, read access.
+using PolicyRenderer = std::string (*)(bus::Backend&, const std::optional<std::string>& which, bool json);
+
+int reply_policy_text(sd_bus_message* m, void* userdata, sd_bus_error* error, PolicyRenderer render)
 {
     bus::Backend& b = manager_of(userdata);
     if (int r = check_access(m, false, error, b.read_group()); r < 0)
@@ -327,30 +330,25 @@ int method_suggest_policy(sd_bus_message* m, void* userdata, sd_bus_error* error
         return r;
     if (int r = format_argument(format, json, error); r < 0)
         return r;
-    const std::string text = audit::render_suggestions(b.recordings(which), b.policies(), json);
-    return sd_bus_reply_method_return(m, "s", text.c_str());
+    return sd_bus_reply_method_return(m, "s", render(b, which, json).c_str());
+}
+
+int method_suggest_policy(sd_bus_message* m, void* userdata, sd_bus_error* error)
+{
+    return reply_policy_text(m, userdata, error, [](bus::Backend& b, const std::optional<std::string>& which, bool json) {
+        return audit::render_suggestions(b.recordings(which), b.policies(), json);
+    });
 }
 
 int method_diff_policy(sd_bus_message* m, void* userdata, sd_bus_error* error)
 {
-    bus::Backend& b = manager_of(userdata);
-    if (int r = check_access(m, false, error, b.read_group()); r < 0)
-        return r;
-    const char *policy = nullptr, *format = nullptr;
-    if (int r = sd_bus_message_read(m, "ss", &policy, &format); r < 0)
-        return r;
-    std::optional<std::string> which;
-    bool json = false;
-    if (int r = policy_argument(b, policy, which, error); r < 0)
-        return r;
-    if (int r = format_argument(format, json, error); r < 0)
-        return r;
-    std::vector<config::Policy> policies;
-    for (const auto& p : b.policies())
-        if (!which || p.name == *which)
-            policies.push_back(p);
-    const std::string text = audit::render_diffs(b.recordings(which), policies, json);
-    return sd_bus_reply_method_return(m, "s", text.c_str());
+    return reply_policy_text(m, userdata, error, [](bus::Backend& b, const std::optional<std::string>& which, bool json) {
+        std::vector<config::Policy> policies;
+        for (const auto& p : b.policies())
+            if (!which || p.name == *which)
+                policies.push_back(p);
+        return audit::render_diffs(b.recordings(which), policies, json);
+    });
 }
 
 int method_forget_recording(sd_bus_message* m, void* userdata, sd_bus_error* error)
