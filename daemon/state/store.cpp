@@ -3,6 +3,7 @@
 #include "cache/persist.hpp"
 #include "log.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -129,8 +130,16 @@ void Store::changed()
     if (dirty_)
         return;
     dirty_ = true;
-    // At most one write every two seconds, however busy the DNS.
-    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, 2'000'000, 100'000, on_timer, this); r < 0) {
+    // At most one write every two seconds, however busy the DNS; and no
+    // sooner than ten times the last write's length after it began: a
+    // large cache written every two seconds would keep a core busy (the
+    // journal keeps what is learned meanwhile).
+    const auto due = std::max(std::chrono::duration_cast<std::chrono::microseconds>(
+                                  writer_started_ + interval_ - std::chrono::steady_clock::now()),
+                              min_interval);
+    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, static_cast<uint64_t>(due.count()), 100'000,
+                                          on_timer, this);
+        r < 0) {
         log::error("cannot arm the state writer's timer; writing now: " + errno_text(r));
         save();
     }
@@ -177,6 +186,7 @@ void Store::save()
         return;
     }
     writer_ = pid;
+    writer_started_ = std::chrono::steady_clock::now();
     sd_event_source* src = nullptr;
     if (int r = sd_event_add_child(event_, &src, pid, WEXITED, on_writer_exit, this); r < 0) {
         // Cannot be told when it ends: wait for it here.
@@ -199,6 +209,9 @@ int Store::on_writer_exit(sd_event_source*, const siginfo_t* si, void* self)
     auto* s = static_cast<Store*>(self);
     s->writer_ = -1;
     s->writer_source_.reset();
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
+                                                                            - s->writer_started_);
+    s->interval_ = std::clamp(10 * took, min_interval, max_interval);
     if (si->si_code != CLD_EXITED)
         s->count_write_error(Target::state_file, -EINTR); // killed by a signal
     else if (si->si_status != 0)
@@ -206,8 +219,10 @@ int Store::on_writer_exit(sd_event_source*, const siginfo_t* si, void* self)
     else
         s->journal_.drop_before(s->snapshot_generation_);
     if (s->save_again_) {
+        // Changed while it wrote: written again when the interval allows.
         s->save_again_ = false;
-        s->save();
+        s->dirty_ = false;
+        s->changed();
     }
     return 0;
 }

@@ -7,12 +7,14 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <chrono>
 #include <sys/types.h>
 #include <vector>
 
 // What fqdnd remembers across restarts and crashes, in the state directory:
 // the cache snapshot (cache.json, cache/persist) written by a forked child
-// at most every two seconds after a change, and the journal of what was
+// two seconds after a change, or later when writing takes long (the
+// writer works at most a tenth of the time), and the journal of what was
 // learned since (cache/journal), appended before verdicts. One per fqdnd;
 // it reads the cache it snapshots and never changes it, except when
 // loading at start.
@@ -45,7 +47,8 @@ public:
     void flush();
     // A clean, to the journal at once.
     void cleaned(cache::Time t, const std::optional<std::string>& pattern);
-    // The cache changed: a snapshot within two seconds.
+    // The cache changed: a snapshot in two seconds, or once ten times
+    // the last snapshot's writing time has passed since it began.
     void changed();
     // The last snapshot, in this process (at exit): waits for a writer first.
     void save_now();
@@ -78,6 +81,10 @@ private:
     bool save_again_ = false;
     pid_t writer_ = -1;
     SdEventSourcePtr timer_, writer_source_;
+    // When the last writer began, and how long after that the next may.
+    std::chrono::steady_clock::time_point writer_started_{};
+    std::chrono::microseconds interval_{min_interval};
+    static constexpr std::chrono::microseconds min_interval{2'000'000}, max_interval{30'000'000};
     uint64_t write_errors_ = 0;
     bool state_file_failed_ = false, journal_failed_ = false;
 };
