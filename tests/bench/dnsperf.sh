@@ -11,11 +11,13 @@
 #  4. a narrow DNS rule ("*.k8s.intra", so queries are queued too): the
 #     queue alone, then fqdnd with every answer a new address;
 #  5. the latency a client sees at a fixed 1,000 qps (one query at a time):
-#     without fqdnd, with fqdnd and new names, with fqdnd and the same names
-#     again; p50 and p99 of the round trip.
+#     without fqdnd, with the "*" queue alone (the floor), with fqdnd and
+#     new names, with fqdnd and the same names again; p50 and p99 of the
+#     round trip.
 # Prints qps, latency and where the CPU went for each run, fqdnd's own hold
 # times, and the ratios. Root; makes and removes its own namespaces. Never
-# fails on a timing. Usage: [REVERSE_PATH_FILTER=off] tests/bench/dnsperf.sh [SECONDS]
+# fails on a timing. Usage: [REVERSE_PATH_FILTER=off] [PERF_RUN=star_new|star_renew|narrow_new
+# [PERF_OUT=FILE]] tests/bench/dnsperf.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
 seconds=${1:-10}
 command -v dnsperf >/dev/null || { echo "dnsperf is missing: apt-get install dnsperf" >&2; exit 1; }
@@ -63,6 +65,7 @@ ticks() { # CPU time of a process (user + system), in clock ticks
     sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 softirq() { awk '/^cpu /{print $8}' /proc/stat; } # every CPU's, in ticks
+idle() { awk '/^cpu /{print $5}' /proc/stat; }
 # Queries the server's socket had no room for (UDP RcvbufErrors, its namespace).
 overflows() { in_ns dns awk '/^Udp:/ { if (h) print $6; h = 1 }' /proc/net/snmp; }
 hz=$(getconf CLK_TCK)
@@ -76,19 +79,26 @@ sed -i 's|match-pattern = "\*" }|match-pattern = "*.k8s.intra" }|' "$WORK/narrow
         "$WORK/router/fqdnd.toml" "$WORK/narrow/fqdnd.toml"
 
 perf() { # perf NAME QUERYFILE KEY [SERVER]: one dnsperf run, each name once at most
-    local out f0 d0 s0 f1 d1 s1 o0 o1
-    f0=$(ticks "$READER_PID"); d0=$(ticks "$DNSMASQ_PID"); s0=$(softirq); o0=$(overflows)
+    local out f0 d0 s0 f1 d1 s1 o0 o1 i0 i1
+    f0=$(ticks "$READER_PID"); d0=$(ticks "$DNSMASQ_PID"); s0=$(softirq); o0=$(overflows); i0=$(idle)
+    # PERF_RUN=KEY: a profile of every CPU over that run, to PERF_OUT.
+    local profiler=
+    if [ "${PERF_RUN:-}" = "$3" ] && [ -n "$READER_PID" ]; then
+        command perf record -q -a -g -o "${PERF_OUT:-/tmp/fqdnd-perf.data}" 2>/dev/null &
+        profiler=$!
+    fi
     out=$(in_ns client dnsperf -s "${4:-203.0.113.53}" -d "$2" -l "$seconds" -c 4 -q 200 -n 1 2>&1)
-    f1=$(ticks "$READER_PID"); d1=$(ticks "$DNSMASQ_PID"); s1=$(softirq); o1=$(overflows)
+    f1=$(ticks "$READER_PID"); d1=$(ticks "$DNSMASQ_PID"); s1=$(softirq); o1=$(overflows); i1=$(idle)
+    [ -n "$profiler" ] && { kill -INT "$profiler"; wait "$profiler"; }
     local qps lat lost
     qps=$(sed -n 's/ *Queries per second: *\([0-9.]*\).*/\1/p' <<<"$out")
     lat=$(sed -n 's/ *Average Latency (s): *\([0-9.]*\).*/\1/p' <<<"$out")
     lost=$(sed -n 's/ *Queries lost: *\([0-9]*\).*/\1/p' <<<"$out")
     printf '%-52s %10s qps   avg latency %8.3f ms   lost %s\n' "$1" "$qps" "$(echo "${lat:-0} * 1000" | bc -l)" "$lost"
     # Where the two cores went: share of one core over the run.
-    printf '     CPU: reader %.0f%%, dnsmasq %.0f%%, softirq (all CPUs) %.0f%%; queries the server had no room for: %s\n' \
+    printf '     CPU: reader %.0f%%, dnsmasq %.0f%%, softirq (all CPUs) %.0f%%, idle (all CPUs) %.0f%%; queries the server had no room for: %s\n' \
         "$(echo "($f1 - $f0) * 100 / $hz / $seconds" | bc -l)" "$(echo "($d1 - $d0) * 100 / $hz / $seconds" | bc -l)" \
-        "$(echo "($s1 - $s0) * 100 / $hz / $seconds" | bc -l)" "$((o1 - o0))"
+        "$(echo "($s1 - $s0) * 100 / $hz / $seconds" | bc -l)" "$(echo "($i1 - $i0) * 100 / $hz / $seconds" | bc -l)" "$((o1 - o0))"
     eval "QPS_$3=${qps:-0}"
 }
 latency() { # latency NAME QUERYFILE KEY: p50 and p99 at latency_qps
@@ -105,6 +115,8 @@ queue_alone() { # queue_alone NAME CONFIG KEY QUERYFILE: fqdnd's rules, a reader
     READER_PID=$LAST_PID
     sleep 0.5
     perf "$1" "$4" "$3"
+    # The latency floor: what the queue alone adds at 1,000 qps.
+    [ "$3" = star_queue ] && latency "   1,000 qps, \"*\" queue alone" "$WORK/latency-names" star_queue
     kill "$READER_PID"; wait "$READER_PID" 2>/dev/null
     in_ns router nft delete table inet fqdnd
 }
@@ -163,4 +175,5 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
 echo "ratios to no fqdnd: \"*\" new addresses $(ratio "$QPS_star_new" "$QPS_base"), renewals $(ratio "$QPS_star_renew" "$QPS_base"), \"*\" queue alone $(ratio "$QPS_star_queue" "$QPS_base"); renewals to new addresses $(ratio "$QPS_star_renew" "$QPS_star_new")"
 echo "narrow rule to its queue-alone floor: $(ratio "$QPS_narrow_new" "$QPS_narrow_queue") (floor $(ratio "$QPS_narrow_queue" "$QPS_base") of no fqdnd)"
 echo "fqdnd \"*\" new addresses to dnsmasq --nftset: $(ratio "$QPS_star_new" "$QPS_nftset")"
+echo "added latency at $latency_qps qps, \"*\" queue alone (the floor): p50 $((P50_star_queue - P50_base)) us, p99 $((P99_star_queue - P99_base)) us"
 echo "added latency at $latency_qps qps, new names: p50 $((P50_star_new - P50_base)) us, p99 $((P99_star_new - P99_base)) us; the same names again: p50 $((P50_star_renew - P50_base)) us, p99 $((P99_star_renew - P99_base)) us"
