@@ -1,30 +1,20 @@
 #include "manager.hpp"
 
-// glibc before the kernel headers, which then leave its definitions alone.
-#include <arpa/inet.h>
-
 #include "cache/format.hpp"
-#include "cache/persist.hpp"
 #include "config/loader.hpp"
 #include "log.hpp"
 #include "ruleset/compile.hpp"
 #include "state/reconcile.hpp"
 
-#include <linux/netfilter.h>
 #include <systemd/sd-daemon.h>
 
-#include <sys/epoll.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <fstream>
-#include <sstream>
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
