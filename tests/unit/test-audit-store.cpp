@@ -4,7 +4,7 @@
 #include "audit/store.hpp"
 
 #include "address-literal.hpp"
-#include "config/loader.hpp"
+#include "config-text.hpp"
 
 #include <doctest/doctest.h>
 
@@ -26,13 +26,6 @@ struct Dir {
     ~Dir() { std::filesystem::remove_all(path); }
     std::filesystem::path file() const { return path / "audit.json"; }
 };
-
-config::Config load(const std::string& text)
-{
-    auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"web.toml", text}});
-    REQUIRE(r.config);
-    return *r.config;
-}
 
 const char* policies = R"([[policy]]
 name = "web"
@@ -79,7 +72,7 @@ nflog::Drop drop(const char* policy, const char* destination, uint16_t port)
 TEST_CASE("the audit store records audit policies' queries and running policies' flows, and keeps them across a restart")
 {
     Dir dir;
-    const config::Config config = load(policies);
+    const config::Config config = config_of(policies);
     const cache::Time t{std::chrono::seconds(1'800'000'000)};
     {
         audit::Store store([&] { return dir.file(); });
@@ -124,7 +117,7 @@ TEST_CASE("the audit store leaves a file that does not read for the next save to
     audit::Store store([&] { return dir.file(); });
     store.load();
     CHECK(store.recorder().entries() == 0);
-    const config::Config config = load(policies);
+    const config::Config config = config_of(policies);
     store.record_query(config, allowed("192.0.2.2", "a.svc.intra"), cache::Time{std::chrono::seconds(1'800'000'000)});
     store.save();
     audit::Store again([&] { return dir.file(); });

@@ -4,6 +4,8 @@
 #include "audit/suggest.hpp"
 #include "config/loader.hpp"
 
+#include "config-text.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -60,13 +62,7 @@ dns = [{ match-pattern = "*" }]
 
 config::Config load(const std::string& text)
 {
-    auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"web.toml", text}});
-    std::string errors;
-    for (const auto& e : r.errors)
-        errors += e.to_string() + "\n";
-    INFO(errors);
-    REQUIRE(r.config);
-    return *r.config;
+    return config_of(text, "", "web.toml");
 }
 
 } // namespace

@@ -3,6 +3,8 @@
 #include "config/loader.hpp"
 #include "inspect.hpp"
 
+#include "config-text.hpp"
+
 #include <doctest/doctest.h>
 
 using namespace fqdnd;
@@ -37,9 +39,7 @@ struct Fixture {
     cache::Time now{std::chrono::sys_days{std::chrono::year{2026} / 12 / 1}};
     Fixture()
     {
-        auto r = config::load_config_text("", "/etc/fqdnd/fqdnd.toml", {{"p.toml", policies}});
-        REQUIRE(r.config);
-        config = *r.config;
+        config = config_of(policies);
         std::vector<cache::ElementOp> ops;
         cache.set_selectors(config.fqdn_selectors(), now, ops);
         cache.learn("192.0.2.2", {"www.k8s.intra."}, {*Address::parse("203.0.113.2")}, 300, now, ops);

@@ -3,6 +3,8 @@
 #include "config/loader.hpp"
 #include "ruleset/compile.hpp"
 
+#include "config-text.hpp"
+
 #include <doctest/doctest.h>
 
 using namespace fqdnd;
@@ -14,11 +16,7 @@ namespace {
 // chains is what most cases look at; logging has cases of its own.
 Ruleset compile_text(const std::string& policies, const std::string& settings = "[daemon]\nlog-rate = 0\n")
 {
-    auto r = config::load_config_text(settings, "/etc/fqdnd/fqdnd.toml", {{"p.toml", policies}});
-    for (const auto& e : r.errors)
-        MESSAGE(e.to_string());
-    REQUIRE(r.config);
-    return compile(*r.config);
+    return compile(config_of(policies, settings));
 }
 
 const Chain& chain(const Ruleset& rs, const std::string& name)
