@@ -139,6 +139,8 @@ void DnsPath::read_copies()
 {
     if (!copies_.is_open())
         return;
+    // A monitor may have come since the last packet: its queries too.
+    engine_.record_events(hooks_.watched());
     copies_.receive([this](const nflog::Logged& l) {
         if (l.prefix != ruleset::query_log_prefix)
             return;

@@ -159,6 +159,23 @@ check "the bus is back: fqdnd serves on it again (within 10 s)" test -n "$back"
 check "and answers as before" bash -c "'$FQDNCTL' cache list | grep -q other.k8s.intra"
 check "a monitor of the old bus has ended" bash -c "for i in \$(seq 1 20); do kill -0 $monitor_pid 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
 
+# Under a DNS rule for every name, queries are copied, not queued: the
+# first query a new monitor sees must be shown too, though no queued
+# packet came since the monitor subscribed.
+sed -i 's/^dns = .*/dns = [{ match-pattern = "*" }]/' "$WORK/node1/policy.d/echo.toml"
+check "reloaded to a DNS rule for every name" "$FQDNCTL" reload
+resolve p1a echo.k8s.intra >/dev/null # a round with nobody watching
+"$FQDNCTL" monitor -o json > "$WORK/monitor2.json" 2>/dev/null &
+_pids+=($!)
+sleep 0.5
+resolve p1a copied.k8s.intra >/dev/null
+sleep 0.5
+check "monitor shows the first copied query after it subscribed" python3 -c "
+import json
+events = [json.loads(l) for l in open('$WORK/monitor2.json')]
+assert any(e.get('kind') == 'query-allowed' and e.get('name') == 'copied.k8s.intra.' for e in events), events
+"
+
 check "usage errors exit 2" bash -c "'$FQDNCTL' cache list -x; [ \$? = 2 ]"
 check "fqdnd gone: a clear message" bash -c "kill $FQDND_PID_node1; sleep 0.5; '$FQDNCTL' status 2>&1 | grep -q 'fqdnd is not running'"
 
