@@ -218,13 +218,12 @@ private:
         nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
         nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
     }
-    void range(const void* from, const void* to, uint32_t len)
+    // first <= register <= last, compared as bytes (network order), as nft
+    // writes `ip daddr a-b`.
+    void range(const void* first, const void* last, uint32_t len)
     {
-        nftnl_expr* e = add("range");
-        nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, NFT_REG_1);
-        nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, NFT_RANGE_EQ);
-        nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, from, len);
-        nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, to, len);
+        cmp(NFT_CMP_GTE, first, len);
+        cmp(NFT_CMP_LTE, last, len);
     }
     void bitwise(uint32_t len, const void* mask, const void* xor_, uint32_t reg = NFT_REG_1)
     {
@@ -340,7 +339,7 @@ private:
             // them make every change slower. It is also what nft makes of
             // a one-element set when it reads a listing back: a prefix is
             // a mask and a compare ("ip saddr 192.0.2.0/29"), any other
-            // range a range ("ip daddr 203.0.113.53-203.0.113.54").
+            // range two compares ("ip daddr 203.0.113.53-203.0.113.54").
             const Range& r = ranges[0];
             if (const auto prefix = prefix_of(r, len)) {
                 if (*prefix < len * 8) {

@@ -322,6 +322,39 @@ ports = [{ port = 443, protocol = "tcp" }]
                          "}\n"));
 }
 
+TEST_CASE("addresses that merge into one range are a compare or a range, as nft makes of a one-element set")
+{
+    // nft reads a listed one-element anonymous set back as this, so a
+    // saved and restored ruleset lists as fqdnd wrote it (test-save).
+    ruleset::Ruleset rs;
+    rs.table = "fqdnd";
+    ruleset::Chain chain{"forward", std::nullopt, {}};
+    auto rule = [&](Family f, std::vector<const char*> texts) {
+        std::vector<Cidr> cidrs;
+        for (const char* t : texts)
+            cidrs.push_back(*Cidr::parse(t));
+        chain.rules.push_back(ruleset::Rule{{ruleset::AddrInList{false, f, cidrs}, ruleset::Accept{}}, ""});
+    };
+    rule(Family::ipv4, {"203.0.113.53", "203.0.113.54"});       // a range
+    rule(Family::ipv4, {"203.0.113.52", "203.0.113.53"});       // one prefix
+    rule(Family::ipv4, {"192.0.2.0/30", "192.0.2.4/31", "192.0.2.6"}); // a range of three pieces
+    rule(Family::ipv4, {"192.0.2.0/29", "192.0.2.8/29"});       // two prefixes, one /28
+    rule(Family::ipv6, {"2001:db8::1", "2001:db8::2"});
+    rule(Family::ipv6, {"2001:db8::/35", "2001:db8:2000::/35"}); // one /34
+    rule(Family::ipv4, {"255.255.255.254", "255.255.255.255"}); // the top of the space
+    rs.chains.push_back(chain);
+    check_same(fqdnd_rules_with<ruleset::AddrInList>(rs),
+               nft_rules("chain forward {\n"
+                         "  ip daddr 203.0.113.53-203.0.113.54 accept\n"
+                         "  ip daddr 203.0.113.52/31 accept\n"
+                         "  ip daddr 192.0.2.0-192.0.2.6 accept\n"
+                         "  ip daddr 192.0.2.0/28 accept\n"
+                         "  ip6 daddr 2001:db8::1-2001:db8::2 accept\n"
+                         "  ip6 daddr 2001:db8::/34 accept\n"
+                         "  ip daddr 255.255.255.254/31 accept\n"
+                         "}\n"));
+}
+
 // The level of every socket expression in the rules `rs` makes with `units`
 // (libnftnl 1.2 does not print it).
 std::vector<uint32_t> socket_levels(const ruleset::Ruleset& rs, const cgroup::UnitCgroups& units)
