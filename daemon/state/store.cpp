@@ -136,7 +136,7 @@ void Store::changed()
     // journal keeps what is learned meanwhile).
     const auto due = std::max(std::chrono::duration_cast<std::chrono::microseconds>(
                                   writer_started_ + interval_ - std::chrono::steady_clock::now()),
-                              min_interval);
+                              min_interval_);
     if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, static_cast<uint64_t>(due.count()), 100'000,
                                           on_timer, this);
         r < 0) {
@@ -211,7 +211,8 @@ int Store::on_writer_exit(sd_event_source*, const siginfo_t* si, void* self)
     s->writer_source_.reset();
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
                                                                             - s->writer_started_);
-    s->interval_ = std::clamp(10 * took, min_interval, max_interval);
+    s->last_took_ = took;
+    s->interval_ = std::clamp(10 * took, s->min_interval_, std::max(s->min_interval_, max_interval));
     if (si->si_code != CLD_EXITED)
         s->count_write_error(Target::state_file, -EINTR); // killed by a signal
     else if (si->si_status != 0)

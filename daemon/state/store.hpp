@@ -22,8 +22,12 @@ namespace fqdnd::state {
 
 class Store {
 public:
-    Store(sd_event* event, std::filesystem::path directory, const cache::Cache& cache)
-        : event_(event), directory_(std::move(directory)), cache_(cache), journal_(directory_)
+    // `min_interval`: the shortest time from a change to its snapshot
+    // (tests shorten it).
+    Store(sd_event* event, std::filesystem::path directory, const cache::Cache& cache,
+          std::chrono::microseconds min_interval = std::chrono::seconds(2))
+        : event_(event), directory_(std::move(directory)), cache_(cache), journal_(directory_),
+          interval_(min_interval), min_interval_(min_interval)
     {
     }
     Store(const Store&) = delete;
@@ -47,6 +51,10 @@ public:
     void flush();
     // A clean, to the journal at once.
     void cleaned(cache::Time t, const std::optional<std::string>& pattern);
+    // How long the last forked writer took, and how long after a writer
+    // began the next may (ten times that, 2 s to 30 s).
+    std::chrono::microseconds last_write_took() const noexcept { return last_took_; }
+    std::chrono::microseconds write_interval() const noexcept { return interval_; }
     // The cache changed: a snapshot in two seconds, or once ten times
     // the last snapshot's writing time has passed since it began.
     void changed();
@@ -83,8 +91,9 @@ private:
     SdEventSourcePtr timer_, writer_source_;
     // When the last writer began, and how long after that the next may.
     std::chrono::steady_clock::time_point writer_started_{};
-    std::chrono::microseconds interval_{min_interval};
-    static constexpr std::chrono::microseconds min_interval{2'000'000}, max_interval{30'000'000};
+    std::chrono::microseconds interval_, last_took_{0};
+    const std::chrono::microseconds min_interval_;
+    static constexpr std::chrono::microseconds max_interval{30'000'000};
     uint64_t write_errors_ = 0;
     bool state_file_failed_ = false, journal_failed_ = false;
 };

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -40,13 +41,13 @@ struct Run {
     cache::Cache cache;
     std::vector<cache::ElementOp> ops;
     std::unique_ptr<state::Store> store;
-    explicit Run(const Dir& dir)
+    explicit Run(const Dir& dir, std::chrono::microseconds min_interval = 2s)
     {
         sd_event* e = nullptr;
         REQUIRE(sd_event_new(&e) >= 0);
         event.reset(e);
         cache.set_selectors({*FqdnSelector::parse_pattern("*.k8s.intra", nullptr)}, now, ops);
-        store = std::make_unique<state::Store>(event.get(), dir.path, cache);
+        store = std::make_unique<state::Store>(event.get(), dir.path, cache, min_interval);
         store->load(cache, now, ops);
         store->begin();
     }
@@ -120,6 +121,43 @@ TEST_CASE("a snapshot by the forked writer lets the journals before it go")
     CHECK(std::filesystem::exists(dir.path / "cache.json"));
     CHECK(dir.journals() == 1); // the one after the snapshot
     CHECK(run.store->write_errors() == 0);
+}
+
+TEST_CASE("the next snapshot waits ten times as long as the last one took")
+{
+    Dir dir;
+    Run run(dir, 1ms); // the 2 s floor would hide a short write
+    CHECK(run.store->write_interval() == 1ms);
+    for (int i = 0; i < 20000; ++i) {
+        const std::string name = "n" + std::to_string(i) + ".k8s.intra.";
+        run.learn(name.c_str(), "203.0.113.2");
+    }
+    run.store->flush();
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    REQUIRE(sigprocmask(SIG_BLOCK, &mask, &old) == 0);
+    for (int i = 0; i < 2000 && run.store->last_write_took() == 0us; ++i)
+        sd_event_run(run.event.get(), 10'000);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    const auto took = run.store->last_write_took();
+    REQUIRE(took > 0us);
+    CHECK(run.store->write_interval() == std::clamp<std::chrono::microseconds>(10 * took, 1ms, 30s));
+    CHECK(std::filesystem::exists(dir.path / "cache.json"));
+    // A change right after: not written before ten times the write's
+    // length has passed since it began.
+    const auto written = std::filesystem::last_write_time(dir.path / "cache.json");
+    // When the write began, give or take the 10 ms the loop waits.
+    const auto began = std::chrono::steady_clock::now() - took;
+    run.learn("late.k8s.intra.", "203.0.113.3");
+    run.store->flush();
+    REQUIRE(sigprocmask(SIG_BLOCK, &mask, &old) == 0);
+    while (std::filesystem::last_write_time(dir.path / "cache.json") == written
+           && std::chrono::steady_clock::now() - began < 60s)
+        sd_event_run(run.event.get(), 10'000);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    CHECK(std::chrono::steady_clock::now() - began >= std::min<std::chrono::microseconds>(10 * took, 30s) - 50ms);
+    CHECK(10 * took > 100ms); // else the check above says little
 }
 
 TEST_CASE("an unwritable state directory is counted, never fatal")
