@@ -29,6 +29,21 @@ void DnsPath::configure(const config::Settings& s)
     table_ = s.table;
     first_queue_ = static_cast<uint32_t>(s.queue);
     queues_per_direction_ = static_cast<uint32_t>(s.queues);
+    if (updates_.is_open())
+        bound_wait(s); // a reload may change response-max-delay
+}
+
+int DnsPath::bound_wait(const config::Settings& s)
+{
+    const auto delay = std::max<int64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(s.response_max_delay).count(), 1000);
+    timeval tv{static_cast<time_t>(delay / 1'000'000), static_cast<suseconds_t>(delay % 1'000'000)};
+    if (setsockopt(updates_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+        const int r = -errno;
+        log::error("cannot bound the wait for set updates: " + errno_text(r));
+        return r;
+    }
+    return 0;
 }
 
 int DnsPath::open(sd_event* event, const config::Settings& s, nft::Refresh refresh)
@@ -53,14 +68,8 @@ int DnsPath::open(sd_event* event, const config::Settings& s, nft::Refresh refre
         log::error("cannot open a netfilter netlink socket for set updates: " + errno_text(r));
         return r;
     }
-    const auto delay = std::max<int64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(s.response_max_delay).count(), 1000);
-    timeval tv{static_cast<time_t>(delay / 1'000'000), static_cast<suseconds_t>(delay % 1'000'000)};
-    if (setsockopt(updates_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
-        const int r = -errno;
-        log::error("cannot bound the wait for set updates: " + errno_text(r));
+    if (int r = bound_wait(s); r < 0)
         return r;
-    }
     update_table_ = std::make_unique<nft::Table>(updates_);
 
     // Refused queries are answered in the server's name, through raw

@@ -78,6 +78,8 @@ public:
     static constexpr std::chrono::microseconds round_hold_budget{200};
 
 private:
+    // Set updates wait for the kernel at most response-max-delay.
+    int bound_wait(const config::Settings& s);
     void on_packet(const nfq::Packet& p);
     void commit_round();
     // Writes the round's operations; false when the batch failed or

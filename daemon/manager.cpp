@@ -220,6 +220,8 @@ int Manager::reload(std::vector<std::string>* errors)
     sd_notify(0, "RELOADING=1");
     const std::string old_table = config_->settings.table;
     if (int r = apply_ruleset(*check.config, *units, "reload"); r < 0) {
+        // The running rules copy to the running group: read it again.
+        dns_->open_copies(event_.get(), *config_);
         ++reload_failures_;
         sd_notify(0, "READY=1");
         return r;
