@@ -146,10 +146,10 @@ dns::PacketMeta DnsPath::meta_of(std::optional<uint8_t> hook, uint32_t indev, st
 
 void DnsPath::read_copies()
 {
+    // A monitor may have come since the last round: its queries too.
+    engine_.record_events(hooks_.watched());
     if (!copies_.is_open())
         return;
-    // A monitor may have come since the last packet: its queries too.
-    engine_.record_events(hooks_.watched());
     copies_.receive([this](const nflog::Logged& l) {
         if (l.prefix != ruleset::query_log_prefix)
             return;
@@ -161,7 +161,9 @@ void DnsPath::read_copies()
 
 void DnsPath::serve(size_t max)
 {
-    // The copies of queries passed unheld, before the answers to them.
+    // The copies of queries passed unheld, before the answers to them;
+    // whether anyone reads the engine's events is asked there, once a
+    // round (it walks the policies), not for every packet.
     read_copies();
     // A round ends when the queue is empty, after `max` packets, or once
     // its first held answer has waited round_hold_budget for the rest.
@@ -183,7 +185,6 @@ void DnsPath::on_packet(const nfq::Packet& p)
     // to the first queues, answers (reply) to the next as many.
     meta.direction = p.queue >= first_queue_ + queues_per_direction_ ? dns::Direction::reply
                                                                       : dns::Direction::original;
-    engine_.record_events(hooks_.watched());
     dns::Outcome out = engine_.handle(p.payload, meta);
     for (const auto& l : out.learned)
         hooks_.learned(l, meta.now);
