@@ -115,6 +115,7 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
                 p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
             ++stats_.packets;
             ++handled;
+            waiting(p.queue).ids.push_back(p.id);
             handler(p);
         }
     }
@@ -124,58 +125,88 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
 void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
                           std::span<const uint8_t> packet) noexcept
 {
-    std::vector<char> buf(MNL_ALIGN(sizeof(nlmsghdr)) + 256 + MNL_ALIGN(packet.size() + sizeof(nlattr)));
-    nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), batch ? NFQNL_MSG_VERDICT_BATCH : NFQNL_MSG_VERDICT, queue);
+    // Room for the headers and the verdict; a replacement packet on top.
+    std::array<char, 256> small;
+    std::vector<char> large;
+    char* buf = small.data();
+    if (!packet.empty()) {
+        large.resize(small.size() + MNL_ALIGN(packet.size() + sizeof(nlattr)));
+        buf = large.data();
+    }
+    nlmsghdr* nlh = nfq_nlmsg_put(buf, batch ? NFQNL_MSG_VERDICT_BATCH : NFQNL_MSG_VERDICT, queue);
     nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), accept ? NF_ACCEPT : NF_DROP);
     if (!packet.empty())
         nfq_nlmsg_verdict_put_pkt(nlh, packet.data(), static_cast<uint32_t>(packet.size()));
+    ++stats_.verdict_messages;
     if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0)
         ++stats_.verdict_errors;
 }
 
+Queues::Waiting& Queues::waiting(uint16_t queue)
+{
+    for (Waiting& w : waiting_)
+        if (w.queue == queue)
+            return w;
+    return waiting_.emplace_back(Waiting{queue, {}, 0, 0});
+}
+
+bool Queues::settle(Waiting& w, uint32_t id) noexcept
+{
+    if (!w.ids.empty() && w.ids.front() == id) {
+        w.ids.pop_front();
+        return true;
+    }
+    // Verdicts mostly come in order: the id is near the front.
+    if (auto it = std::find(w.ids.begin(), w.ids.end(), id); it != w.ids.end())
+        w.ids.erase(it);
+    return false;
+}
+
+void Queues::send_batch(Waiting& w) noexcept
+{
+    if (w.batch_count == 0)
+        return;
+    send_verdict(w.queue, w.batch_last, true, true);
+    w.batch_count = 0;
+}
+
 void Queues::verdict(uint16_t queue, uint32_t id, std::span<const uint8_t> packet) noexcept
 {
-    // The accepts before it go first: a batch would also cover this id.
-    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& x) { return x.queue == queue; });
-    if (it != pending_.end()) {
-        send_verdict(it->queue, it->last_id, true, true);
-        pending_.erase(it);
-    }
+    Waiting& w = waiting(queue);
+    // The accepts gathered before it go first.
+    send_batch(w);
+    settle(w, id);
     send_verdict(queue, id, true, false, packet);
 }
 
 void Queues::verdict(uint16_t queue, uint32_t id, bool accept) noexcept
 {
-    auto it = std::find_if(pending_.begin(), pending_.end(), [&](const Pending& x) { return x.queue == queue; });
-    if (accept) {
-        if (it == pending_.end())
-            pending_.push_back(Pending{queue, id, 1});
-        else {
-            it->last_id = id;
-            if (++it->count >= max_batch) {
-                send_verdict(it->queue, it->last_id, true, true);
-                pending_.erase(it);
-            }
-        }
+    Waiting& w = waiting(queue);
+    const bool oldest = settle(w, id);
+    if (accept && oldest) {
+        // Every packet of the queue up to `id` has its verdict: a batch
+        // up to it releases nothing that waits.
+        w.batch_last = id;
+        if (++w.batch_count >= max_batch)
+            send_batch(w);
         return;
     }
-    // A drop: the accepts before it go first, as a batch.
-    if (it != pending_.end()) {
-        send_verdict(it->queue, it->last_id, true, true);
-        pending_.erase(it);
-    }
-    send_verdict(queue, id, false, false);
+    // A drop, or an accept while an older packet waits: alone, after the
+    // accepts gathered before it.
+    send_batch(w);
+    send_verdict(queue, id, accept, false);
 }
 
 void Queues::flush() noexcept
 {
-    for (const Pending& p : pending_)
-        send_verdict(p.queue, p.last_id, true, true);
-    pending_.clear();
+    for (Waiting& w : waiting_)
+        send_batch(w);
 }
 
 void Queues::close() noexcept
 {
+    flush();
+    waiting_.clear();
     for (uint32_t q = first_; q < uint32_t{first_} + count_ && nl_.is_open(); ++q)
         send_config(nl_, static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
 }

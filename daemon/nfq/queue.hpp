@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <istream>
 #include <functional>
 #include <optional>
@@ -28,6 +29,7 @@ struct QueueStats {
     uint64_t packets = 0;
     uint64_t enobufs = 0;  // the kernel could not deliver: packets were lost to us
     uint64_t verdict_errors = 0;
+    uint64_t verdict_messages = 0; // verdicts sent, a batch counting once
 };
 
 // The kernel's own counts of a range of queues in this network namespace
@@ -52,9 +54,12 @@ public:
     // next call. Its verdict may come later, but in the order packets came.
     size_t receive(const std::function<void(const Packet&)>& handler, size_t max = SIZE_MAX) noexcept;
 
-    // NF_ACCEPT or NF_DROP. Accepts are gathered and sent as one batch
-    // verdict (every id up to the last) when a drop comes, after a few, or
-    // at flush(); by then every accepted packet's work must be done.
+    // NF_ACCEPT or NF_DROP. An accept of the oldest packet of its queue
+    // still waiting is gathered into a batch verdict (the kernel's batch
+    // accepts every packet of the queue up to an id), sent when a drop
+    // comes, after a few, or at flush(); by then every accepted packet's
+    // work must be done. An accept while an older packet of its queue
+    // still waits goes alone, at once: a batch would release that one too.
     void verdict(uint16_t queue, uint32_t id, bool accept) noexcept;
     // NF_ACCEPT with the packet replaced by `packet` (same length keeps TCP
     // in step); sent at once, after the accepts gathered before it.
@@ -73,12 +78,19 @@ private:
     nft::Netlink nl_;
     uint16_t first_ = 0, count_ = 0;
     std::vector<char> buf_;
-    struct Pending {
+    // Per queue: the ids read and not yet given a verdict, oldest first,
+    // as the kernel holds them; and the accepts gathered for a batch.
+    struct Waiting {
         uint16_t queue;
-        uint32_t last_id;
-        uint32_t count;
+        std::deque<uint32_t> ids;
+        uint32_t batch_last = 0;
+        uint32_t batch_count = 0;
     };
-    std::vector<Pending> pending_; // one per queue with accepts not yet sent
+    std::vector<Waiting> waiting_;
+    Waiting& waiting(uint16_t queue);
+    // Takes `id` off its queue's waiting list; whether it was the oldest.
+    static bool settle(Waiting& w, uint32_t id) noexcept;
+    void send_batch(Waiting& w) noexcept;
     void send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
                       std::span<const uint8_t> packet = {}) noexcept;
     static constexpr uint32_t max_batch = 32;
