@@ -1,5 +1,7 @@
 #include "cache/journal.hpp"
 
+#include "cache/format.hpp"
+
 #include "fqdn/matcher.hpp"
 #include "fqdn/selector.hpp"
 
@@ -68,37 +70,6 @@ bool replay_clean(const json& pattern, Cache& cache, Time now, std::vector<Eleme
     const FqdnMatcher matcher(std::vector<FqdnSelector>{*selector});
     cache.clean(&matcher, now, ops);
     return true;
-}
-
-} // namespace
-
-namespace {
-
-void append_number(std::string& out, int64_t v)
-{
-    char buf[24];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
-}
-
-// A JSON string. Names come from DNS answers in presentation form (ldns
-// writes other bytes as \DDD), so this is ASCII in practice; any other byte
-// is written as \u00XX, which keeps the line valid JSON whatever the name.
-void append_string(std::string& out, std::string_view s)
-{
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
-            out += "\\u00";
-            out += hex[u >> 4];
-            out += hex[u & 15];
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
 }
 
 } // namespace

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
-#include <map>
 #include <tuple>
 #include <unistd.h>
 #include <algorithm>
@@ -25,24 +24,52 @@ using nlohmann::json;
 
 std::string to_json(const std::vector<Cache::Entry>& entries)
 {
-    json out = json::array();
+    // Written by hand, as nlohmann's dump(2) of the same objects would lay
+    // it out (keys sorted): the forked writer of a large cache spent most
+    // of its time building and freeing a document of every string.
+    std::string out;
+    out.reserve(16 + 280 * entries.size());
+    out += '[';
+    bool first = true;
+    std::vector<const Mapping*> sorted;
     for (const auto& e : entries) {
-        // Addresses that share source and times share an object, as cilium does.
-        std::map<std::tuple<Source, Time, Time, uint32_t>, std::vector<std::string>> groups;
+        // Addresses that share source and times share an object, as cilium
+        // does; the objects ordered by those, the addresses as they came.
+        sorted.clear();
         for (const Mapping& m : e.mappings)
-            groups[{m.source, m.lookup, m.expires, m.ttl}].push_back(m.address.to_string());
-        for (const auto& [k, ips] : groups) {
-            const auto& [source, lookup, expires, ttl] = k;
-            out.push_back({{"endpoint", e.endpoint},
-                           {"fqdn", e.name},
-                           {"ips", ips},
-                           {"lookup-time", rfc3339(lookup)},
-                           {"expiration-time", rfc3339(expires)},
-                           {"ttl", ttl},
-                           {"source", std::string(to_string(source))}});
+            sorted.push_back(&m);
+        auto key = [](const Mapping* m) { return std::tie(m->source, m->lookup, m->expires, m->ttl); };
+        std::stable_sort(sorted.begin(), sorted.end(),
+                         [&](const Mapping* a, const Mapping* b) { return key(a) < key(b); });
+        for (size_t i = 0; i < sorted.size();) {
+            size_t j = i;
+            while (j < sorted.size() && key(sorted[j]) == key(sorted[i]))
+                ++j;
+            const Mapping& m = *sorted[i];
+            out += first ? "\n  {\n    \"endpoint\": " : ",\n  {\n    \"endpoint\": ";
+            first = false;
+            append_string(out, e.endpoint);
+            out += ",\n    \"expiration-time\": ";
+            append_string(out, rfc3339(m.expires));
+            out += ",\n    \"fqdn\": ";
+            append_string(out, e.name);
+            out += ",\n    \"ips\": [";
+            for (size_t k = i; k < j; ++k) {
+                out += k == i ? "\n      " : ",\n      ";
+                append_string(out, sorted[k]->address.to_string());
+            }
+            out += "\n    ],\n    \"lookup-time\": ";
+            append_string(out, rfc3339(m.lookup));
+            out += ",\n    \"source\": ";
+            append_string(out, to_string(m.source));
+            out += ",\n    \"ttl\": ";
+            append_number(out, m.ttl);
+            out += "\n  }";
+            i = j;
         }
     }
-    return out.dump(2) + "\n";
+    out += first ? "]\n" : "\n]\n";
+    return out;
 }
 
 std::optional<Time> parse_rfc3339(const std::string& s)

@@ -1,12 +1,14 @@
 // The connection-aware lifecycle with an injected clock and injected flow
 // events: every transition and limit of DESIGN.md behaviour 5-9.
 #include "cache/cache.hpp"
+#include "cache/format.hpp"
 #include "cache/persist.hpp"
 #include "ruleset/compile.hpp"
 
 #include "address-literal.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <map>
@@ -221,6 +223,44 @@ TEST_CASE("the state round-trips through JSON; restore drops expired lookups and
     h.now = f.now + 10s; // the lookup expired while fqdnd was down
     restore_all(h.cache, *records, h.now, h.ops);
     CHECK_FALSE(h.source_of("web.k8s.intra.", "203.0.113.3"));
+}
+
+TEST_CASE("the state file is the JSON document of the cache's entries, laid out as nlohmann writes it")
+{
+    // The cache's entries as the writer had them: one object per endpoint,
+    // name, source and times, its addresses in one list.
+    std::vector<Cache::Entry> entries;
+    const Time t0{std::chrono::sys_days{std::chrono::year{2026} / 4 / 19}};
+    auto m = [&](const char* a, Source s, std::chrono::milliseconds lookup, std::chrono::milliseconds expires,
+                 uint32_t ttl) { return Mapping{ip(a), t0 + lookup, t0 + expires, ttl, s, false, {}}; };
+    entries.push_back({"192.0.2.2", "echo.k8s.intra.",
+                       {m("203.0.113.2", Source::lookup, 0ms, 30s, 30), m("203.0.113.3", Source::lookup, 0ms, 30s, 30),
+                        m("203.0.113.4", Source::connection, 1s, 90s, 30), m("2001:db8::1", Source::lookup, 5ms, 30s, 30),
+                        m("2001:db8::2", Source::lookup, 0ms, 30s, 3600)}});
+    entries.push_back({"uid:0", "odd\\032\"name\x01\x7f.", {m("198.51.100.9", Source::lookup, 999ms, 61999ms, 60)}});
+    entries.push_back({"192.0.2.3", "none.k8s.intra.", {}});
+
+    nlohmann::json expected = nlohmann::json::array();
+    for (const auto& e : entries) {
+        std::map<std::tuple<Source, Time, Time, uint32_t>, std::vector<std::string>> groups;
+        for (const Mapping& x : e.mappings)
+            groups[{x.source, x.lookup, x.expires, x.ttl}].push_back(x.address.to_string());
+        for (const auto& [k, ips] : groups) {
+            const auto& [source, lookup, expires, ttl] = k;
+            expected.push_back({{"endpoint", e.endpoint}, {"fqdn", e.name}, {"ips", ips},
+                                {"lookup-time", rfc3339(lookup)}, {"expiration-time", rfc3339(expires)},
+                                {"ttl", ttl}, {"source", std::string(to_string(source))}});
+        }
+    }
+    // Names are in presentation form (ldns writes other bytes as \DDD), so
+    // ASCII; control characters and quotes are escaped.
+    const std::string written = to_json(entries);
+    CHECK(nlohmann::json::parse(written) == expected);
+    // Byte for byte where nlohmann would escape nothing.
+    entries.erase(entries.begin() + 1);
+    expected.erase(expected.begin() + 4);
+    CHECK(to_json(entries) == expected.dump(2) + "\n");
+    CHECK(to_json({}) == "[]\n");
 }
 
 TEST_CASE("corrupt or truncated JSON is refused with the reason")
