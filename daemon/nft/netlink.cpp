@@ -19,6 +19,35 @@ constexpr size_t receive_buffer = 1 << 16;
 
 } // namespace
 
+void RawBuffer::grow(size_t n, size_t keep)
+{
+    if (n <= size_)
+        return;
+    std::unique_ptr<char[]> bigger(new char[n]);
+    if (keep)
+        std::memcpy(bigger.get(), data_.get(), std::min(keep, size_));
+    data_ = std::move(bigger);
+    size_ = n;
+}
+
+void Netlink::ensure_send_buffer(size_t bytes) noexcept
+{
+    if (bytes <= send_buffer_)
+        return;
+    const int n = static_cast<int>(std::min<size_t>(bytes, size_t{1} << 30));
+    if (setsockopt(fd(), SOL_SOCKET, SO_SNDBUFFORCE, &n, sizeof(n)) == 0)
+        send_buffer_ = bytes;
+}
+
+void Netlink::ensure_receive_buffer(size_t bytes) noexcept
+{
+    if (bytes <= receive_buffer_)
+        return;
+    const int n = static_cast<int>(std::min<size_t>(bytes, size_t{1} << 30));
+    if (setsockopt(fd(), SOL_SOCKET, SO_RCVBUFFORCE, &n, sizeof(n)) == 0)
+        receive_buffer_ = bytes;
+}
+
 int Netlink::open(unsigned groups) noexcept
 {
     MnlSocketPtr s(mnl_socket_open(NETLINK_NETFILTER));
@@ -28,7 +57,11 @@ int Netlink::open(unsigned groups) noexcept
         return -errno;
     // Acks of a large batch, or a burst of events, must not overrun.
     int size = 4 << 20;
-    setsockopt(mnl_socket_get_fd(s.get()), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
+    receive_buffer_ = setsockopt(mnl_socket_get_fd(s.get()), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) == 0
+        ? static_cast<size_t>(size)
+        : 0;
+    send_buffer_ = 0;
+    replies_ = RawBuffer(receive_buffer);
     // Replies to requests must not hang the caller forever.
     if (groups == 0) {
         timeval tv{5, 0};
@@ -43,7 +76,7 @@ int Netlink::dump(const nlmsghdr* request, const std::function<void(const nlmsgh
 {
     if (mnl_socket_sendto(sock_.get(), request, request->nlmsg_len) < 0)
         return -errno;
-    std::vector<char> buf(receive_buffer);
+    RawBuffer& buf = replies_;
     while (true) {
         const ssize_t n = mnl_socket_recvfrom(sock_.get(), buf.data(), buf.size());
         if (n < 0)
@@ -67,7 +100,8 @@ int Netlink::dump(const nlmsghdr* request, const std::function<void(const nlmsgh
     }
 }
 
-Batch::Batch(Netlink& nl) : nl_(nl), buf_(1 << 16), first_seq_(nl.next_seq())
+// Room for the batch begin and one message of add()'s default size.
+Batch::Batch(Netlink& nl) : nl_(nl), buf_((1 << 17) + 256), first_seq_(nl.next_seq())
 {
     nftnl_batch_begin(buf_.data(), first_seq_);
     size_ = NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data())->nlmsg_len);
@@ -76,7 +110,7 @@ Batch::Batch(Netlink& nl) : nl_(nl), buf_(1 << 16), first_seq_(nl.next_seq())
 nlmsghdr* Batch::add(uint16_t type, uint16_t family, uint16_t flags, std::string what, size_t max)
 {
     if (buf_.size() < size_ + max + 64)
-        buf_.resize(std::max(buf_.size() * 2, size_ + max + 64));
+        buf_.grow(std::max(buf_.size() * 2, size_ + max + 64), size_);
     what_.push_back(std::move(what));
     const uint32_t seq = nl_.next_seq();
     return nftnl_nlmsg_build_hdr(buf_.data() + size_, type, family, flags | NLM_F_ACK, seq);
@@ -96,28 +130,23 @@ int Batch::send(std::vector<Error>* errors) noexcept
 {
     const uint32_t end_seq = nl_.next_seq();
     if (buf_.size() < size_ + 64)
-        buf_.resize(size_ + 64);
+        buf_.grow(size_ + 64, size_);
     nftnl_batch_end(buf_.data() + size_, end_seq);
     const size_t total = size_ + NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data() + size_)->nlmsg_len);
 
     // The kernel takes a batch only whole: the socket's send buffer must hold it.
-    int sndbuf = static_cast<int>(std::max<size_t>(total * 2, 1 << 20));
-    setsockopt(nl_.fd(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+    nl_.ensure_send_buffer(std::max<size_t>(total * 2, 1 << 20));
     // And the receive buffer every ack at once: the kernel sends them all
     // before we read one, and an ack lost to ENOBUFS leaves the batch's fate
     // unknown (it may well have been applied). About 1 KiB each, truesize.
-    const int rcvbuf = static_cast<int>(std::min<size_t>(what_.size() * 1024 + (1 << 20), size_t{256} << 20));
-    int current = 0;
-    socklen_t len = sizeof(current);
-    if (getsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUF, &current, &len) < 0 || current < rcvbuf)
-        setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
+    nl_.ensure_receive_buffer(std::min<size_t>(what_.size() * 1024 + (1 << 20), size_t{256} << 20));
     if (mnl_socket_sendto(nl_.get(), buf_.data(), total) < 0)
         return -errno;
 
     // One ack per message (all carry NLM_F_ACK), errors included.
     int first_error = 0;
     size_t acks = 0;
-    std::vector<char> rbuf(receive_buffer);
+    RawBuffer& rbuf = nl_.replies();
     while (acks < what_.size()) {
         const ssize_t n = mnl_socket_recvfrom(nl_.get(), rbuf.data(), rbuf.size());
         if (n < 0) {

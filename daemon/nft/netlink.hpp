@@ -18,6 +18,22 @@ struct MnlSocketClose {
 };
 using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketClose>;
 
+// Bytes written before they are read: allocated, never zeroed (a batch
+// and a reply buffer are 64 KiB or more, and there is one per set update).
+class RawBuffer {
+public:
+    explicit RawBuffer(size_t n = 0) : data_(n ? new char[n] : nullptr), size_(n) {}
+    char* data() noexcept { return data_.get(); }
+    const char* data() const noexcept { return data_.get(); }
+    size_t size() const noexcept { return size_; }
+    // At least `n` bytes, the first `keep` kept.
+    void grow(size_t n, size_t keep);
+
+private:
+    std::unique_ptr<char[]> data_;
+    size_t size_;
+};
+
 // A netfilter netlink socket (NETLINK_NETFILTER), optionally joined to
 // multicast groups (a bitmask, as mnl_socket_bind takes it).
 class Netlink {
@@ -35,8 +51,17 @@ public:
     // message. Returns 0 or a negative errno (ENOENT: no such table or set).
     int dump(const nlmsghdr* request, const std::function<void(const nlmsghdr*)>& each) noexcept;
 
+    // The socket's buffers forced to at least `bytes`: a system call only
+    // when more than the socket was given before.
+    void ensure_send_buffer(size_t bytes) noexcept;
+    void ensure_receive_buffer(size_t bytes) noexcept;
+    // Where replies are read into, kept for the socket's life.
+    RawBuffer& replies() noexcept { return replies_; }
+
 private:
     MnlSocketPtr sock_;
+    size_t send_buffer_ = 0, receive_buffer_ = 0;
+    RawBuffer replies_;
     uint32_t portid_ = 0;
     uint32_t seq_ = 1;
 };
@@ -70,7 +95,7 @@ public:
 
 private:
     Netlink& nl_;
-    std::vector<char> buf_;
+    RawBuffer buf_;
     size_t size_ = 0;
     uint32_t first_seq_;
     std::vector<std::string> what_; // by seq - first_seq_ - 1
