@@ -2,8 +2,13 @@
 
 #include "nft/objects.hpp"
 
+#include <arpa/inet.h>
+
 #include <cerrno>
+#include <cstddef>
+#include <iterator>
 #include <libmnl/libmnl.h>
+#include <linux/filter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <sys/socket.h>
@@ -54,13 +59,30 @@ int Monitor::open(int buffer)
     if (setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer) < 0
         && setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer) < 0)
         return -errno;
+    // Set elements and generation ids never count (read() skips them), and
+    // fqdnd's own DNS path makes them on every round: the kernel drops them
+    // before they reach the socket, which then wakes for the rest only. A
+    // netlink message's type is at byte 4, in host order; BPF loads
+    // halfwords in network order.
+    auto type = [](uint16_t msg) { return static_cast<uint32_t>(ntohs(static_cast<uint16_t>(NFNL_SUBSYS_NFTABLES << 8 | msg))); };
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(nlmsghdr, nlmsg_type)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, type(NFT_MSG_NEWSETELEM), 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, type(NFT_MSG_DELSETELEM), 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, type(NFT_MSG_NEWGEN), 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    const sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+    if (setsockopt(nl_.fd(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
+        return -errno;
     return 0;
 }
 
 Monitor::Seen Monitor::read(const std::string& table, uint32_t own_portid)
 {
     Seen seen;
-    std::vector<char> buf(1 << 16);
+    RawBuffer& buf = nl_.replies();
     while (true) {
         const ssize_t n = recv(nl_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
         if (n < 0) {

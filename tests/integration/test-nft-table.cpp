@@ -3,11 +3,13 @@
 // renewed both ways, batches with errors, adoption of an existing table.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "config/loader.hpp"
+#include "nft/monitor.hpp"
 #include "nft/table.hpp"
 #include "ruleset/compile.hpp"
 
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -108,6 +110,33 @@ TEST_CASE("applying again adopts the table: set elements stay")
     CHECK(listed.size() == 1);
     CHECK(table.remove("fqdnd", &problem) == 0);
     CHECK_FALSE(table.exists("fqdnd"));
+}
+
+TEST_CASE("the table monitor wakes for the table's objects, not for set elements or generations")
+{
+    nft::Netlink nl;
+    REQUIRE(nl.open() == 0);
+    nft::Table table(nl);
+    const auto rs = echo_ruleset();
+    std::string problem;
+    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
+    const std::string set = rs.sets[0].family == Family::ipv4 ? rs.sets[0].name : rs.sets[1].name;
+
+    nft::Monitor monitor;
+    REQUIRE(monitor.open(1 << 20) == 0);
+    pollfd p{monitor.fd(), POLLIN, 0};
+    // What the DNS path does every round: nothing reaches the socket.
+    for (const char* a : {"203.0.113.7", "203.0.113.8"})
+        REQUIRE_MESSAGE(table.add_elements("fqdnd", set, k8s_tag, {{*Address::parse(a), 10min, false}},
+                                           nft::Refresh::readd, &problem) == 0,
+                        problem);
+    REQUIRE(table.delete_elements("fqdnd", set, k8s_tag, {*Address::parse("203.0.113.7")}, &problem) == 0);
+    CHECK(poll(&p, 1, 200) == 0);
+
+    // Another port deleting the table: seen.
+    REQUIRE(table.remove("fqdnd", &problem) == 0);
+    CHECK(poll(&p, 1, 2000) == 1);
+    CHECK(monitor.read("fqdnd", 0).changed);
 }
 
 int main(int argc, char** argv)
