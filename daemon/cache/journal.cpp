@@ -178,6 +178,7 @@ int Journal::start(uint64_t generation)
     if (fd_ >= 0)
         ::close(fd_);
     fd_ = fd;
+    end_ = 0; // truncated: only what append() writes is in it
     generation_ = generation;
     return 0;
 }
@@ -193,7 +194,10 @@ int Journal::append(std::string_view lines)
 {
     if (fd_ < 0)
         return -EBADF;
-    const off_t before = ::lseek(fd_, 0, SEEK_END);
+    // Where the file ends is kept here, not asked of the kernel on every
+    // round of the DNS path.
+    const off_t before = end_;
+    const size_t total = lines.size();
     while (!lines.empty()) {
         const ssize_t n = ::write(fd_, lines.data(), lines.size());
         if (n < 0 && errno == EINTR)
@@ -201,13 +205,12 @@ int Journal::append(std::string_view lines)
         if (n <= 0) {
             const int e = n < 0 ? errno : ENOSPC;
             // Whole lines only: what a full disk cut off goes.
-            if (before >= 0) {
-                [[maybe_unused]] const int ignored = ::ftruncate(fd_, before);
-            }
+            [[maybe_unused]] const int ignored = ::ftruncate(fd_, before);
             return -e;
         }
         lines.remove_prefix(static_cast<size_t>(n));
     }
+    end_ += static_cast<off_t>(total);
     return 0;
 }
 

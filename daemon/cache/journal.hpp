@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <string_view>
 #include <vector>
 
@@ -67,6 +68,7 @@ private:
 
     std::filesystem::path dir_;
     int fd_ = -1;
+    off_t end_ = 0; // the file's length, as this writes it
     uint64_t generation_ = 0;
 };
 
