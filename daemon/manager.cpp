@@ -356,6 +356,8 @@ metrics::Counters Manager::counters() const
     c.datapath_errors = dns_->errors();
     c.nfqueue_packets = dns_->queue_stats().packets;
     c.nfqueue_enobufs = dns_->queue_stats().enobufs;
+    c.nfqueue_dropped_binding = dns_->queue_stats().dropped_while_binding;
+    c.nfqueue_unseen_drops = dns_->queue_stats().unseen_drops;
     c.kernel_queue_full = kq.queue_full;
     c.kernel_undelivered = kq.undelivered;
     c.drop_log_packets = drops_.packets();

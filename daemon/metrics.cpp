@@ -83,6 +83,8 @@ std::vector<Sample> collect(const Counters& c)
         sample(datapath_update_errors_total, "", static_cast<double>(c.datapath_errors)),
         sample(nfqueue_packets_total, "", static_cast<double>(c.nfqueue_packets)),
         sample(nfqueue_enobufs_total, "", static_cast<double>(c.nfqueue_enobufs)),
+        sample(nfqueue_unread_dropped_total, "reason=\"binding\"", static_cast<double>(c.nfqueue_dropped_binding)),
+        sample(nfqueue_unread_dropped_total, "reason=\"skipped-id\"", static_cast<double>(c.nfqueue_unseen_drops)),
         sample(nfqueue_kernel_dropped_total, "reason=\"queue-full\"", static_cast<double>(c.kernel_queue_full)),
         sample(nfqueue_kernel_dropped_total, "reason=\"socket\"", static_cast<double>(c.kernel_undelivered)),
         sample(drop_log_packets_total, "", static_cast<double>(c.drop_log_packets)),

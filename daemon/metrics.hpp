@@ -62,6 +62,8 @@ inline constexpr Info nfqueue_enobufs_total{"fqdnd_nfqueue_enobufs_total", "coun
     "Times NFQUEUE packets were lost to a full socket buffer (ENOBUFS)."};
 inline constexpr Info nfqueue_kernel_dropped_total{"fqdnd_nfqueue_kernel_dropped_total", "counter",
     "DNS packets the kernel dropped before fqdnd saw them: a full queue with fail-open off, or a full socket (by reason)."};
+inline constexpr Info nfqueue_unread_dropped_total{"fqdnd_nfqueue_unread_dropped_total", "counter",
+    "Drops of queued packets fqdnd did not read: packets queued while its queues were being bound (binding), and drops of whatever the kernel still held below an id skipped, e.g. after ENOBUFS (skipped-id, one per drop sent)."};
 inline constexpr Info drop_log_packets_total{"fqdnd_drop_log_packets_total", "counter",
     "Dropped packets read from the NFLOG group (at most log-rate a second)."};
 inline constexpr Info drop_log_enobufs_total{"fqdnd_drop_log_enobufs_total", "counter",
@@ -115,6 +117,7 @@ inline constexpr const Info* table[] = {
     &datapath_update_errors_total,
     &nfqueue_packets_total,
     &nfqueue_enobufs_total,
+    &nfqueue_unread_dropped_total,
     &nfqueue_kernel_dropped_total,
     &drop_log_packets_total,
     &drop_log_enobufs_total,
@@ -150,6 +153,7 @@ struct Counters {
     dns::Stats dns;
     uint64_t datapath_timeouts = 0, datapath_errors = 0;
     uint64_t nfqueue_packets = 0, nfqueue_enobufs = 0, kernel_queue_full = 0, kernel_undelivered = 0;
+    uint64_t nfqueue_dropped_binding = 0, nfqueue_unseen_drops = 0;
     uint64_t drop_log_packets = 0, drop_log_enobufs = 0, conntrack_overruns = 0;
     uint64_t state_write_errors = 0, unexplained_elements = 0;
     uint64_t reloads = 0, reload_failures = 0, restores = 0;

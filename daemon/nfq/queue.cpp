@@ -16,27 +16,48 @@
 
 namespace fqdnd::nfq {
 
-namespace {
-
-int send_config(nft::Netlink& nl, uint16_t queue, const std::function<void(nlmsghdr*)>& fill)
+int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fill) noexcept
 {
-    std::array<char, 4096> buf{};
-    nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_CONFIG, queue);
+    std::array<char, 512> req;
+    nlmsghdr* nlh = nfq_nlmsg_put(req.data(), NFQNL_MSG_CONFIG, queue);
     nlh->nlmsg_flags |= NLM_F_ACK;
-    nlh->nlmsg_seq = nl.next_seq();
+    const uint32_t seq = nl_.next_seq();
+    nlh->nlmsg_seq = seq;
     fill(nlh);
-    if (mnl_socket_sendto(nl.get(), nlh, nlh->nlmsg_len) < 0)
+    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0)
         return -errno;
-    std::array<char, 8192> rbuf{};
-    const ssize_t n = mnl_socket_recvfrom(nl.get(), rbuf.data(), rbuf.size());
-    if (n < 0)
-        return -errno;
-    const int r = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), nlh->nlmsg_seq, mnl_socket_get_portid(nl.get()),
-                             nullptr, nullptr);
-    return r < 0 ? -errno : 0;
+    // Once a queue copies packets, the kernel may queue one before it
+    // acknowledges the next request: packets come in among the acks. Each
+    // is dropped here (what fqdnd cannot see through must not pass), and
+    // its id noted, so that no batch verdict is taken to cover what fqdnd
+    // never read. Reads are bounded by the socket's timeout while binding.
+    for (int reads = 0; reads < 10000; ++reads) {
+        const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), 0);
+        if (n < 0)
+            return -errno;
+        int len = static_cast<int>(n);
+        for (auto* m = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+            if (m->nlmsg_type == NLMSG_ERROR) {
+                if (m->nlmsg_seq != seq)
+                    continue; // an earlier request's, or a verdict's error
+                return static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+            }
+            if ((m->nlmsg_type & 0xff) != NFQNL_MSG_PACKET)
+                continue;
+            nlattr* attr[NFQA_MAX + 1] = {};
+            if (nfq_nlmsg_parse(m, attr) < 0 || !attr[NFQA_PACKET_HDR])
+                continue;
+            const auto* hdr = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+            const uint16_t q = ntohs(static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(m))->res_id);
+            const uint32_t id = ntohl(hdr->packet_id);
+            note_read(waiting(q), id);
+            ++stats_.dropped_while_binding;
+            if (!send_verdict(q, id, false, false))
+                waiting(q).gap = true;
+        }
+    }
+    return -EPROTO;
 }
-
-} // namespace
 
 int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
 {
@@ -48,6 +69,7 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
     timeval tv{1, 0};
     setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     buf_.resize(copy_range + 4096);
+    waiting_.clear();
     first_ = first;
     count_ = count;
     // Never NFQA_CFG_F_FAIL_OPEN: with it the kernel accepts what a full
@@ -57,7 +79,7 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
     // conntrack info either: the queue a packet comes on tells its direction.
     const uint32_t flags = NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID;
     for (uint32_t q = first; q < uint32_t{first} + count; ++q) {
-        int r = send_config(nl_, static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
+        int r = send_config(static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND); });
         if (r < 0)
             return r;
         auto configure = [&](nlmsghdr* nlh) {
@@ -66,7 +88,7 @@ int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
             mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
             mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_CONNTRACK));
         };
-        r = send_config(nl_, static_cast<uint16_t>(q), configure);
+        r = send_config(static_cast<uint16_t>(q), configure);
         if (r < 0)
             return r;
     }
@@ -115,14 +137,16 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
                 p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
             ++stats_.packets;
             ++handled;
-            waiting(p.queue).ids.push_back(p.id);
+            Waiting& w = waiting(p.queue);
+            note_read(w, p.id);
+            w.ids.push_back(p.id);
             handler(p);
         }
     }
     return handled;
 }
 
-void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
+bool Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
                           std::span<const uint8_t> packet) noexcept
 {
     // Room for the headers and the verdict; a replacement packet on top.
@@ -138,8 +162,22 @@ void Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
     if (!packet.empty())
         nfq_nlmsg_verdict_put_pkt(nlh, packet.data(), static_cast<uint32_t>(packet.size()));
     ++stats_.verdict_messages;
-    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0)
+    if (mnl_socket_sendto(nl_.get(), nlh, nlh->nlmsg_len) < 0) {
         ++stats_.verdict_errors;
+        return false;
+    }
+    return true;
+}
+
+void Queues::note_read(Waiting& w, uint32_t id) noexcept
+{
+    // A fresh queue numbers its packets from 1, one by one: a jump is a
+    // packet fqdnd did not read. The kernel may not hold it (lost to
+    // ENOBUFS: it was never queued), but nothing may be batched over it
+    // until it is surely gone.
+    if (id != w.last_read + 1)
+        w.gap = true;
+    w.last_read = id;
 }
 
 Queues::Waiting& Queues::waiting(uint16_t queue)
@@ -147,7 +185,7 @@ Queues::Waiting& Queues::waiting(uint16_t queue)
     for (Waiting& w : waiting_)
         if (w.queue == queue)
             return w;
-    return waiting_.emplace_back(Waiting{queue, {}, 0, 0});
+    return waiting_.emplace_back(Waiting{queue, {}, 0, 0, 0, false});
 }
 
 bool Queues::settle(Waiting& w, uint32_t id) noexcept
@@ -166,7 +204,9 @@ void Queues::send_batch(Waiting& w) noexcept
 {
     if (w.batch_count == 0)
         return;
-    send_verdict(w.queue, w.batch_last, true, true);
+    // If it failed, its packets are still queued, unknown to the list.
+    if (!send_verdict(w.queue, w.batch_last, true, true))
+        w.gap = true;
     w.batch_count = 0;
 }
 
@@ -176,14 +216,15 @@ void Queues::verdict(uint16_t queue, uint32_t id, std::span<const uint8_t> packe
     // The accepts gathered before it go first.
     send_batch(w);
     settle(w, id);
-    send_verdict(queue, id, true, false, packet);
+    if (!send_verdict(queue, id, true, false, packet))
+        w.gap = true;
 }
 
 void Queues::verdict(uint16_t queue, uint32_t id, bool accept) noexcept
 {
     Waiting& w = waiting(queue);
     const bool oldest = settle(w, id);
-    if (accept && oldest) {
+    if (accept && oldest && !w.gap) {
         // Every packet of the queue up to `id` has its verdict: a batch
         // up to it releases nothing that waits.
         w.batch_last = id;
@@ -194,13 +235,23 @@ void Queues::verdict(uint16_t queue, uint32_t id, bool accept) noexcept
     // A drop, or an accept while an older packet waits: alone, after the
     // accepts gathered before it.
     send_batch(w);
-    send_verdict(queue, id, accept, false);
+    if (!send_verdict(queue, id, accept, false))
+        w.gap = true;
 }
 
 void Queues::flush() noexcept
 {
-    for (Waiting& w : waiting_)
+    for (Waiting& w : waiting_) {
         send_batch(w);
+        // Every packet read has its verdict: what the kernel still holds up
+        // to the last id read is what fqdnd never saw (or whose verdict
+        // did not go). It is dropped, at once, and batches may go again.
+        if (w.gap && w.ids.empty() && w.last_read != 0) {
+            ++stats_.unseen_drops;
+            if (send_verdict(w.queue, w.last_read, false, true))
+                w.gap = false;
+        }
+    }
 }
 
 void Queues::close() noexcept
@@ -208,7 +259,7 @@ void Queues::close() noexcept
     flush();
     waiting_.clear();
     for (uint32_t q = first_; q < uint32_t{first_} + count_ && nl_.is_open(); ++q)
-        send_config(nl_, static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
+        send_config(static_cast<uint16_t>(q), [](nlmsghdr* nlh) { nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND); });
 }
 
 KernelDrops parse_kernel_drops(std::istream& in, uint32_t first, uint32_t count)

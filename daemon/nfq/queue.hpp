@@ -30,6 +30,8 @@ struct QueueStats {
     uint64_t enobufs = 0;  // the kernel could not deliver: packets were lost to us
     uint64_t verdict_errors = 0;
     uint64_t verdict_messages = 0; // verdicts sent, a batch counting once
+    uint64_t dropped_while_binding = 0; // queued before the last queue was bound
+    uint64_t unseen_drops = 0; // batch drops of what fqdnd did not read (ids skipped)
 };
 
 // The kernel's own counts of a range of queues in this network namespace
@@ -85,13 +87,19 @@ private:
         std::deque<uint32_t> ids;
         uint32_t batch_last = 0;
         uint32_t batch_count = 0;
+        uint32_t last_read = 0; // the last id read (ids start at 1)
+        // An id was skipped, or a verdict did not go: the kernel may hold a
+        // packet fqdnd has no verdict for. No accept is batched then.
+        bool gap = false;
     };
     std::vector<Waiting> waiting_;
     Waiting& waiting(uint16_t queue);
     // Takes `id` off its queue's waiting list; whether it was the oldest.
     static bool settle(Waiting& w, uint32_t id) noexcept;
     void send_batch(Waiting& w) noexcept;
-    void send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
+    void note_read(Waiting& w, uint32_t id) noexcept;
+    int send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fill) noexcept;
+    bool send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
                       std::span<const uint8_t> packet = {}) noexcept;
     static constexpr uint32_t max_batch = 32;
     QueueStats stats_;
