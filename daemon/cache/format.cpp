@@ -28,19 +28,53 @@ void append_number(std::string& out, int64_t v)
     out.append(buf, end);
 }
 
+namespace {
+
+// The length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+size_t utf8_sequence(std::string_view s)
+{
+    const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+    const auto cont = [&](size_t i) { return i < s.size() && (b(i) & 0xc0) == 0x80; };
+    const unsigned char c = b(0);
+    if (c >= 0xc2 && c <= 0xdf)
+        return cont(1) ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (!cont(1) || !cont(2) || (c == 0xe0 && b(1) < 0xa0) || (c == 0xed && b(1) > 0x9f))
+            return 0;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (!cont(1) || !cont(2) || !cont(3) || (c == 0xf0 && b(1) < 0x90) || (c == 0xf4 && b(1) > 0x8f))
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+} // namespace
+
 void append_string(std::string& out, std::string_view s)
 {
     static constexpr char hex[] = "0123456789abcdef";
     out += '"';
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+    for (size_t i = 0; i < s.size();) {
+        const auto u = static_cast<unsigned char>(s[i]);
+        if (u >= 0x80) {
+            if (const size_t n = utf8_sequence(s.substr(i)); n > 0) {
+                out.append(s.substr(i, n)); // read back as it is
+                i += n;
+                continue;
+            }
+        }
+        if (u < 0x20 || u >= 0x7f || u == '"' || u == '\\') {
             out += "\\u00";
             out += hex[u >> 4];
             out += hex[u & 15];
         } else {
-            out += c;
+            out += static_cast<char>(u);
         }
+        ++i;
     }
     out += '"';
 }

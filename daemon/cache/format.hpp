@@ -16,7 +16,8 @@ std::string rfc3339(Time t);
 // state file): a number, and a string. Names come from DNS answers in
 // presentation form (ldns writes other bytes as \DDD), so strings are ASCII
 // in practice; any other byte is written as \u00XX, which keeps the text
-// valid JSON whatever the name.
+// valid JSON whatever the name. Valid UTF-8 (an endpoint read from an
+// edited state file) is written as it is, so that it reads back the same.
 void append_number(std::string& out, int64_t v);
 void append_string(std::string& out, std::string_view s);
 

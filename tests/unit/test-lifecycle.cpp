@@ -263,6 +263,28 @@ TEST_CASE("the state file is the JSON document of the cache's entries, laid out 
     CHECK(to_json({}) == "[]\n");
 }
 
+TEST_CASE("the state file gives back UTF-8 as it was, and stays JSON whatever the bytes")
+{
+    // Found by a hostile review: bytes over 0x7f were each written as
+    // \u00XX, which reads back as another character: an endpoint from an
+    // edited state file grew at every save.
+    const Time t0{std::chrono::sys_days{std::chrono::year{2026} / 4 / 19}};
+    const Mapping m{ip("203.0.113.2"), t0, t0 + 30s, 30, Source::lookup, false, {}};
+    std::vector<Cache::Entry> entries{{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "echo.k8s.intra.", {m}}};
+    std::string error;
+    for (int cycle = 0; cycle < 3; ++cycle) {
+        const auto records = from_json(to_json(entries), error);
+        REQUIRE_MESSAGE(records, error);
+        REQUIRE(records->size() == 1);
+        CHECK(records->front().endpoint == entries.front().endpoint);
+        entries.front().endpoint = records->front().endpoint;
+    }
+    // Bytes that are not UTF-8 (a lone continuation, an overlong form, a
+    // surrogate, a cut sequence) still make a file that reads.
+    entries.front().endpoint = "\x80 \xc0\xaf \xed\xa0\x80 \xe2\x82";
+    CHECK(from_json(to_json(entries), error));
+}
+
 TEST_CASE("corrupt or truncated JSON is refused with the reason")
 {
     std::string error;
