@@ -65,6 +65,9 @@ public:
     // Every query copy waiting, to the engine.
     void read_copies();
 
+    // The port of the socket whose transactions update the sets.
+    uint32_t updates_portid() const noexcept { return updates_.portid(); }
+
     uint64_t timeouts() const noexcept { return timeouts_; }
     uint64_t errors() const noexcept { return errors_; }
     const nfq::QueueStats& queue_stats() const noexcept { return queues_.stats(); }

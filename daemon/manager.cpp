@@ -120,6 +120,8 @@ int Manager::start()
         return r;
     if (int r = dns_->open(event_.get(), config_->settings, refresh_); r < 0)
         return r;
+    // Its set updates come every round of the DNS path: not even read.
+    keeper_.also_own(dns_->updates_portid());
     drops_.open(event_.get(), drop_log_group());
     audit_.start(event_.get());
     units_.follow(event_.get(), std::move(*units));

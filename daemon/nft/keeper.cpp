@@ -17,10 +17,21 @@ int Keeper::open(sd_event* event, uint32_t own_portid)
         log::error("cannot watch nftables events: " + errno_text(r));
         return r;
     }
+    if (int r = monitor_.ignore({own_portid_}); r < 0)
+        log::warning("cannot filter fqdnd's own nftables events in the kernel: " + errno_text(r));
     sd_event_source* src = nullptr;
     if (int r = sd_event_add_io(event_, &src, monitor_.fd(), EPOLLIN, on_events, this); r < 0)
         return r;
     source_.reset(src);
+    return 0;
+}
+
+int Keeper::also_own(uint32_t portid)
+{
+    if (int r = monitor_.ignore({own_portid_, portid}); r < 0) {
+        log::warning("cannot filter fqdnd's own nftables events in the kernel: " + errno_text(r));
+        return r;
+    }
     return 0;
 }
 

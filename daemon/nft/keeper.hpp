@@ -28,6 +28,9 @@ public:
     // Joins the nf_tables events; the batches of `own_portid` are fqdnd's
     // own. 0, or a negative errno.
     int open(sd_event* event, uint32_t own_portid);
+    // Another of fqdnd's sockets (the DNS path's set updates): its
+    // transactions are fqdnd's own too, and not read at all.
+    int also_own(uint32_t portid);
 
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;

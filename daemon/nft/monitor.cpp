@@ -4,9 +4,9 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
-#include <iterator>
 #include <libmnl/libmnl.h>
 #include <linux/filter.h>
 #include <linux/netfilter/nf_tables.h>
@@ -59,23 +59,28 @@ int Monitor::open(int buffer)
     if (setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer) < 0
         && setsockopt(nl_.fd(), SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer) < 0)
         return -errno;
-    // Set elements and generation ids never count (read() skips them), and
-    // fqdnd's own DNS path makes them on every round: the kernel drops them
-    // before they reach the socket, which then wakes for the rest only. A
-    // netlink message's type is at byte 4, in host order; BPF loads
-    // halfwords in network order.
-    auto type = [](uint16_t msg) { return static_cast<uint32_t>(ntohs(static_cast<uint16_t>(NFNL_SUBSYS_NFTABLES << 8 | msg))); };
-    sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(nlmsghdr, nlmsg_type)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, type(NFT_MSG_NEWSETELEM), 3, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, type(NFT_MSG_DELSETELEM), 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, type(NFT_MSG_NEWGEN), 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
-        BPF_STMT(BPF_RET | BPF_K, 0),
-    };
-    const sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+    return 0;
+}
+
+int Monitor::ignore(const std::vector<uint32_t>& portids)
+{
+    // Each datagram of the group holds the events of one transaction (the
+    // kernel gathers a commit's events, then sends its generation alone),
+    // so a datagram's first message tells whose transaction it is. Those
+    // of `portids` never count (read() skips them); fqdnd's own set updates
+    // make one every round of the DNS path, and the kernel now drops them
+    // before they wake the socket. A message's port id is at byte 12, in
+    // host order; BPF loads words in network order.
+    std::vector<sock_filter> code{BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(nlmsghdr, nlmsg_pid))};
+    for (size_t i = 0; i < portids.size(); ++i)
+        code.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ntohl(portids[i]),
+                                static_cast<uint8_t>(portids.size() - i), 0));
+    code.push_back(BPF_STMT(BPF_RET | BPF_K, 0xffffffff));
+    code.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
+    const sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
     if (setsockopt(nl_.fd(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
         return -errno;
+    ignored_ = portids;
     return 0;
 }
 
@@ -95,7 +100,8 @@ Monitor::Seen Monitor::read(const std::string& table, uint32_t own_portid)
         int len = static_cast<int>(n);
         for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
              nlh = mnl_nlmsg_next(nlh, &len)) {
-            if (nlh->nlmsg_pid == own_portid)
+            if (nlh->nlmsg_pid == own_portid
+                || std::find(ignored_.begin(), ignored_.end(), nlh->nlmsg_pid) != ignored_.end())
                 continue;
             const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
             if (type == NFT_MSG_NEWSETELEM || type == NFT_MSG_DELSETELEM || type == NFT_MSG_NEWGEN)

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 struct nlmsghdr;
 
@@ -21,6 +22,9 @@ public:
     // rmem_max where CAP_NET_ADMIN allows). 0 or a negative errno.
     int open(int buffer);
     int fd() const noexcept { return nl_.fd(); }
+    // The transactions of these ports (fqdnd's own sockets) are dropped in
+    // the kernel, before they wake the socket. 0 or a negative errno.
+    int ignore(const std::vector<uint32_t>& portids);
 
     struct Seen {
         bool changed = false; // an event about the table that another port made
@@ -32,6 +36,7 @@ public:
 
 private:
     Netlink nl_;
+    std::vector<uint32_t> ignored_;
 };
 
 } // namespace fqdnd::nft
