@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <sys/socket.h>
 
@@ -18,7 +19,7 @@ namespace fqdnd::nfq {
 
 int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fill) noexcept
 {
-    std::array<char, 512> req;
+    std::array<char, 512> req{};
     nlmsghdr* nlh = nfq_nlmsg_put(req.data(), NFQNL_MSG_CONFIG, queue);
     nlh->nlmsg_flags |= NLM_F_ACK;
     const uint32_t seq = nl_.next_seq();
@@ -31,8 +32,17 @@ int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fi
     // is dropped here (what fqdnd cannot see through must not pass), and
     // its id noted, so that no batch verdict is taken to cover what fqdnd
     // never read. Reads are bounded by the socket's timeout while binding.
-    for (int reads = 0; reads < 10000; ++reads) {
+    // Bounded in time: each read waits at most the socket's timeout, and a
+    // flood cannot keep this reading for ever.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < until) {
         const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), 0);
+        if (n < 0 && errno == ENOBUFS) {
+            // Packets lost (never queued, their ids skipped), as in
+            // receive(); the ack may come yet.
+            ++stats_.enobufs;
+            continue;
+        }
         if (n < 0)
             return -errno;
         int len = static_cast<int>(n);
@@ -56,7 +66,7 @@ int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fi
                 waiting(q).gap = true;
         }
     }
-    return -EPROTO;
+    return -ETIMEDOUT;
 }
 
 int Queues::open(uint16_t first, uint16_t count, uint32_t max_len) noexcept
@@ -150,7 +160,7 @@ bool Queues::send_verdict(uint16_t queue, uint32_t id, bool accept, bool batch,
                           std::span<const uint8_t> packet) noexcept
 {
     // Room for the headers and the verdict; a replacement packet on top.
-    std::array<char, 256> small;
+    std::array<char, 256> small{}; // libmnl leaves attribute padding unwritten
     std::vector<char> large;
     char* buf = small.data();
     if (!packet.empty()) {

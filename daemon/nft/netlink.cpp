@@ -48,6 +48,19 @@ void Netlink::ensure_receive_buffer(size_t bytes) noexcept
         receive_buffer_ = bytes;
 }
 
+std::vector<char> Netlink::take_batch_buffer(size_t size)
+{
+    if (spare_batch_.size() >= size)
+        return std::move(spare_batch_);
+    return std::vector<char>(size);
+}
+
+void Netlink::give_back_batch_buffer(std::vector<char> buf) noexcept
+{
+    if (buf.size() >= spare_batch_.size())
+        spare_batch_ = std::move(buf);
+}
+
 int Netlink::open(unsigned groups) noexcept
 {
     MnlSocketPtr s(mnl_socket_open(NETLINK_NETFILTER));
@@ -100,17 +113,30 @@ int Netlink::dump(const nlmsghdr* request, const std::function<void(const nlmsgh
     }
 }
 
-// Room for the batch begin and one message of add()'s default size.
-Batch::Batch(Netlink& nl) : nl_(nl), buf_((1 << 17) + 256), first_seq_(nl.next_seq())
+// Room for the batch begin and one message of add()'s default size. Set
+// updates come every round of the DNS path: the buffer is the socket's, and
+// only what a batch wrote is zeroed again, not all of it.
+Batch::Batch(Netlink& nl) : nl_(nl), buf_(nl.take_batch_buffer((1 << 17) + 256)), first_seq_(nl.next_seq())
 {
     nftnl_batch_begin(buf_.data(), first_seq_);
     size_ = NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data())->nlmsg_len);
 }
 
+Batch::~Batch()
+{
+    // What was written: the messages committed, and the one built or the
+    // batch end at size_ (its own length says how far it went).
+    size_t written = size_;
+    if (size_ + sizeof(nlmsghdr) <= buf_.size())
+        written += NLMSG_ALIGN(reinterpret_cast<const nlmsghdr*>(buf_.data() + size_)->nlmsg_len);
+    std::memset(buf_.data(), 0, std::min(written, buf_.size()));
+    nl_.give_back_batch_buffer(std::move(buf_));
+}
+
 nlmsghdr* Batch::add(uint16_t type, uint16_t family, uint16_t flags, std::string what, size_t max)
 {
     if (buf_.size() < size_ + max + 64)
-        buf_.grow(std::max(buf_.size() * 2, size_ + max + 64), size_);
+        buf_.resize(std::max(buf_.size() * 2, size_ + max + 64));
     what_.push_back(std::move(what));
     const uint32_t seq = nl_.next_seq();
     return nftnl_nlmsg_build_hdr(buf_.data() + size_, type, family, flags | NLM_F_ACK, seq);
@@ -130,7 +156,7 @@ int Batch::send(std::vector<Error>* errors) noexcept
 {
     const uint32_t end_seq = nl_.next_seq();
     if (buf_.size() < size_ + 64)
-        buf_.grow(size_ + 64, size_);
+        buf_.resize(size_ + 64);
     nftnl_batch_end(buf_.data() + size_, end_seq);
     const size_t total = size_ + NLMSG_ALIGN(reinterpret_cast<nlmsghdr*>(buf_.data() + size_)->nlmsg_len);
 

@@ -18,8 +18,8 @@ struct MnlSocketClose {
 };
 using MnlSocketPtr = std::unique_ptr<mnl_socket, MnlSocketClose>;
 
-// Bytes written before they are read: allocated, never zeroed (a batch
-// and a reply buffer are 64 KiB or more, and there is one per set update).
+// Bytes the kernel writes before they are read (replies): allocated, never
+// zeroed. Never for what is sent: libmnl leaves attribute padding unwritten.
 class RawBuffer {
 public:
     explicit RawBuffer(size_t n = 0) : data_(n ? new char[n] : nullptr), size_(n) {}
@@ -58,10 +58,16 @@ public:
     // Where replies are read into, kept for the socket's life.
     RawBuffer& replies() noexcept { return replies_; }
 
+    // A zeroed buffer for a batch: the last one given back (its written
+    // bytes zeroed again), or a new one of `size` bytes.
+    std::vector<char> take_batch_buffer(size_t size);
+    void give_back_batch_buffer(std::vector<char> buf) noexcept;
+
 private:
     MnlSocketPtr sock_;
     size_t send_buffer_ = 0, receive_buffer_ = 0;
     RawBuffer replies_;
+    std::vector<char> spare_batch_;
     uint32_t portid_ = 0;
     uint32_t seq_ = 1;
 };
@@ -71,6 +77,9 @@ private:
 class Batch {
 public:
     explicit Batch(Netlink& nl);
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
 
     // Room for a message of at most `max` bytes; returns its header, filled
     // in for `type` (NFT_MSG_*), with NLM_F_ACK added to `flags`.
@@ -95,7 +104,7 @@ public:
 
 private:
     Netlink& nl_;
-    RawBuffer buf_;
+    std::vector<char> buf_; // zeroed beyond what was written
     size_t size_ = 0;
     uint32_t first_seq_;
     std::vector<std::string> what_; // by seq - first_seq_ - 1
