@@ -11,11 +11,42 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <chrono>
 #include <cerrno>
 #include <sys/socket.h>
 
 namespace fqdnd::nfq {
+
+namespace {
+
+// A queued packet's message, read; nullopt for any other message (or one
+// without the packet header, which the kernel always sends).
+std::optional<Packet> packet_of(const nlmsghdr* nlh)
+{
+    if ((nlh->nlmsg_type & 0xff) != NFQNL_MSG_PACKET)
+        return std::nullopt;
+    nlattr* attr[NFQA_MAX + 1] = {};
+    if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
+        return std::nullopt;
+    const auto* hdr = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+    Packet p;
+    p.queue = ntohs(static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh))->res_id);
+    p.id = ntohl(hdr->packet_id);
+    p.hook = hdr->hook;
+    if (attr[NFQA_PAYLOAD])
+        p.payload = std::span(static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD])),
+                              mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]));
+    if (attr[NFQA_UID])
+        p.uid = ntohl(mnl_attr_get_u32(attr[NFQA_UID]));
+    if (attr[NFQA_GID])
+        p.gid = ntohl(mnl_attr_get_u32(attr[NFQA_GID]));
+    if (attr[NFQA_IFINDEX_INDEV])
+        p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
+    return p;
+}
+
+} // namespace
 
 int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fill) noexcept
 {
@@ -52,14 +83,11 @@ int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fi
                     continue; // an earlier request's, or a verdict's error
                 return static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
             }
-            if ((m->nlmsg_type & 0xff) != NFQNL_MSG_PACKET)
+            const auto p = packet_of(m);
+            if (!p)
                 continue;
-            nlattr* attr[NFQA_MAX + 1] = {};
-            if (nfq_nlmsg_parse(m, attr) < 0 || !attr[NFQA_PACKET_HDR])
-                continue;
-            const auto* hdr = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
-            const uint16_t q = ntohs(static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(m))->res_id);
-            const uint32_t id = ntohl(hdr->packet_id);
+            const uint16_t q = p->queue;
+            const uint32_t id = p->id;
             note_read(waiting(q), id);
             ++stats_.dropped_while_binding;
             if (!send_verdict(q, id, false, false))
@@ -125,32 +153,15 @@ size_t Queues::receive(const std::function<void(const Packet&)>& handler, size_t
         int len = static_cast<int>(n);
         for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(nlh, len);
              nlh = mnl_nlmsg_next(nlh, &len)) {
-            if ((nlh->nlmsg_type & 0xff) != NFQNL_MSG_PACKET)
+            const auto p = packet_of(nlh);
+            if (!p)
                 continue;
-            nlattr* attr[NFQA_MAX + 1] = {};
-            if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR])
-                continue;
-            const auto* hdr = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
-            const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
-            Packet p;
-            p.queue = ntohs(nfg->res_id);
-            p.id = ntohl(hdr->packet_id);
-            p.hook = hdr->hook;
-            if (attr[NFQA_PAYLOAD])
-                p.payload = std::span(static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD])),
-                                      mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]));
-            if (attr[NFQA_UID])
-                p.uid = ntohl(mnl_attr_get_u32(attr[NFQA_UID]));
-            if (attr[NFQA_GID])
-                p.gid = ntohl(mnl_attr_get_u32(attr[NFQA_GID]));
-            if (attr[NFQA_IFINDEX_INDEV])
-                p.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
             ++stats_.packets;
             ++handled;
-            Waiting& w = waiting(p.queue);
-            note_read(w, p.id);
-            w.ids.push_back(p.id);
-            handler(p);
+            Waiting& w = waiting(p->queue);
+            note_read(w, p->id);
+            w.ids.push_back(p->id);
+            handler(*p);
         }
     }
     return handled;

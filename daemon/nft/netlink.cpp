@@ -30,22 +30,29 @@ void RawBuffer::grow(size_t n, size_t keep)
     size_ = n;
 }
 
-void Netlink::ensure_send_buffer(size_t bytes) noexcept
+namespace {
+
+// Forces the socket's buffer `option` to at least `bytes`; `given` is what
+// it was given before (a system call only when more is wanted).
+void ensure_buffer(int fd, int option, size_t& given, size_t bytes) noexcept
 {
-    if (bytes <= send_buffer_)
+    if (bytes <= given)
         return;
     const int n = static_cast<int>(std::min<size_t>(bytes, size_t{1} << 30));
-    if (setsockopt(fd(), SOL_SOCKET, SO_SNDBUFFORCE, &n, sizeof(n)) == 0)
-        send_buffer_ = bytes;
+    if (setsockopt(fd, SOL_SOCKET, option, &n, sizeof(n)) == 0)
+        given = bytes;
+}
+
+} // namespace
+
+void Netlink::ensure_send_buffer(size_t bytes) noexcept
+{
+    ensure_buffer(fd(), SO_SNDBUFFORCE, send_buffer_, bytes);
 }
 
 void Netlink::ensure_receive_buffer(size_t bytes) noexcept
 {
-    if (bytes <= receive_buffer_)
-        return;
-    const int n = static_cast<int>(std::min<size_t>(bytes, size_t{1} << 30));
-    if (setsockopt(fd(), SOL_SOCKET, SO_RCVBUFFORCE, &n, sizeof(n)) == 0)
-        receive_buffer_ = bytes;
+    ensure_buffer(fd(), SO_RCVBUFFORCE, receive_buffer_, bytes);
 }
 
 std::vector<char> Netlink::take_batch_buffer(size_t size)
