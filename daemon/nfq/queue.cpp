@@ -62,9 +62,8 @@ int Queues::send_config(uint16_t queue, const std::function<void(nlmsghdr*)>& fi
     // acknowledges the next request: packets come in among the acks. Each
     // is dropped here (what fqdnd cannot see through must not pass), and
     // its id noted, so that no batch verdict is taken to cover what fqdnd
-    // never read. Reads are bounded by the socket's timeout while binding.
-    // Bounded in time: each read waits at most the socket's timeout, and a
-    // flood cannot keep this reading for ever.
+    // never read. Bounded in time: each read waits at most the socket's
+    // timeout while binding, and a flood cannot keep this reading for ever.
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (std::chrono::steady_clock::now() < until) {
         const ssize_t n = recv(nl_.fd(), buf_.data(), buf_.size(), 0);
