@@ -519,35 +519,47 @@ int Table::list_elements(const std::string& table, const std::string& set, std::
     SetPtr s = set_ref(table, set);
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_DUMP, nl_.next_seq());
     nftnl_set_elems_nlmsg_build_payload(nlh, s.get());
-    return nl_.dump(nlh, [&](const nlmsghdr* m) {
-        SetPtr got(nftnl_set_alloc());
-        if (nftnl_set_elems_nlmsg_parse(m, got.get()) < 0)
-            return;
-        nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(got.get());
-        for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
-            uint32_t len = 0;
-            const auto* key = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
-            if (!key)
-                continue;
-            ListedElement le{};
-            if (len == tag_len + 4 || len == tag_len + 16) {
-                std::array<uint32_t, 2> halves;
-                std::memcpy(halves.data(), key, tag_len);
-                le.tag = (uint64_t{halves[0]} << 32) | halves[1];
-                key += tag_len;
-                len -= tag_len;
-            }
-            if (len != 4 && len != 16)
-                continue;
-            le.address = len == 4 ? Address::v4(key) : Address::v6(key);
-            if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_TIMEOUT))
-                le.timeout = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_TIMEOUT));
-            if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_EXPIRATION))
-                le.expires = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_EXPIRATION));
-            out.push_back(le);
+    std::string got_table, got_set;
+    return nl_.dump(nlh, [&](const nlmsghdr* m) { parse_elements(m, got_table, got_set, out); });
+}
+
+bool Table::parse_elements(const nlmsghdr* nlh, std::string& table, std::string& set,
+                           std::vector<ListedElement>& out)
+{
+    SetPtr got(nftnl_set_alloc());
+    if (!got || nftnl_set_elems_nlmsg_parse(nlh, got.get()) < 0)
+        return false;
+    const char* t = nftnl_set_get_str(got.get(), NFTNL_SET_TABLE);
+    const char* n = nftnl_set_get_str(got.get(), NFTNL_SET_NAME);
+    table = t ? t : "";
+    set = n ? n : "";
+    nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(got.get());
+    if (!it)
+        return false;
+    for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
+        uint32_t len = 0;
+        const auto* key = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len));
+        if (!key)
+            continue;
+        ListedElement le{};
+        if (len == tag_len + 4 || len == tag_len + 16) {
+            std::array<uint32_t, 2> halves;
+            std::memcpy(halves.data(), key, tag_len);
+            le.tag = (uint64_t{halves[0]} << 32) | halves[1];
+            key += tag_len;
+            len -= tag_len;
         }
-        nftnl_set_elems_iter_destroy(it);
-    });
+        if (len != 4 && len != 16)
+            continue;
+        le.address = len == 4 ? Address::v4(key) : Address::v6(key);
+        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_TIMEOUT))
+            le.timeout = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_TIMEOUT));
+        if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_EXPIRATION))
+            le.expires = std::chrono::milliseconds(nftnl_set_elem_get_u64(e, NFTNL_SET_ELEM_EXPIRATION));
+        out.push_back(le);
+    }
+    nftnl_set_elems_iter_destroy(it);
+    return true;
 }
 
 int Table::probe_queue(const std::string& table, QueueMode& mode, std::string* problem)

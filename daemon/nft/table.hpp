@@ -86,6 +86,10 @@ public:
         Duration expires;
     };
     int list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out);
+    // The elements of one element message (a listing's, or an event's),
+    // with the table and set it names. False when it does not parse.
+    static bool parse_elements(const nlmsghdr* nlh, std::string& table, std::string& set,
+                               std::vector<ListedElement>& out);
 
 private:
     struct Existing {
