@@ -15,7 +15,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -111,7 +113,11 @@ int Manager::start()
     if (!config_->settings.pre_cache.empty())
         state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
     update_sets(ops, "restoring the sets from the cache");
-    unexplained_elements_ += state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now());
+    if (const size_t removed = state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now())) {
+        unexplained_elements_ += removed;
+        log::warning("the sets held " + std::to_string(removed)
+                     + " elements that neither the state file nor the journal explains; removed");
+    }
     state_->begin();
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
         return r;
@@ -250,7 +256,7 @@ int Manager::reload(std::vector<std::string>* errors)
     return 0;
 }
 
-void Manager::restore(bool foreign)
+void Manager::restore(const nft::Keeper::Seen& seen)
 {
     // Someone else changed our table (or flushed the whole ruleset): put
     // the ruleset back as configured. Sets that survived keep their
@@ -259,17 +265,86 @@ void Manager::restore(bool foreign)
     // monitor), the table may well be as we left it: then, as far as a
     // cheap listing tells, there is nothing to do. A change someone else
     // was seen making is always undone.
-    if (!foreign && table_->matches(ruleset::compile(*config_)))
-        return;
-    const bool present = table_->exists(config_->settings.table);
-    log::warning(std::string("table inet ") + config_->settings.table + (present ? " was changed" : " was deleted")
-                 + " by someone else; putting it back");
-    if (apply_ruleset(*config_, units_.cgroups(), "restore") < 0)
-        return;
-    ++restores_;
+    const bool table_changed = seen.changed || (seen.lost && !table_->matches(ruleset::compile(*config_)));
+    if (table_changed) {
+        const bool present = table_->exists(config_->settings.table);
+        log::warning(std::string("table inet ") + config_->settings.table
+                     + (present ? " was changed" : " was deleted") + " by someone else; putting it back");
+        if (apply_ruleset(*config_, units_.cgroups(), "restore") < 0)
+            return;
+        ++restores_;
+    }
+    // Which elements changed is known only from the events themselves.
+    if (table_changed || seen.lost || seen.elements_dropped)
+        resync_sets("restore");
+    else if (!seen.elements.empty())
+        repair_elements(seen.elements);
+}
+
+void Manager::resync_sets(const char* why)
+{
     std::vector<cache::ElementOp> ops;
     cache_.resync(now(), ops);
-    update_sets(ops, "restore: refilling the sets");
+    update_sets(ops, std::string(why) + ": refilling the sets");
+    const size_t removed = state::reconcile_sets(*table_, config_->settings.table, config_->fqdn_selectors(), cache_,
+                                                 now());
+    unexplained_elements_ += removed;
+    if (removed > 0)
+        log::warning("the sets held " + std::to_string(removed)
+                     + " elements that fqdnd's cache does not explain (someone else added them); removed");
+}
+
+void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& changes)
+{
+    // The last change of each element is the one that stands.
+    std::map<std::tuple<std::string, uint64_t, Address>, const nft::Monitor::ElementChange*> last;
+    for (const auto& c : changes)
+        if (c.element.tag && c.set == ruleset::fqdn_set(c.element.address.family))
+            last[{c.set, *c.element.tag, c.element.address}] = &c;
+    const cache::Time t = now();
+    std::map<std::pair<std::string, uint64_t>, std::vector<Address>> removals;
+    std::map<uint64_t, std::string> selector_of;
+    for (const FqdnSelector& s : config_->fqdn_selectors())
+        selector_of.emplace(ruleset::selector_tag(s), s.to_string());
+    std::vector<cache::ElementOp> ops;
+    size_t put_back = 0, removed = 0;
+    for (const auto& [key, c] : last) {
+        const auto& [set, tag, address] = key;
+        if (auto op = cache_.element(tag, address, t)) {
+            // The cache holds it: back as it has it (an add may have
+            // changed its timeout).
+            op->exists = c->added;
+            ops.push_back(*op);
+            put_back += c->added ? 0 : 1;
+            continue;
+        }
+        if (!c->added)
+            continue;
+        if (++removed <= 20) { // the count says the rest
+            const auto sel = selector_of.find(tag);
+            const Duration left = c->element.expires.count() > 0 ? c->element.expires : c->element.timeout;
+            log::warning(state::describe_unexplained(address, set, sel != selector_of.end() ? &sel->second : nullptr,
+                                                     left, cache_.names_of(address, 4)));
+        }
+        removals[{set, tag}].push_back(address);
+    }
+    update_sets(ops, "putting back set elements someone else changed");
+    for (const auto& [where, addresses] : removals) {
+        std::string problem;
+        if (table_->delete_elements(config_->settings.table, where.first, where.second, addresses, &problem) == 0)
+            continue;
+        // One that is gone already (its timeout ended) fails the batch:
+        // one at a time, then.
+        for (const Address& a : addresses)
+            table_->delete_elements(config_->settings.table, where.first, where.second, {a}, nullptr);
+    }
+    unexplained_elements_ += removed;
+    if (put_back > 0)
+        log::warning("someone else deleted " + std::to_string(put_back)
+                     + " elements of the FQDN sets that fqdnd's cache holds; put back");
+    if (removed > 0)
+        log::warning("someone else added " + std::to_string(removed)
+                     + " elements to the FQDN sets that fqdnd's cache does not explain; removed");
 }
 
 cache::Time Manager::now()

@@ -97,9 +97,15 @@ private:
     std::optional<uint16_t> drop_log_group() const;
     void dump_cache();
     static cache::Time now();
-    // Someone else changed our table (`foreign`), or events about it were
-    // lost: puts the ruleset back when the table is not as configured.
-    void restore(bool foreign);
+    // Someone else changed our table or its sets, or events about them
+    // were lost: puts back the ruleset, when the table is not as
+    // configured, and the sets' elements as the cache has them.
+    void restore(const nft::Keeper::Seen& seen);
+    // Someone else added or deleted these elements: each the cache holds
+    // is put back as it has it, each other one added is removed.
+    void repair_elements(const std::vector<nft::Monitor::ElementChange>& changes);
+    // Every element the cache holds into the sets, every other one out.
+    void resync_sets(const char* why);
 
     static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);
@@ -109,7 +115,8 @@ private:
     std::optional<config::Config> config_;
     SdEventPtr event_;
     nft::Netlink nl_;
-    nft::Keeper keeper_{[this](bool foreign) { restore(foreign); }, [this] { return config_->settings.table; }};
+    nft::Keeper keeper_{[this](const nft::Keeper::Seen& seen) { restore(seen); },
+                        [this] { return config_->settings.table; }};
     std::unique_ptr<nft::Table> table_;
     cache::Cache cache_;
     std::unique_ptr<dns::Engine> engine_;

@@ -73,7 +73,8 @@ inline constexpr Info conntrack_overruns_total{"fqdnd_conntrack_overruns_total",
 inline constexpr Info state_write_errors_total{"fqdnd_state_write_errors_total", "counter",
     "State file and journal writes that failed (directory unwritable or full); enforcement goes on."};
 inline constexpr Info state_unexplained_elements_total{"fqdnd_state_unexplained_elements_total", "counter",
-    "Elements found in the FQDN sets at start that neither the state file nor the journal explains: removed."};
+    "Elements found in the FQDN sets that fqdnd's cache does not explain (at start, from a lost state file or by "
+    "hand; while running, added by someone else): removed."};
 inline constexpr Info ruleset_reloads_total{"fqdnd_ruleset_reloads_total", "counter",
     "Reloads of the configuration that were applied."};
 inline constexpr Info ruleset_reload_failures_total{"fqdnd_ruleset_reload_failures_total", "counter",

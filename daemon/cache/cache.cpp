@@ -717,6 +717,20 @@ void Cache::resync(Time now, std::vector<ElementOp>& ops) const
                                     remaining(at(h.kernel_expiry), now), false});
 }
 
+std::optional<ElementOp> Cache::element(uint64_t tag, const Address& a, Time now) const
+{
+    // Selectors are few: a scan, by the tag their elements carry.
+    for (size_t id = 0; id < tags_.size(); ++id) {
+        if (tags_[id] != tag)
+            continue;
+        const auto it = holdings_.find(HoldKey{a, static_cast<FqdnMatcher::SelectorId>(id)});
+        if (it != holdings_.end() && at(it->second.kernel_expiry) > now)
+            return ElementOp{ElementOp::Kind::add, tag, a.family, a, remaining(at(it->second.kernel_expiry), now),
+                             false};
+    }
+    return std::nullopt;
+}
+
 void Cache::expire(Time now, std::vector<ElementOp>& ops)
 {
     renew_due(now, ops);

@@ -119,6 +119,9 @@ public:
 
     // Every element the sets must hold, for a table that was put back.
     void resync(Time now, std::vector<ElementOp>& ops) const;
+    // The element the sets must hold for a selector's tag and an address,
+    // as resync gives it, or nothing when the cache holds no such element.
+    std::optional<ElementOp> element(uint64_t tag, const Address& a, Time now) const;
 
     // Handles every deadline that passed by `now`: lookups expiring (to
     // connection while flows live), connections idle past the grace period,

@@ -38,17 +38,21 @@ int Keeper::also_own(uint32_t portid)
 int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
 {
     auto* k = static_cast<Keeper*>(self);
-    const Monitor::Seen seen = k->monitor_.read(k->table_(), k->own_portid_);
-    // Lost events: whatever they said, check the table.
-    if (seen.changed)
-        k->foreign_ = true;
-    if (seen.changed || seen.lost)
+    // Each change waits for the check again, so that a burst costs one;
+    // changes that never pause wait no longer than max_delay_usec.
+    if (k->monitor_.read(k->table_(), k->own_portid_, max_elements, k->seen_))
         k->schedule();
     return 0;
 }
 
 void Keeper::schedule()
 {
+    uint64_t now = 0;
+    sd_event_now(event_, CLOCK_MONOTONIC, &now);
+    if (pending_since_ == 0)
+        pending_since_ = now;
+    else if (now - pending_since_ + delay_usec > max_delay_usec)
+        return;
     if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, delay_usec, 10'000, on_timer, this); r < 0)
         log::error("cannot arm the timer that puts the table back: " + errno_text(r));
 }
@@ -56,7 +60,9 @@ void Keeper::schedule()
 int Keeper::on_timer(sd_event_source*, uint64_t, void* self)
 {
     auto* k = static_cast<Keeper*>(self);
-    k->restore_(std::exchange(k->foreign_, false));
+    k->pending_since_ = 0;
+    const Seen seen = std::exchange(k->seen_, Seen{});
+    k->restore_(seen);
     return 0;
 }
 

@@ -8,17 +8,21 @@
 #include <string>
 
 // Keeps fqdnd's table as configured, on the event loop: nf_tables events
-// that another program made about the table, or lost events, call for a
-// check shortly after the last of them, so that a burst (nft flush ruleset)
-// costs one rebuild.
+// that another program made about the table or its set elements, or lost
+// events, call for a check shortly after the last of them, so that a burst
+// (nft flush ruleset) costs one rebuild.
 namespace fqdnd::nft {
 
 class Keeper {
 public:
-    // `restore` checks the table and puts it back; `foreign` says someone
-    // else was seen changing it (not merely events lost). `table` names the
-    // table now (a reload may change it).
-    Keeper(std::function<void(bool foreign)> restore, std::function<std::string()> table)
+    // What was seen since the last check: `seen.changed`, someone else
+    // changed the table itself; `seen.elements`, the set elements someone
+    // else added or deleted (all of them unless `elements_dropped`);
+    // `seen.lost`, events were lost, so anything may have changed.
+    using Seen = Monitor::Seen;
+    // `restore` checks the table and puts it back. `table` names the table
+    // now (a reload may change it).
+    Keeper(std::function<void(const Seen&)> restore, std::function<std::string()> table)
         : restore_(std::move(restore)), table_(std::move(table))
     {
     }
@@ -34,19 +38,23 @@ public:
 
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;
+    static constexpr uint64_t max_delay_usec = 1'000'000;
+    // Element changes kept for one check; beyond them, every element is.
+    static constexpr size_t max_elements = 4096;
 
 private:
     void schedule();
     static int on_events(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_timer(sd_event_source*, uint64_t usec, void* self);
 
-    std::function<void(bool)> restore_;
+    std::function<void(const Seen&)> restore_;
     std::function<std::string()> table_;
     sd_event* event_ = nullptr;
     uint32_t own_portid_ = 0;
     Monitor monitor_;
     SdEventSourcePtr source_, timer_;
-    bool foreign_ = false; // someone else changed the table since the last check
+    Seen seen_;                  // since the last check
+    uint64_t pending_since_ = 0; // the first event it waits for, CLOCK_MONOTONIC
 };
 
 } // namespace fqdnd::nft

@@ -84,18 +84,20 @@ int Monitor::ignore(const std::vector<uint32_t>& portids)
     return 0;
 }
 
-Monitor::Seen Monitor::read(const std::string& table, uint32_t own_portid)
+bool Monitor::read(const std::string& table, uint32_t own_portid, size_t max_elements, Seen& seen)
 {
-    Seen seen;
+    bool counted = false;
     RawBuffer& buf = nl_.replies();
+    std::string event_table_name, set;
+    std::vector<Table::ListedElement> elements;
     while (true) {
         const ssize_t n = recv(nl_.fd(), buf.data(), buf.size(), MSG_DONTWAIT);
         if (n < 0) {
             if (errno == ENOBUFS) {
-                seen.lost = true;
+                seen.lost = counted = true;
                 continue;
             }
-            return seen;
+            return counted;
         }
         int len = static_cast<int>(n);
         for (auto* nlh = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(nlh, len);
@@ -104,10 +106,29 @@ Monitor::Seen Monitor::read(const std::string& table, uint32_t own_portid)
                 || std::find(ignored_.begin(), ignored_.end(), nlh->nlmsg_pid) != ignored_.end())
                 continue;
             const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
-            if (type == NFT_MSG_NEWSETELEM || type == NFT_MSG_DELSETELEM || type == NFT_MSG_NEWGEN)
+            if (type == NFT_MSG_NEWGEN)
                 continue;
-            if (event_table(nlh) == table)
-                seen.changed = true;
+            if (type != NFT_MSG_NEWSETELEM && type != NFT_MSG_DELSETELEM) {
+                if (event_table(nlh) == table)
+                    seen.changed = counted = true;
+                continue;
+            }
+            // Someone else's elements: which, in which set of the table.
+            elements.clear();
+            if (!Table::parse_elements(nlh, event_table_name, set, elements)) {
+                seen.lost = counted = true; // cannot tell which: check everything
+                continue;
+            }
+            if (event_table_name != table)
+                continue;
+            counted = true;
+            for (const auto& e : elements) {
+                if (seen.elements.size() >= max_elements) {
+                    seen.elements_dropped = true;
+                    break;
+                }
+                seen.elements.push_back({type == NFT_MSG_NEWSETELEM, set, e});
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "nft/netlink.hpp"
+#include "nft/table.hpp"
 
 #include <cstdint>
 #include <string>
@@ -26,13 +27,23 @@ public:
     // the kernel, before they wake the socket. 0 or a negative errno.
     int ignore(const std::vector<uint32_t>& portids);
 
-    struct Seen {
-        bool changed = false; // an event about the table that another port made
-        bool lost = false;    // events were lost (ENOBUFS): anything may have changed
+    // A set element another port added or deleted in the table.
+    struct ElementChange {
+        bool added; // else deleted
+        std::string set;
+        Table::ListedElement element;
     };
-    // Reads every event waiting. Events of `own_portid` (fqdnd's own
-    // batches, which come back too) and of set elements do not count.
-    Seen read(const std::string& table, uint32_t own_portid);
+    struct Seen {
+        bool changed = false; // an event about the table, not its elements, that another port made
+        bool lost = false;    // events were lost (ENOBUFS): anything may have changed
+        std::vector<ElementChange> elements;
+        bool elements_dropped = false; // more element changes came than `max_elements`
+    };
+    // Reads every event waiting, adding to `seen`. Events of `own_portid`
+    // (fqdnd's own batches, which come back too) do not count; of element
+    // changes at most `max_elements` are kept in all. True when any event
+    // counted.
+    bool read(const std::string& table, uint32_t own_portid, size_t max_elements, Seen& seen);
 
 private:
     Netlink nl_;

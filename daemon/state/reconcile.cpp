@@ -74,9 +74,6 @@ size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::v
             removed += addresses.size();
         }
     }
-    if (removed > 0)
-        log::warning("the sets held " + std::to_string(removed)
-                     + " elements that neither the state file nor the journal explains; removed");
     return removed;
 }
 

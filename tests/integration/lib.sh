@@ -101,6 +101,16 @@ connects() {
     in_ns "$1" python3 "$TESTS_DIR/tcp_client.py" "$2" "$3" 2>/dev/null
 }
 
+# eventually SECONDS COMMAND...: COMMAND succeeds within SECONDS (polled; the
+# last try's output is shown).
+eventually() {
+    local end=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$end" ] && { "$@"; return 1; }
+        sleep 0.1
+    done
+}
+
 # check "what" COMMAND...: the command must succeed; check_not: must fail.
 # What the command prints is shown only when the check fails.
 check() { _check 0 "$@"; }
@@ -176,6 +186,26 @@ for o in json.load(sys.stdin)["nftables"]:
         parts = v["concat"]
         if [int(str(p), 0) for p in parts[:2]] == tag:
             print(parts[2])' "$(tag_of "$2")" | sort
+}
+
+# pre_cache FILE "ENDPOINT NAME ADDRESS..." ...: a pre-cache file (the state
+# file's format) in which each ENDPOINT looked NAME up just now, valid for an
+# hour: how a test puts addresses in fqdnd's sets without DNS. (Elements
+# added with `nft add element` while fqdnd runs are removed: nothing
+# explains them.)
+pre_cache() {
+    local file=$1; shift
+    python3 - "$@" > "$file" <<'PY'
+import datetime, json, sys
+now = datetime.datetime.now(datetime.timezone.utc)
+fmt = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+rows = []
+for entry in sys.argv[1:]:
+    endpoint, name, *ips = entry.split()
+    rows.append({"endpoint": endpoint, "fqdn": name, "ips": ips, "lookup-time": fmt(now),
+                 "expiration-time": fmt(now + datetime.timedelta(hours=1)), "ttl": 3600, "source": "lookup"})
+print(json.dumps(rows))
+PY
 }
 
 # seed_two_names: the seed topology, a DNS server with echo.k8s.intra

@@ -8,7 +8,8 @@ router_topology
 tcp_server srv 80 443
 
 mkdir -p "$WORK/policy.d"
-printf '[daemon]\nstate-directory = "%s/state"\n' "$WORK" > "$WORK/fqdnd.toml"
+printf '[daemon]\nstate-directory = "%s/state"\n[fqdn]\npre-cache = "%s/pre.json"\n' "$WORK" "$WORK" > "$WORK/fqdnd.toml"
+pre_cache "$WORK/pre.json" "192.0.2.2 echo.k8s.intra 203.0.113.2"
 cat > "$WORK/policy.d/echo.toml" <<'TOML'
 [[policy]]
 name = "echo"
@@ -23,7 +24,6 @@ TOML
 start_fqdnd router "$WORK/fqdnd.toml" || exit 1
 k8s=$(tag_of "match-pattern: *.k8s.intra.")
 k8s_holds() { set_addresses router "match-pattern: *.k8s.intra." 4 | grep -qx "$1"; }
-in_ns router nft add element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 timeout 1h }"
 check "before: FQDN address allowed" connects c1 203.0.113.2 80
 check_not "before: unknown address denied" connects c1 203.0.113.99 80
 
@@ -87,6 +87,28 @@ sleep 1
 check "fqdnd saw it and put its table back" \
     test "$(grep -c "was changed by someone else" "$WORK/fqdnd-router.log")" -gt "$changed_before"
 check_not "a rule replaced in place is put back: unknown address denied again" connects c1 203.0.113.99 80
+
+# Someone else adds an address to an FQDN set: nothing fqdnd knows
+# explains it, so it is removed (and said) about 200 ms later.
+gone() { ! k8s_holds "$1"; }
+in_ns router nft add element inet fqdnd fqdn4 "{ $k8s . 203.0.113.99 timeout 1h }"
+check "an element added by someone else is removed within 2 s" eventually 2 gone 203.0.113.99
+check_not "and denies again" connects c1 203.0.113.99 80
+check "and is logged with what is known of it" \
+    grep -q "removing 203.0.113.99 from set fqdn4 (selector match-pattern: \*.k8s.intra., 3600 s left in the kernel, no name in the cache): the state does not explain it" "$WORK/fqdnd-router.log"
+# Someone else deletes an element the cache holds: put back.
+in_ns router nft delete element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 }"
+check "an element the cache holds, deleted by someone else, is back within 2 s" eventually 2 k8s_holds 203.0.113.2
+check "and said" grep -q "someone else deleted 1 elements of the FQDN sets that fqdnd's cache holds; put back" "$WORK/fqdnd-router.log"
+# Or shortens its timeout (kernels from 6.12 update it on add): fqdnd's
+# own timeout is written back.
+in_ns router nft add element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 timeout 2s }"
+sleep 2.5
+check "an element whose timeout someone else shortened is kept" k8s_holds 203.0.113.2
+check "and allows" connects c1 203.0.113.2 80
+# A flush of both sets: everything the cache holds is back.
+in_ns router nft flush set inet fqdnd fqdn4
+check "a flushed set is refilled within 2 s" eventually 2 k8s_holds 203.0.113.2
 
 # Kill -9: the table stays and keeps enforcing; a restart adopts it.
 k8s=$(tag_of "match-pattern: *.k8s.intra.")

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -32,6 +33,20 @@ ruleset::Ruleset echo_ruleset()
 }
 
 const uint64_t k8s_tag = ruleset::selector_tag(*FqdnSelector::parse_pattern("*.k8s.intra", nullptr));
+
+nft::Monitor::Seen read(nft::Monitor& monitor, nft::Netlink& own)
+{
+    nft::Monitor::Seen seen;
+    monitor.read("fqdnd", own.portid(), 1000, seen);
+    return seen;
+}
+
+std::string hex32(uint64_t v)
+{
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", static_cast<unsigned>(v));
+    return buf;
+}
 
 const nft::Table::ListedElement* find(const std::vector<nft::Table::ListedElement>& v, const Address& a)
 {
@@ -146,15 +161,15 @@ TEST_CASE("the table monitor drops the transactions of fqdnd's own ports, and se
     // transactions are all seen, whatever they begin with.
     REQUIRE(std::system(("nft 'flush set inet fqdnd " + set + "; add chain inet fqdnd sneaky'").c_str()) == 0);
     CHECK(poll(&p, 1, 2000) == 1);
-    CHECK(monitor.read("fqdnd", nl.portid()).changed);
+    CHECK(read(monitor, nl).changed);
     REQUIRE(std::system("nft 'add table inet other; add set inet other s { type ipv4_addr; }'") == 0);
-    monitor.read("fqdnd", nl.portid());
+    CHECK_FALSE(read(monitor, nl).changed);
     REQUIRE(std::system(("nft 'add element inet other s { 192.0.2.1 }; insert rule inet fqdnd " + rs.chains[0].name
                          + " accept'")
                             .c_str())
             == 0);
     CHECK(poll(&p, 1, 2000) == 1);
-    CHECK(monitor.read("fqdnd", nl.portid()).changed);
+    CHECK(read(monitor, nl).changed);
 
     // Another port deleting the table: seen.
     nft::Netlink other;
@@ -162,7 +177,74 @@ TEST_CASE("the table monitor drops the transactions of fqdnd's own ports, and se
     nft::Table by_other(other);
     REQUIRE(by_other.remove("fqdnd", &problem) == 0);
     CHECK(poll(&p, 1, 2000) == 1);
-    CHECK(monitor.read("fqdnd", nl.portid()).changed);
+    CHECK(read(monitor, nl).changed);
+    std::system("nft delete table inet other");
+}
+
+TEST_CASE("the monitor tells which set elements another port added or deleted, and only those of its table")
+{
+    nft::Netlink nl;
+    REQUIRE(nl.open() == 0);
+    nft::Table table(nl);
+    const auto rs = echo_ruleset();
+    std::string problem;
+    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
+    nft::Monitor monitor;
+    REQUIRE(monitor.open(1 << 20) == 0);
+    REQUIRE(monitor.ignore({nl.portid()}) == 0);
+    pollfd p{monitor.fd(), POLLIN, 0};
+    // fqdnd's own: not even read.
+    REQUIRE(table.add_elements("fqdnd", "fqdn4", k8s_tag, {{*Address::parse("203.0.113.7"), 10min, false}},
+                               nft::Refresh::readd, &problem)
+            == 0);
+    CHECK(poll(&p, 1, 200) == 0);
+
+    const std::string tag = "0x" + hex32(k8s_tag >> 32) + " . 0x" + hex32(k8s_tag & 0xffffffff);
+    REQUIRE(std::system(("nft 'add element inet fqdnd fqdn4 { " + tag + " . 203.0.113.9 timeout 1h }; "
+                         "add element inet fqdnd fqdn6 { " + tag + " . 2001:db8::9 timeout 1h }; "
+                         "delete element inet fqdnd fqdn4 { " + tag + " . 203.0.113.7 }'")
+                            .c_str())
+            == 0);
+    REQUIRE(poll(&p, 1, 2000) == 1);
+    nft::Monitor::Seen seen = read(monitor, nl);
+    CHECK_FALSE(seen.changed);
+    CHECK_FALSE(seen.lost);
+    REQUIRE(seen.elements.size() == 3);
+    std::vector<std::string> got;
+    for (const auto& c : seen.elements) {
+        CHECK(c.element.tag == k8s_tag);
+        got.push_back(std::string(c.added ? "+" : "-") + c.set + " " + c.element.address.to_string());
+    }
+    std::sort(got.begin(), got.end());
+    CHECK(got == std::vector<std::string>{"+fqdn4 203.0.113.9", "+fqdn6 2001:db8::9", "-fqdn4 203.0.113.7"});
+
+    // A flush of the set: each element, as deleted.
+    REQUIRE(std::system("nft flush set inet fqdnd fqdn4") == 0);
+    REQUIRE(poll(&p, 1, 2000) == 1);
+    seen = read(monitor, nl);
+    REQUIRE(seen.elements.size() == 1);
+    CHECK_FALSE(seen.elements[0].added);
+    CHECK(seen.elements[0].element.address.to_string() == "203.0.113.9");
+
+    // More than the caller keeps: said, not kept.
+    std::string many = "nft 'add element inet fqdnd fqdn4 { ";
+    for (int i = 1; i <= 10; ++i)
+        many += (i > 1 ? ", " : "") + tag + " . 198.51.100." + std::to_string(i);
+    REQUIRE(std::system((many + " }'").c_str()) == 0);
+    REQUIRE(poll(&p, 1, 2000) == 1);
+    nft::Monitor::Seen few;
+    CHECK(monitor.read("fqdnd", nl.portid(), 4, few));
+    CHECK(few.elements.size() == 4);
+    CHECK(few.elements_dropped);
+
+    // Another table's elements do not count.
+    REQUIRE(std::system("nft 'add table inet other; add set inet other s { type ipv4_addr; }'") == 0);
+    read(monitor, nl);
+    REQUIRE(std::system("nft 'add element inet other s { 192.0.2.1 }'") == 0);
+    REQUIRE(poll(&p, 1, 2000) == 1);
+    nft::Monitor::Seen other;
+    CHECK_FALSE(monitor.read("fqdnd", nl.portid(), 100, other));
+    CHECK(other.elements.empty());
     std::system("nft delete table inet other");
 }
 

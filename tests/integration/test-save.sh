@@ -12,7 +12,9 @@ add_ns fresh2
 
 # Every kind of match and statement fqdnd emits, but a unit's cgroup.
 mkdir -p "$WORK/policy.d"
-printf '[daemon]\nstate-directory = "%s/state"\nqueues = 2\n' "$WORK" > "$WORK/fqdnd.toml"
+printf '[daemon]\nstate-directory = "%s/state"\nqueues = 2\n[fqdn]\npre-cache = "%s/pre.json"\n' "$WORK" "$WORK" > "$WORK/fqdnd.toml"
+# Elements in both FQDN sets, as if looked up.
+pre_cache "$WORK/pre.json" "192.0.2.2 echo.k8s.intra 203.0.113.2" "192.0.2.2 api.github.com 2001:db8:4::2"
 cat > "$WORK/policy.d/save.toml" <<'TOML'
 [[policy]]
 name = "pods"
@@ -42,8 +44,7 @@ to-cidrs = ["198.51.100.7/32"]
 TOML
 
 start_fqdnd host "$WORK/fqdnd.toml" || exit 1
-in_ns host nft add element inet fqdnd fqdn4 "{ $(tag_of "match-pattern: *.k8s.intra.") . 203.0.113.2 timeout 1h }"
-in_ns host nft add element inet fqdnd fqdn6 "{ $(tag_of "match-name: api.github.com.") . 2001:db8:4::2 timeout 10m }"
+check "both FQDN sets hold an element" test "$(set_addresses host "match-pattern: *.k8s.intra." 4) $(set_addresses host "match-name: api.github.com." 6)" = "203.0.113.2 2001:db8:4::2"
 
 # The listing without what changes by the second (counters, expiries).
 stable() { sed -E 's/packets [0-9]+ bytes [0-9]+/packets 0 bytes 0/g; s/ expires [0-9a-z]+//g'; }

@@ -67,15 +67,6 @@ rule_names() {
     local path=${cg#/sys/fs/cgroup/}
     ! grep -vqE "socket cgroupv2 level 1 ($id|\"$path\") " <<<"$out"
 }
-# eventually SECONDS COMMAND...: COMMAND succeeds within SECONDS (polled; the
-# last try's output is shown).
-eventually() {
-    local end=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -ge "$end" ] && { "$@"; return 1; }
-        sleep 0.2
-    done
-}
 # fqdnd's rules name no cgroup while the unit has none: id 0, which no
 # cgroup has.
 none=0
@@ -98,7 +89,12 @@ name = "other"
 users = ["daemon"]
 [[policy.egress]]
 to-cidrs = ["203.0.113.0/24"]
+[[policy.egress]]
+to-fqdns = [{ match-name = "kept.example" }]
 TOML
+# An element of fqdnd's in an FQDN set, from the start.
+printf '[fqdn]\npre-cache = "%s/pre.json"\n' "$WORK" >> "$WORK/fqdnd.toml"
+pre_cache "$WORK/pre.json" "192.0.2.2 kept.example 192.0.2.250"
 log="$WORK/fqdnd-router.log"
 started=0
 KEEP_MOUNTS=1 start_fqdnd router "$WORK/fqdnd.toml" >"$WORK/start.out" 2>&1 && started=1
@@ -110,10 +106,9 @@ check "the policy's other selector is in force: nobody reaches what it allows" c
 check_not "and nothing else" connects_as nobody 203.0.113.99 80
 check "another policy is in force: daemon reaches what it allows" connects_as daemon 203.0.113.99 80 5
 check_not "and nothing else" connects_as daemon 198.51.100.5 80
-# An element fqdnd did not put there: a re-applied ruleset keeps the sets.
-tag="0x0000f00d . 0x0000beef"
-in_ns router nft add element inet fqdnd fqdn4 "{ $tag . 192.0.2.250 timeout 1h }"
-element_kept() { in_ns router nft list set inet fqdnd fqdn4 | grep -q "$tag . 192.0.2.250"; }
+# A re-applied ruleset keeps the sets' elements.
+element_kept() { set_addresses router "match-name: kept.example." 4 | grep -qx 192.0.2.250; }
+check "the FQDN set holds the pre-cache's element" element_kept
 
 mkdir "$cg"
 id=$(stat -c %i "$cg")

@@ -100,6 +100,28 @@ TEST_CASE("a new selector's sets are filled from what the cache already knows")
     CHECK(resync.size() == 1);
 }
 
+TEST_CASE("the element the cache holds for a tag and an address: as resync gives it, with the kernel's time left")
+{
+    Fixture f;
+    const uint64_t tag = ruleset::selector_tag(*FqdnSelector::parse_pattern("*.k8s.intra", nullptr));
+    f.cache.learn("192.0.2.2", {"echo.k8s.intra."}, {ip("203.0.113.2")}, 30, f.now, f.ops);
+    f.now += 10s;
+    const auto e = f.cache.element(tag, ip("203.0.113.2"), f.now);
+    REQUIRE(e);
+    CHECK(e->kind == ElementOp::Kind::add);
+    CHECK(e->tag == tag);
+    CHECK(e->family == Family::ipv4);
+    CHECK(e->timeout == 50s);
+    std::vector<ElementOp> resync;
+    f.cache.resync(f.now, resync);
+    REQUIRE(resync.size() == 1);
+    CHECK(resync[0].timeout == e->timeout);
+    CHECK_FALSE(f.cache.element(tag, ip("203.0.113.3"), f.now));   // another address
+    CHECK_FALSE(f.cache.element(tag + 1, ip("203.0.113.2"), f.now)); // another selector's tag
+    f.now += 50s;
+    CHECK_FALSE(f.cache.element(tag, ip("203.0.113.2"), f.now)); // the kernel's time is over
+}
+
 TEST_CASE("a selector that goes takes its elements out of the sets; one that stays keeps them")
 {
     Fixture f;
