@@ -574,6 +574,19 @@ void Cache::learn(const std::string& endpoint, const std::vector<std::string>& n
     enforce_bounds(now, ops, taught);
 }
 
+void Cache::set_limits(Limits limits)
+{
+    limits_ = limits;
+    // Buckets are 8 bytes each and written now (about 9 MiB at the default
+    // bounds); the deadlines' room is only address space until used. Up to
+    // a point: bounds set far beyond what is ever held must not cost their
+    // size at start, and tables that do grow past it grow as before.
+    constexpr size_t most = 2'000'000;
+    entries_.reserve(std::min(limits_.max_names, most));
+    holdings_.reserve(std::min(limits_.max_addresses, most));
+    lookups_.reserve(std::min(limits_.max_addresses, most));
+}
+
 void Cache::reserve(size_t names, size_t addresses)
 {
     entries_.reserve(entries_.size() + names);

@@ -88,7 +88,10 @@ public:
     void set_selectors(const std::vector<FqdnSelector>& selectors, Time now, std::vector<ElementOp>& ops);
     // Lower bounds evict at the next call that has a clock: set_selectors
     // (which start and reload call right after this), learn or expire.
-    void set_limits(Limits limits) { limits_ = limits; }
+    // The tables are sized for the bounds here (up to 2,000,000): grown on
+    // the way, a table rehashes all it holds at once, and the answer that
+    // makes it grow waits (70 ms at 700,000 addresses).
+    void set_limits(Limits limits);
     const Limits& limits() const noexcept { return limits_; }
 
     // One answer: `names` is the chain from the question, `ttl` its lowest
