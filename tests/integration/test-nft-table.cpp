@@ -56,16 +56,23 @@ const nft::Table::ListedElement* find(const std::vector<nft::Table::ListedElemen
     return nullptr;
 }
 
+// fqdnd's echo table, applied by a socket of its own.
+struct EchoTable {
+    nft::Netlink nl;
+    nft::Table table{nl};
+    const ruleset::Ruleset rs = echo_ruleset();
+    std::string problem;
+    EchoTable()
+    {
+        REQUIRE(nl.open() == 0);
+        REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
+    }
+};
+
 } // namespace
 
-TEST_CASE("set element timeouts are renewed by re-add and by delete-add")
+TEST_CASE_FIXTURE(EchoTable, "set element timeouts are renewed by re-add and by delete-add")
 {
-    nft::Netlink nl;
-    REQUIRE(nl.open() == 0);
-    nft::Table table(nl);
-    const auto rs = echo_ruleset();
-    std::string problem;
-    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
     const std::string set = rs.sets[0].family == Family::ipv4 ? rs.sets[0].name : rs.sets[1].name;
     const Address a = *Address::parse("203.0.113.2");
 
@@ -92,14 +99,8 @@ TEST_CASE("set element timeouts are renewed by re-add and by delete-add")
     }
 }
 
-TEST_CASE("a failing batch changes nothing and says which object failed")
+TEST_CASE_FIXTURE(EchoTable, "a failing batch changes nothing and says which object failed")
 {
-    nft::Netlink nl;
-    REQUIRE(nl.open() == 0);
-    nft::Table table(nl);
-    std::string problem;
-    const auto rs = echo_ruleset();
-    REQUIRE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0);
     // Deleting an element that is not there fails the whole batch.
     const int r = table.delete_elements("fqdnd", rs.sets[0].name, k8s_tag,
                                         {*Address::parse(rs.sets[0].family == Family::ipv4 ? "192.0.2.77" : "2001:db8::77")},
@@ -108,14 +109,8 @@ TEST_CASE("a failing batch changes nothing and says which object failed")
     CHECK(problem.find("deleting 1 elements of set " + rs.sets[0].name) != std::string::npos);
 }
 
-TEST_CASE("applying again adopts the table: set elements stay")
+TEST_CASE_FIXTURE(EchoTable, "applying again adopts the table: set elements stay")
 {
-    nft::Netlink nl;
-    REQUIRE(nl.open() == 0);
-    nft::Table table(nl);
-    std::string problem;
-    const auto rs = echo_ruleset();
-    REQUIRE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0);
     const auto& set = rs.sets[0].family == Family::ipv4 ? rs.sets[0] : rs.sets[1];
     const Address a = *Address::parse("203.0.113.9");
     REQUIRE(table.add_elements("fqdnd", set.name, k8s_tag, {{a, 1h, false}}, nft::Refresh::readd, &problem) == 0);
@@ -128,14 +123,8 @@ TEST_CASE("applying again adopts the table: set elements stay")
     CHECK_FALSE(table.exists("fqdnd"));
 }
 
-TEST_CASE("the table monitor drops the transactions of fqdnd's own ports, and sees every other")
+TEST_CASE_FIXTURE(EchoTable, "the table monitor drops the transactions of fqdnd's own ports, and sees every other")
 {
-    nft::Netlink nl;
-    REQUIRE(nl.open() == 0);
-    nft::Table table(nl);
-    const auto rs = echo_ruleset();
-    std::string problem;
-    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
     const std::string set = rs.sets[0].family == Family::ipv4 ? rs.sets[0].name : rs.sets[1].name;
 
     // The DNS path's socket of set updates.
@@ -181,14 +170,8 @@ TEST_CASE("the table monitor drops the transactions of fqdnd's own ports, and se
     std::system("nft delete table inet other");
 }
 
-TEST_CASE("the monitor tells which set elements another port added or deleted, and only those of its table")
+TEST_CASE_FIXTURE(EchoTable, "the monitor tells which set elements another port added or deleted, and only those of its table")
 {
-    nft::Netlink nl;
-    REQUIRE(nl.open() == 0);
-    nft::Table table(nl);
-    const auto rs = echo_ruleset();
-    std::string problem;
-    REQUIRE_MESSAGE(table.apply(rs, nft::QueueMode::compat, {}, &problem) == 0, problem);
     nft::Monitor monitor;
     REQUIRE(monitor.open(1 << 20) == 0);
     REQUIRE(monitor.ignore({nl.portid()}) == 0);
