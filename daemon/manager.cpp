@@ -97,6 +97,10 @@ int Manager::start()
     // Copies are read from before the rules send any.
     if (int r = dns_->open_copies(event_.get(), *config_); r < 0)
         return r;
+    // Someone else's changes from here on are seen, also those made while
+    // the sets are checked against the cache below.
+    if (int r = keeper_.open(event_.get(), nl_.portid()); r < 0)
+        return r;
     if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
         return r;
 
@@ -122,8 +126,6 @@ int Manager::start()
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
         return r;
 
-    if (int r = keeper_.open(event_.get(), nl_.portid()); r < 0)
-        return r;
     if (int r = dns_->open(event_.get(), config_->settings, refresh_); r < 0)
         return r;
     // Its set updates come every round of the DNS path: not even read.
@@ -329,14 +331,12 @@ void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& ch
         removals[{set, tag}].push_back(address);
     }
     update_sets(ops, "putting back set elements someone else changed");
+    removed = 0; // what went: one may have gone by its own timeout meanwhile
     for (const auto& [where, addresses] : removals) {
         std::string problem;
-        if (table_->delete_elements(config_->settings.table, where.first, where.second, addresses, &problem) == 0)
-            continue;
-        // One that is gone already (its timeout ended) fails the batch:
-        // one at a time, then.
-        for (const Address& a : addresses)
-            table_->delete_elements(config_->settings.table, where.first, where.second, {a}, nullptr);
+        removed += table_->delete_each(config_->settings.table, where.first, where.second, addresses, &problem);
+        if (!problem.empty())
+            log::warning("cannot remove elements someone else added to " + where.first + ": " + problem);
     }
     unexplained_elements_ += removed;
     if (put_back > 0)

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <libmnl/libmnl.h>
 #include <linux/filter.h>
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <sys/socket.h>
@@ -107,6 +108,12 @@ bool Monitor::read(const std::string& table, uint32_t own_portid, size_t max_ele
                 continue;
             const int type = NFNL_MSG_TYPE(nlh->nlmsg_type);
             if (type == NFT_MSG_NEWGEN)
+                continue;
+            // fqdnd's table is inet: one of the same name in another family
+            // (found by a hostile review: `table ip fqdnd` with a set fqdn4)
+            // is someone else's.
+            if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(nfgenmsg))
+                || static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh))->nfgen_family != NFPROTO_INET)
                 continue;
             if (type != NFT_MSG_NEWSETELEM && type != NFT_MSG_DELSETELEM) {
                 if (event_table(nlh) == table)

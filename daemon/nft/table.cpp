@@ -20,6 +20,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 
 namespace fqdnd::nft {
 
@@ -509,6 +510,35 @@ int Table::delete_elements(const std::string& table, const std::string& set, std
     std::vector<Batch::Error> errors;
     if (int r = b.send(&errors); r < 0)
         return fail(problem, errors, r);
+    return 0;
+}
+
+size_t Table::delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
+                          const std::vector<Address>& addresses, std::string* problem)
+{
+    // A batch with one element that is gone already (its timeout over)
+    // fails whole, and each failed batch costs the kernel an abort (an RCU
+    // grace period): not one at a time, then, but again with what a listing
+    // still shows, leaving out what ends within a second by itself.
+    std::vector<Address> left = addresses;
+    std::string why;
+    for (int attempt = 0; attempt < 3 && !left.empty(); ++attempt) {
+        why.clear();
+        if (delete_elements(table, set, tag, left, &why) == 0)
+            return left.size();
+        std::vector<ListedElement> listed;
+        if (list_elements(table, set, listed) < 0)
+            break;
+        std::set<Address> still;
+        for (const auto& e : listed)
+            if (e.tag == tag && !(e.timeout.count() > 0 && e.expires < std::chrono::seconds(1)))
+                still.insert(e.address);
+        std::erase_if(left, [&](const Address& a) { return !still.contains(a); });
+    }
+    // Nothing left: all went by themselves. Else someone keeps deleting
+    // them too, or the kernel refuses: said.
+    if (!left.empty() && problem)
+        *problem = why;
     return 0;
 }
 

@@ -72,6 +72,12 @@ public:
                      const std::vector<Element>& elements, Refresh refresh, std::string* problem);
     int delete_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                         const std::vector<Address>& addresses, std::string* problem);
+    // Deletes what it can of these. A batch with one that is gone already
+    // (its timeout over) fails whole: then again, up to three times, with
+    // those a listing still shows, less those that end within a second by
+    // themselves. How many it deleted; why it could not, in `problem`.
+    size_t delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
+                       const std::vector<Address>& addresses, std::string* problem);
 
     // The element operations of one DNS answer (or expiry) in one batch:
     // adds and renewals first; removals after, in a batch of their own whose

@@ -69,9 +69,9 @@ size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::v
         }
         for (const auto& [tag, addresses] : extra.by_tag) {
             std::string problem;
-            if (kernel.delete_elements(table, set, tag, addresses, &problem) < 0)
+            removed += kernel.delete_each(table, set, tag, addresses, &problem);
+            if (!problem.empty())
                 log::warning("cannot remove unexplained elements from " + set + ": " + problem);
-            removed += addresses.size();
         }
     }
     return removed;

@@ -96,6 +96,37 @@ check "an element added by someone else is removed within 2 s" eventually 2 gone
 check_not "and denies again" connects c1 203.0.113.99 80
 check "and is logged with what is known of it" \
     grep -q "removing 203.0.113.99 from set fqdn4 (selector match-pattern: \*.k8s.intra., 3600 s left in the kernel, no name in the cache): the state does not explain it" "$WORK/fqdnd-router.log"
+# Found by a hostile review: a table of the same name in another family
+# (ip fqdnd, with a set fqdn4 of the same key) is not fqdnd's; a delete
+# there must not hide an add to fqdnd's own set, nor its changes count.
+restores_before=$(grep -c "was changed by someone else" "$WORK/fqdnd-router.log")
+in_ns router nft 'add table ip fqdnd; add set ip fqdnd fqdn4 { type mark . mark . ipv4_addr; }'
+sleep 0.5
+check "a table of another family with fqdnd's name is not fqdnd's: no restore" \
+    test "$(grep -c "was changed by someone else" "$WORK/fqdnd-router.log")" = "$restores_before"
+in_ns router nft "add element inet fqdnd fqdn4 { $k8s . 203.0.113.99 timeout 1h }; add element ip fqdnd fqdn4 { $k8s . 203.0.113.99 }; delete element ip fqdnd fqdn4 { $k8s . 203.0.113.99 }"
+check "an element added along with changes to the other family's set is removed within 2 s" eventually 2 gone 203.0.113.99
+in_ns router nft delete table ip fqdnd
+# A whole-set check (here after a change to the table) must not let one
+# element that expires meanwhile keep the others: 3,000 decoys of fqdnd's
+# tag that end over 0.1-1.6 s, and one that would stay. Three tries.
+holds6() { set_addresses router "match-pattern: *.k8s.intra." 6 | grep -qx "$1"; }
+stayed=0
+for try in 1 2 3; do
+    python3 - "$k8s" "$try" > "$WORK/decoys.nft" <<'PY'
+import sys
+tag, attempt = sys.argv[1], int(sys.argv[2])
+print(f"add chain inet fqdnd decoy{attempt}")
+print(f"add element inet fqdnd fqdn6 {{ {tag} . 2001:db8:4::99 timeout 1h }}")
+for i in range(3000):
+    print(f"add element inet fqdnd fqdn6 {{ {tag} . 2001:db8:{100 + attempt:x}::{i:x} timeout {100 + i // 2}ms }}")
+PY
+    in_ns router nft -f "$WORK/decoys.nft"
+    sleep 2.5
+    holds6 2001:db8:4::99 && { stayed=$try; break; }
+done
+check "an element added with decoys that expire during the check is removed (3 tries)" test "$stayed" = 0
+check "the table changes are undone too" bash -c "! ip netns exec $(ns router) nft list table inet fqdnd | grep -q 'chain decoy'"
 # Someone else deletes an element the cache holds: put back.
 in_ns router nft delete element inet fqdnd fqdn4 "{ $k8s . 203.0.113.2 }"
 check "an element the cache holds, deleted by someone else, is back within 2 s" eventually 2 k8s_holds 203.0.113.2

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -109,6 +110,27 @@ TEST_CASE_FIXTURE(EchoTable, "a failing batch changes nothing and says which obj
     CHECK(problem.find("deleting 1 elements of set " + rs.sets[0].name) != std::string::npos);
 }
 
+TEST_CASE_FIXTURE(EchoTable, "delete_each deletes what is there when one of a batch is gone already")
+{
+    const std::vector<Address> all{*Address::parse("203.0.113.21"), *Address::parse("203.0.113.22"),
+                                   *Address::parse("203.0.113.23")};
+    REQUIRE(table.add_elements("fqdnd", "fqdn4", k8s_tag, {{all[0], 10min, false}, {all[2], 10min, false}},
+                               nft::Refresh::readd, &problem)
+            == 0);
+    // The batch fails on the missing one; each of the others goes alone.
+    CHECK(table.delete_elements("fqdnd", "fqdn4", k8s_tag, all, nullptr) == -ENOENT);
+    problem.clear();
+    CHECK(table.delete_each("fqdnd", "fqdn4", k8s_tag, all, &problem) == 2);
+    CHECK(problem.empty()); // gone already is not a failure
+    std::vector<nft::Table::ListedElement> listed;
+    REQUIRE(table.list_elements("fqdnd", "fqdn4", listed) == 0);
+    for (const Address& a : all)
+        CHECK(find(listed, a) == nullptr);
+    // All there: one batch.
+    REQUIRE(table.add_elements("fqdnd", "fqdn4", k8s_tag, {{all[1], 10min, false}}, nft::Refresh::readd, &problem) == 0);
+    CHECK(table.delete_each("fqdnd", "fqdn4", k8s_tag, {all[1]}, &problem) == 1);
+}
+
 TEST_CASE_FIXTURE(EchoTable, "applying again adopts the table: set elements stay")
 {
     const auto& set = rs.sets[0].family == Family::ipv4 ? rs.sets[0] : rs.sets[1];
@@ -168,6 +190,18 @@ TEST_CASE_FIXTURE(EchoTable, "the table monitor drops the transactions of fqdnd'
     CHECK(poll(&p, 1, 2000) == 1);
     CHECK(read(monitor, nl).changed);
     std::system("nft delete table inet other");
+
+    // A table of fqdnd's name in another family is someone else's: neither
+    // its changes nor its elements count (found by a hostile review).
+    REQUIRE(std::system("nft 'add table ip fqdnd; add set ip fqdnd fqdn4 { type mark . mark . ipv4_addr; }; "
+                        "add element ip fqdnd fqdn4 { 0x1 . 0x2 . 192.0.2.1 }'")
+            == 0);
+    REQUIRE(poll(&p, 1, 2000) == 1);
+    nft::Monitor::Seen decoy;
+    CHECK_FALSE(monitor.read("fqdnd", nl.portid(), 100, decoy));
+    CHECK_FALSE(decoy.changed);
+    CHECK(decoy.elements.empty());
+    std::system("nft delete table ip fqdnd");
 }
 
 TEST_CASE_FIXTURE(EchoTable, "the monitor tells which set elements another port added or deleted, and only those of its table")
