@@ -117,11 +117,15 @@ int Manager::start()
     if (!config_->settings.pre_cache.empty())
         state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
     update_sets(ops, "restoring the sets from the cache");
-    if (const size_t removed = state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now())) {
+    bool complete = true;
+    if (const size_t removed
+        = state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now(), complete)) {
         unexplained_elements_ += removed;
         log::warning("the sets held " + std::to_string(removed)
                      + " elements that neither the state file nor the journal explains; removed");
     }
+    if (!complete)
+        keeper_.recheck();
     state_->begin();
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
         return r;
@@ -288,12 +292,15 @@ void Manager::resync_sets(const char* why)
     std::vector<cache::ElementOp> ops;
     cache_.resync(now(), ops);
     update_sets(ops, std::string(why) + ": refilling the sets");
+    bool complete = true;
     const size_t removed = state::reconcile_sets(*table_, config_->settings.table, config_->fqdn_selectors(), cache_,
-                                                 now());
+                                                 now(), complete);
     unexplained_elements_ += removed;
     if (removed > 0)
         log::warning("the sets held " + std::to_string(removed)
                      + " elements that fqdnd's cache does not explain (someone else added them); removed");
+    if (!complete)
+        keeper_.recheck();
 }
 
 void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& changes)
@@ -335,8 +342,11 @@ void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& ch
     for (const auto& [where, addresses] : removals) {
         std::string problem;
         removed += table_->delete_each(config_->settings.table, where.first, where.second, addresses, &problem);
-        if (!problem.empty())
-            log::warning("cannot remove elements someone else added to " + where.first + ": " + problem);
+        if (!problem.empty()) {
+            log::warning("cannot remove elements someone else added to " + where.first + ": " + problem
+                         + "; checking the sets whole");
+            keeper_.recheck();
+        }
     }
     unexplained_elements_ += removed;
     if (put_back > 0)

@@ -45,6 +45,12 @@ int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
     return 0;
 }
 
+void Keeper::recheck()
+{
+    seen_.lost = true;
+    schedule();
+}
+
 void Keeper::schedule()
 {
     uint64_t now = 0;

@@ -36,6 +36,10 @@ public:
     // transactions are fqdnd's own too, and not read at all.
     int also_own(uint32_t portid);
 
+    // A check could not finish (someone kept changing the sets): another,
+    // of everything, as after lost events.
+    void recheck();
+
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;
     static constexpr uint64_t max_delay_usec = 1'000'000;

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 
 
+#include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/object.h>
@@ -14,6 +15,7 @@
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 
 #include <algorithm>
 #include <array>
@@ -35,10 +37,16 @@ std::string describe(const Features& f)
 {
     return std::string("NFQUEUE: ")
         + (f.queue_mode == QueueMode::native ? "native nft queue expression" : "xtables NFQUEUE target (nft compat)")
-        + "; set element refresh: " + std::string(to_string(f.refresh));
+        + "; set element refresh: " + std::string(to_string(f.refresh))
+        + "; idempotent element delete: " + (f.destroy_elements ? "yes" : "no");
 }
 
 namespace {
+
+// NFT_MSG_DESTROYSETELEM (Linux 6.3), which older headers lack: the
+// 31st of enum nf_tables_msg_types (after NFT_MSG_GETRULE_RESET, 25, and the
+// DESTROY of table, chain, rule and set, 26-29).
+constexpr uint16_t msg_destroy_setelem = 30;
 
 
 uint32_t hook_number(Hook h)
@@ -516,30 +524,102 @@ int Table::delete_elements(const std::string& table, const std::string& set, std
 size_t Table::delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                           const std::vector<Address>& addresses, std::string* problem)
 {
-    // A batch with one element that is gone already (its timeout over)
-    // fails whole, and each failed batch costs the kernel an abort (an RCU
-    // grace period): not one at a time, then, but again with what a listing
-    // still shows, leaving out what ends within a second by itself.
+    if (destroy_) {
+        Batch b(nl_);
+        std::vector<Key> keys;
+        for (const Address& a : addresses)
+            keys.push_back(key_of(tag, a));
+        element_messages(b, msg_destroy_setelem, table, set, keys, nullptr);
+        std::vector<Batch::Error> errors;
+        if (int r = b.send(&errors); r < 0) {
+            fail(problem, errors, r);
+            return 0;
+        }
+        return addresses.size();
+    }
+    // Each failed batch costs the kernel an abort (an RCU grace period):
+    // not one at a time, but again with what a listing still shows.
     std::vector<Address> left = addresses;
     std::string why;
     for (int attempt = 0; attempt < 3 && !left.empty(); ++attempt) {
         why.clear();
         if (delete_elements(table, set, tag, left, &why) == 0)
-            return left.size();
+            return addresses.size();
         std::vector<ListedElement> listed;
-        if (list_elements(table, set, listed) < 0)
+        if (int r = list_elements_stable(table, set, listed); r < 0) {
+            why = "listing set " + set + ": " + errno_text(r);
             break;
+        }
         std::set<Address> still;
         for (const auto& e : listed)
             if (e.tag == tag && !(e.timeout.count() > 0 && e.expires < std::chrono::seconds(1)))
                 still.insert(e.address);
         std::erase_if(left, [&](const Address& a) { return !still.contains(a); });
     }
-    // Nothing left: all went by themselves. Else someone keeps deleting
-    // them too, or the kernel refuses: said.
-    if (!left.empty() && problem)
+    if (left.empty())
+        return addresses.size(); // the rest went by themselves
+    if (problem)
         *problem = why;
     return 0;
+}
+
+int Table::generation(uint32_t& out)
+{
+    std::array<char, 256> buf{};
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETGEN, NFPROTO_UNSPEC, NLM_F_ACK, nl_.next_seq());
+    bool got = false;
+    const int r = nl_.dump(nlh, [&](const nlmsghdr* m) {
+        if (NFNL_MSG_TYPE(m->nlmsg_type) != NFT_MSG_NEWGEN)
+            return;
+        const char* end = reinterpret_cast<const char*>(m) + m->nlmsg_len;
+        for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(m, sizeof(nfgenmsg)));
+             mnl_attr_ok(a, static_cast<int>(end - reinterpret_cast<const char*>(a))); a = mnl_attr_next(a)) {
+            if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
+                out = ntohl(mnl_attr_get_u32(a));
+                got = true;
+            }
+        }
+    });
+    if (r < 0)
+        return r;
+    return got ? 0 : -EPROTO;
+}
+
+int Table::list_elements_stable(const std::string& table, const std::string& set, std::vector<ListedElement>& out)
+{
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        uint32_t before = 0, after = 0;
+        if (int r = generation(before); r < 0)
+            return r;
+        out.clear();
+        if (int r = list_elements(table, set, out); r < 0)
+            return r;
+        if (int r = generation(after); r < 0)
+            return r;
+        if (before == after)
+            return 0;
+    }
+    return -EAGAIN;
+}
+
+bool Table::probe_destroy(const std::string& table)
+{
+    const std::string set = "probe_destroy";
+    Batch b(nl_);
+    add_table(b, table);
+    encode_address_set(b, table, AddressSet{set, Family::ipv4, "probe"}, 1);
+    if (b.send() < 0)
+        return false;
+    // An element that is not there: only a kernel that knows the message
+    // takes it.
+    Batch destroy(nl_);
+    element_messages(destroy, msg_destroy_setelem, table, set, {key_of(std::nullopt, *Address::parse("192.0.2.1"))},
+                     nullptr);
+    destroy_ = destroy.send() == 0;
+    Batch cleanup(nl_);
+    delete_set(cleanup, table, set);
+    cleanup.send();
+    return destroy_;
 }
 
 int Table::list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out)
@@ -670,6 +750,7 @@ int Table::probe(const std::string& table, std::optional<QueueMode> queue_mode, 
             *problem = "cannot probe set element refresh: " + why;
         return r;
     }
+    out.destroy_elements = probe_destroy(table);
     return 0;
 }
 

@@ -23,6 +23,9 @@ std::string_view to_string(Refresh r) noexcept;
 struct Features {
     QueueMode queue_mode = QueueMode::native;
     Refresh refresh = Refresh::readd;
+    // Kernels from 6.3 delete set elements idempotently (NFT_MSG_DESTROYSETELEM):
+    // one that is gone already does not fail the batch.
+    bool destroy_elements = false;
 };
 // "NFQUEUE: native nft queue expression; set element refresh: re-add"
 std::string describe(const Features& f);
@@ -44,6 +47,8 @@ public:
     // are renewed; both tried in the table itself, leaving nothing behind.
     int probe_queue(const std::string& table, QueueMode& mode, std::string* problem);
     int probe_refresh(const std::string& table, Refresh& refresh, std::string* problem);
+    // Whether the kernel takes NFT_MSG_DESTROYSETELEM; delete_each uses it from then on.
+    bool probe_destroy(const std::string& table);
     // Both, each as given (from the command line) or else probed; `problem`
     // then says which could not be told, and why.
     int probe(const std::string& table, std::optional<QueueMode> queue_mode, std::optional<Refresh> refresh,
@@ -72,10 +77,12 @@ public:
                      const std::vector<Element>& elements, Refresh refresh, std::string* problem);
     int delete_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                         const std::vector<Address>& addresses, std::string* problem);
-    // Deletes what it can of these. A batch with one that is gone already
-    // (its timeout over) fails whole: then again, up to three times, with
-    // those a listing still shows, less those that end within a second by
-    // themselves. How many it deleted; why it could not, in `problem`.
+    // Deletes these where they are. With NFT_MSG_DESTROYSETELEM (see
+    // probe_destroy) in one batch. Without it a batch with one that is gone
+    // already (its timeout over) fails whole: then again, up to three
+    // times, with those a stable listing still shows, less those that end
+    // within a second by themselves. How many it deleted (or found gone);
+    // when it could not delete them all, 0 and why, in `problem`.
     size_t delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                        const std::vector<Address>& addresses, std::string* problem);
 
@@ -92,12 +99,19 @@ public:
         Duration expires;
     };
     int list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out);
+    // A listing no transaction changed while it was taken (a large set is
+    // dumped in parts, and changes between them can hide elements): up to
+    // three tries, then -EAGAIN.
+    int list_elements_stable(const std::string& table, const std::string& set, std::vector<ListedElement>& out);
+    // The ruleset's generation: every committed transaction changes it.
+    int generation(uint32_t& out);
     // The elements of one element message (a listing's, or an event's),
     // with the table and set it names. False when it does not parse.
     static bool parse_elements(const nlmsghdr* nlh, std::string& table, std::string& set,
                                std::vector<ListedElement>& out);
 
 private:
+    bool destroy_ = false; // NFT_MSG_DESTROYSETELEM works (probe_destroy)
     struct Existing {
         bool table = false;
         struct ChainInfo {

@@ -40,8 +40,9 @@ std::string describe_unexplained(const Address& address, const std::string& set,
 }
 
 size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::vector<FqdnSelector>& selectors,
-                      const cache::Cache& cache, cache::Time now)
+                      const cache::Cache& cache, cache::Time now, bool& complete)
 {
+    complete = true;
     std::vector<cache::ElementOp> want;
     cache.resync(now, want);
     std::map<uint64_t, std::string> selector_of;
@@ -51,8 +52,9 @@ size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::v
     for (const Family f : {Family::ipv4, Family::ipv6}) {
         const std::string set = ruleset::fqdn_set(f);
         std::vector<nft::Table::ListedElement> listed;
-        if (int r = kernel.list_elements(table, set, listed); r < 0) {
+        if (int r = kernel.list_elements_stable(table, set, listed); r < 0) {
             log::warning("cannot list the set " + set + " to check it against the cache: " + errno_text(r));
+            complete = false;
             continue;
         }
         std::vector<SetElement> elements;
@@ -70,8 +72,10 @@ size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::v
         for (const auto& [tag, addresses] : extra.by_tag) {
             std::string problem;
             removed += kernel.delete_each(table, set, tag, addresses, &problem);
-            if (!problem.empty())
+            if (!problem.empty()) {
                 log::warning("cannot remove unexplained elements from " + set + ": " + problem);
+                complete = false;
+            }
         }
     }
     return removed;

@@ -44,8 +44,10 @@ std::string describe_unexplained(const Address& address, const std::string& set,
                                  Duration left, const std::vector<std::string>& names);
 
 // Removes (and logs, the first 20) every element of the FQDN sets of inet
-// `table` that `cache` does not explain. Returns how many went.
+// `table` that `cache` does not explain. Returns how many went; `complete`
+// false when a set could not be listed without someone changing it
+// meanwhile, or not all could be removed: the caller checks again later.
 size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::vector<FqdnSelector>& selectors,
-                      const cache::Cache& cache, cache::Time now);
+                      const cache::Cache& cache, cache::Time now, bool& complete);
 
 } // namespace fqdnd::state
