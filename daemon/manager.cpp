@@ -281,13 +281,18 @@ void Manager::restore(const nft::Keeper::Seen& seen)
         ++restores_;
     }
     // Which elements changed is known only from the events themselves.
+    bool complete = true;
     if (table_changed || seen.lost || seen.elements_dropped)
-        resync_sets("restore");
+        complete = resync_sets("restore");
     else if (!seen.elements.empty())
-        repair_elements(seen.elements);
+        complete = repair_elements(seen.elements);
+    if (complete)
+        keeper_.settled();
+    else
+        keeper_.recheck();
 }
 
-void Manager::resync_sets(const char* why)
+bool Manager::resync_sets(const char* why)
 {
     std::vector<cache::ElementOp> ops;
     cache_.resync(now(), ops);
@@ -299,11 +304,10 @@ void Manager::resync_sets(const char* why)
     if (removed > 0)
         log::warning("the sets held " + std::to_string(removed)
                      + " elements that fqdnd's cache does not explain (someone else added them); removed");
-    if (!complete)
-        keeper_.recheck();
+    return complete;
 }
 
-void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& changes)
+bool Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& changes)
 {
     // The last change of each element is the one that stands.
     std::map<std::tuple<std::string, uint64_t, Address>, const nft::Monitor::ElementChange*> last;
@@ -317,6 +321,7 @@ void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& ch
         selector_of.emplace(ruleset::selector_tag(s), s.to_string());
     std::vector<cache::ElementOp> ops;
     size_t put_back = 0, removed = 0;
+    bool complete = true;
     for (const auto& [key, c] : last) {
         const auto& [set, tag, address] = key;
         if (auto op = cache_.element(tag, address, t)) {
@@ -345,7 +350,7 @@ void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& ch
         if (!problem.empty()) {
             log::warning("cannot remove elements someone else added to " + where.first + ": " + problem
                          + "; checking the sets whole");
-            keeper_.recheck();
+            complete = false;
         }
     }
     unexplained_elements_ += removed;
@@ -355,6 +360,7 @@ void Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& ch
     if (removed > 0)
         log::warning("someone else added " + std::to_string(removed)
                      + " elements to the FQDN sets that fqdnd's cache does not explain; removed");
+    return complete;
 }
 
 cache::Time Manager::now()

@@ -103,9 +103,10 @@ private:
     void restore(const nft::Keeper::Seen& seen);
     // Someone else added or deleted these elements: each the cache holds
     // is put back as it has it, each other one added is removed.
-    void repair_elements(const std::vector<nft::Monitor::ElementChange>& changes);
+    // Both false when the sets must be checked again.
+    bool repair_elements(const std::vector<nft::Monitor::ElementChange>& changes);
     // Every element the cache holds into the sets, every other one out.
-    void resync_sets(const char* why);
+    bool resync_sets(const char* why);
 
     static int on_signal(sd_event_source*, const struct signalfd_siginfo* si, void* self);
     static int on_expiry_timer(sd_event_source*, uint64_t usec, void* self);

@@ -3,6 +3,8 @@
 #include "log.hpp"
 
 #include <sys/epoll.h>
+
+#include <algorithm>
 #include <utility>
 
 namespace fqdnd::nft {
@@ -48,7 +50,10 @@ int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
 void Keeper::recheck()
 {
     seen_.lost = true;
-    schedule();
+    const uint64_t delay = std::min<uint64_t>(delay_usec << std::min(rechecks_, 9u), 60'000'000);
+    ++rechecks_;
+    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, delay, 10'000, on_timer, this); r < 0)
+        log::error("cannot arm the timer that checks the table again: " + errno_text(r));
 }
 
 void Keeper::schedule()

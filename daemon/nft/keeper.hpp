@@ -36,9 +36,12 @@ public:
     // transactions are fqdnd's own too, and not read at all.
     int also_own(uint32_t portid);
 
-    // A check could not finish (someone kept changing the sets): another,
-    // of everything, as after lost events.
+    // A check could not finish (someone kept changing the sets), or must be
+    // confirmed: another, of everything, as after lost events; each one in
+    // a row waits twice as long as the one before, up to a minute.
     void recheck();
+    // A check finished: the next recheck waits delay_usec again.
+    void settled() noexcept { rechecks_ = 0; }
 
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;
@@ -59,6 +62,7 @@ private:
     SdEventSourcePtr source_, timer_;
     Seen seen_;                  // since the last check
     uint64_t pending_since_ = 0; // the first event it waits for, CLOCK_MONOTONIC
+    unsigned rechecks_ = 0;      // in a row, since the last check that finished
 };
 
 } // namespace fqdnd::nft

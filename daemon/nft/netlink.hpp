@@ -47,8 +47,9 @@ public:
     uint32_t portid() const noexcept { return portid_; }
     uint32_t next_seq() noexcept { return seq_++; }
 
-    // Sends one request with NLM_F_DUMP and calls `each` for every reply
-    // message. Returns 0 or a negative errno (ENOENT: no such table or set).
+    // Sends one request and calls `each` for every reply message, until the
+    // dump's end (NLM_F_DUMP) or the ack (any other request must carry
+    // NLM_F_ACK). Returns 0 or a negative errno (ENOENT: no such table or set).
     int dump(const nlmsghdr* request, const std::function<void(const nlmsghdr*)>& each) noexcept;
 
     // The socket's buffers forced to at least `bytes`: a system call only

@@ -80,9 +80,9 @@ public:
     // Deletes these where they are. With NFT_MSG_DESTROYSETELEM (see
     // probe_destroy) in one batch. Without it a batch with one that is gone
     // already (its timeout over) fails whole: then again, up to three
-    // times, with those a stable listing still shows, less those that end
-    // within a second by themselves. How many it deleted (or found gone);
-    // when it could not delete them all, 0 and why, in `problem`.
+    // times, with those a new listing still shows, less those that end
+    // within a second by themselves. How many are no longer there; when it
+    // could not delete them all, 0 and why, in `problem`.
     size_t delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                        const std::vector<Address>& addresses, std::string* problem);
 
@@ -101,7 +101,8 @@ public:
     int list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out);
     // A listing no transaction changed while it was taken (a large set is
     // dumped in parts, and changes between them can hide elements): up to
-    // three tries, then -EAGAIN.
+    // three tries, then -EAGAIN with the last one in `out` (what it shows
+    // is there; it may miss some).
     int list_elements_stable(const std::string& table, const std::string& set, std::vector<ListedElement>& out);
     // The ruleset's generation: every committed transaction changes it.
     int generation(uint32_t& out);

@@ -52,7 +52,11 @@ size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::v
     for (const Family f : {Family::ipv4, Family::ipv6}) {
         const std::string set = ruleset::fqdn_set(f);
         std::vector<nft::Table::ListedElement> listed;
-        if (int r = kernel.list_elements_stable(table, set, listed); r < 0) {
+        // A listing some transaction changed meanwhile may miss elements,
+        // but what it shows is there: removed all the same, and checked again.
+        if (int r = kernel.list_elements_stable(table, set, listed); r == -EAGAIN) {
+            complete = false;
+        } else if (r < 0) {
             log::warning("cannot list the set " + set + " to check it against the cache: " + errno_text(r));
             complete = false;
             continue;
@@ -72,6 +76,9 @@ size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::v
         for (const auto& [tag, addresses] : extra.by_tag) {
             std::string problem;
             removed += kernel.delete_each(table, set, tag, addresses, &problem);
+            // What a listing hid (one taken while elements go is not sure
+            // to show all): a check after removals finds it.
+            complete = false;
             if (!problem.empty()) {
                 log::warning("cannot remove unexplained elements from " + set + ": " + problem);
                 complete = false;

@@ -45,8 +45,9 @@ std::string describe_unexplained(const Address& address, const std::string& set,
 
 // Removes (and logs, the first 20) every element of the FQDN sets of inet
 // `table` that `cache` does not explain. Returns how many went; `complete`
-// false when a set could not be listed without someone changing it
-// meanwhile, or not all could be removed: the caller checks again later.
+// false when a set could not be listed without a transaction meanwhile,
+// when not all could be removed, or when any were (a listing taken while
+// elements go may miss some): the caller checks again later.
 size_t reconcile_sets(nft::Table& kernel, const std::string& table, const std::vector<FqdnSelector>& selectors,
                       const cache::Cache& cache, cache::Time now, bool& complete);
 
