@@ -508,13 +508,13 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
 }
 
 int Table::delete_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
-                           const std::vector<Address>& addresses, std::string* problem)
+                           const std::vector<Address>& addresses, std::string* problem, uint16_t type)
 {
     Batch b(nl_);
     std::vector<Key> keys;
     for (const Address& a : addresses)
         keys.push_back(key_of(tag, a));
-    element_messages(b, NFT_MSG_DELSETELEM, table, set, keys, nullptr);
+    element_messages(b, type, table, set, keys, nullptr);
     std::vector<Batch::Error> errors;
     if (int r = b.send(&errors); r < 0)
         return fail(problem, errors, r);
@@ -524,19 +524,8 @@ int Table::delete_elements(const std::string& table, const std::string& set, std
 size_t Table::delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                           const std::vector<Address>& addresses, std::string* problem)
 {
-    if (destroy_) {
-        Batch b(nl_);
-        std::vector<Key> keys;
-        for (const Address& a : addresses)
-            keys.push_back(key_of(tag, a));
-        element_messages(b, msg_destroy_setelem, table, set, keys, nullptr);
-        std::vector<Batch::Error> errors;
-        if (int r = b.send(&errors); r < 0) {
-            fail(problem, errors, r);
-            return 0;
-        }
-        return addresses.size();
-    }
+    if (destroy_)
+        return delete_elements(table, set, tag, addresses, problem, msg_destroy_setelem) == 0 ? addresses.size() : 0;
     // Each failed batch costs the kernel an abort (an RCU grace period):
     // not one at a time, but again with what a listing still shows.
     std::vector<Address> left = addresses;

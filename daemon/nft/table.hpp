@@ -7,6 +7,7 @@
 #include "nft/netlink.hpp"
 #include "ruleset/model.hpp"
 
+#include <linux/netfilter/nf_tables.h>
 #include <optional>
 #include <string>
 #include <vector>
@@ -75,8 +76,10 @@ public:
     // (ruleset::AddressSet), the elements of one selector's tag.
     int add_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                      const std::vector<Element>& elements, Refresh refresh, std::string* problem);
+    // `type`: NFT_MSG_DELSETELEM, or NFT_MSG_DESTROYSETELEM (delete_each).
     int delete_elements(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
-                        const std::vector<Address>& addresses, std::string* problem);
+                        const std::vector<Address>& addresses, std::string* problem,
+                        uint16_t type = NFT_MSG_DELSETELEM);
     // Deletes these where they are. With NFT_MSG_DESTROYSETELEM (see
     // probe_destroy) in one batch. Without it a batch with one that is gone
     // already (its timeout over) fails whole: then again, up to three
