@@ -6,7 +6,6 @@
 #include <arpa/inet.h>
 
 
-#include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/object.h>
@@ -558,15 +557,10 @@ int Table::generation(uint32_t& out)
     nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETGEN, NFPROTO_UNSPEC, NLM_F_ACK, nl_.next_seq());
     bool got = false;
     const int r = nl_.dump(nlh, [&](const nlmsghdr* m) {
-        if (NFNL_MSG_TYPE(m->nlmsg_type) != NFT_MSG_NEWGEN)
-            return;
-        const char* end = reinterpret_cast<const char*>(m) + m->nlmsg_len;
-        for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(m, sizeof(nfgenmsg)));
-             mnl_attr_ok(a, static_cast<int>(end - reinterpret_cast<const char*>(a))); a = mnl_attr_next(a)) {
-            if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
-                out = ntohl(mnl_attr_get_u32(a));
-                got = true;
-            }
+        GenPtr gen(nftnl_gen_alloc());
+        if (gen && NFNL_MSG_TYPE(m->nlmsg_type) == NFT_MSG_NEWGEN && nftnl_gen_nlmsg_parse(m, gen.get()) == 0) {
+            out = nftnl_gen_get_u32(gen.get(), NFTNL_GEN_ID);
+            got = true;
         }
     });
     if (r < 0)
