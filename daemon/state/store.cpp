@@ -40,6 +40,9 @@ void Store::load(cache::Cache& cache, cache::Time now, std::vector<cache::Elemen
             std::filesystem::remove(it->path(), ignored);
         }
     load_file(state_file(), "state file", cache, now, ops);
+    snapshot_bytes_ = std::filesystem::file_size(state_file(), ec);
+    if (ec)
+        snapshot_bytes_ = 0;
     // Then what was learned after it, up to the moment fqdnd stopped.
     const auto journals = journal_.on_disk();
     for (const auto& [generation, path] : journals)
@@ -98,8 +101,10 @@ void Store::begin()
     std::filesystem::create_directories(directory_, ec);
     if (int r = journal_.start(first_generation_); r < 0)
         count_write_error(Target::journal, r);
-    if (replayed_)
-        changed(); // a snapshot, then the journals replayed go
+    if (replayed_) {
+        urgent_ = true; // a snapshot soon, then the journals replayed go
+        changed();
+    }
 }
 
 void Store::learned(cache::Time t, const std::string& endpoint, const std::vector<std::string>& names,
@@ -112,37 +117,89 @@ void Store::flush()
 {
     if (lines_.empty())
         return;
-    if (int r = journal_.append(lines_); r < 0)
+    if (int r = journal_.append(lines_); r < 0) {
         count_write_error(Target::journal, r);
+        urgent_ = true; // the snapshot is all that will hold it
+    } else {
+        journal_bytes_ += lines_.size();
+    }
     lines_.clear();
+    arm_writeback();
     changed();
 }
 
 void Store::cleaned(cache::Time t, const std::optional<std::string>& pattern)
 {
-    if (int r = journal_.append(cache::journal_clean(t, pattern)); r < 0)
+    const std::string line = cache::journal_clean(t, pattern);
+    if (int r = journal_.append(line); r < 0) {
         count_write_error(Target::journal, r);
+        urgent_ = true;
+    } else {
+        journal_bytes_ += line.size();
+    }
+    arm_writeback();
     changed();
 }
 
 void Store::changed()
 {
-    if (dirty_)
-        return;
-    dirty_ = true;
-    // At most one write every two seconds, however busy the DNS; and no
-    // sooner than ten times the last write's length after it began: a
-    // large cache written every two seconds would keep a core busy (the
-    // journal keeps what is learned meanwhile).
-    const auto due = std::max(std::chrono::duration_cast<std::chrono::microseconds>(
-                                  writer_started_ + interval_ - std::chrono::steady_clock::now()),
-                              min_interval_);
-    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, static_cast<uint64_t>(due.count()), 100'000,
-                                          on_timer, this);
+    if (!dirty_) {
+        dirty_ = true;
+        dirty_since_ = std::chrono::steady_clock::now();
+        arm_snapshot();
+    } else if (!grown_armed_ && (grown() || urgent_)) {
+        arm_snapshot(); // sooner than max_age
+    }
+}
+
+std::chrono::microseconds Store::snapshot_due() const
+{
+    // A snapshot costs the loop a fork (it copies the page tables) and the
+    // writer the whole cache: taken when the journals since the last one
+    // are as large, each costs about as much as the appends it saves at
+    // start. Never sooner than min_interval after the change, nor than
+    // ten times the last write's length after it began.
+    const auto now = std::chrono::steady_clock::now();
+    const auto wait = grown() || urgent_ ? timing_.min_interval : timing_.max_age;
+    const auto due = std::max(dirty_since_ + wait, writer_started_ + interval_);
+    return std::max(std::chrono::duration_cast<std::chrono::microseconds>(due - now), std::chrono::microseconds(0));
+}
+
+void Store::arm_snapshot()
+{
+    grown_armed_ = grown() || urgent_;
+    if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, static_cast<uint64_t>(snapshot_due().count()),
+                                          100'000, on_timer, this);
         r < 0) {
         log::error("cannot arm the state writer's timer; writing now: " + errno_text(r));
         save();
     }
+}
+
+void Store::arm_writeback()
+{
+    // What the journal holds is handed to the disk every min_interval, so
+    // that a machine losing power loses seconds, not the kernel's 30 s of
+    // dirty pages; the loop never waits for the disk.
+    if (writeback_armed_)
+        return;
+    if (int r = event_reset_time_relative(event_, writeback_timer_, CLOCK_MONOTONIC,
+                                          static_cast<uint64_t>(timing_.min_interval.count()), 250'000, on_writeback,
+                                          this);
+        r < 0) {
+        log::warning("cannot arm the journal's writeback timer: " + errno_text(r));
+        return;
+    }
+    writeback_armed_ = true;
+}
+
+int Store::on_writeback(sd_event_source*, uint64_t, void* self)
+{
+    auto* s = static_cast<Store*>(self);
+    s->writeback_armed_ = false;
+    if (int r = s->journal_.start_writeback(); r < 0)
+        s->count_write_error(Target::journal, r);
+    return 0;
 }
 
 int Store::on_timer(sd_event_source*, uint64_t, void* self)
@@ -168,6 +225,7 @@ void Store::count_write_error(Target target, int error)
 void Store::save()
 {
     dirty_ = false;
+    grown_armed_ = false;
     if (writer_ > 0) {
         save_again_ = true;
         return;
@@ -179,6 +237,8 @@ void Store::save()
     if (g < 0)
         count_write_error(Target::journal, static_cast<int>(g));
     snapshot_generation_ = g < 0 ? 0 : static_cast<uint64_t>(g);
+    journal_bytes_ = 0;
+    urgent_ = false;
     const pid_t pid = cache::spawn_writer(state_file(), cache_);
     if (pid < 0) {
         log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
@@ -212,13 +272,18 @@ int Store::on_writer_exit(sd_event_source*, const siginfo_t* si, void* self)
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
                                                                             - s->writer_started_);
     s->last_took_ = took;
-    s->interval_ = std::clamp(10 * took, s->min_interval_, std::max(s->min_interval_, max_interval));
+    const auto floor = s->timing_.min_interval;
+    s->interval_ = std::clamp(10 * took, floor, std::max(floor, max_interval));
     if (si->si_code != CLD_EXITED)
         s->count_write_error(Target::state_file, -EINTR); // killed by a signal
     else if (si->si_status != 0)
         s->count_write_error(Target::state_file, -si->si_status);
-    else
+    else {
         s->journal_.drop_before(s->snapshot_generation_);
+        std::error_code ec;
+        if (const auto size = std::filesystem::file_size(s->state_file(), ec); !ec)
+            s->snapshot_bytes_ = size;
+    }
     if (s->save_again_) {
         // Changed while it wrote: written again when the interval allows.
         s->save_again_ = false;
@@ -249,10 +314,13 @@ void Store::save_now()
 
 void Store::write_here()
 {
-    if (int r = cache::write_atomically(state_file(), cache::to_json(cache_.entries())); r < 0)
+    const std::string text = cache::to_json(cache_.entries());
+    if (int r = cache::write_atomically(state_file(), text); r < 0) {
         count_write_error(Target::state_file, r);
-    else
+    } else {
         journal_.drop_before(snapshot_generation_);
+        snapshot_bytes_ = text.size();
+    }
 }
 
 } // namespace fqdnd::state

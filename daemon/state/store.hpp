@@ -12,22 +12,35 @@
 #include <vector>
 
 // What fqdnd remembers across restarts and crashes, in the state directory:
-// the cache snapshot (cache.json, cache/persist) written by a forked child
-// two seconds after a change, or later when writing takes long (the
-// writer works at most a tenth of the time), and the journal of what was
-// learned since (cache/journal), appended before verdicts. One per fqdnd;
-// it reads the cache it snapshots and never changes it, except when
-// loading at start.
+// the journal of what was learned (cache/journal), appended before
+// verdicts and handed to the disk every two seconds, and the cache
+// snapshot (cache.json, cache/persist) written by a forked child, which
+// lets the journals before it go. A snapshot costs the loop a fork and
+// the writer the whole cache, so it comes when the journals since the last
+// one have grown as large as it (at least 1 MiB), or a minute after the
+// first change it does not hold, never sooner than ten times the last
+// write's length after its start (the writer works at most a tenth of the
+// time). One per fqdnd; it reads the cache it snapshots and never changes
+// it, except when loading at start.
 namespace fqdnd::state {
+
+// When snapshots are taken (tests shorten them).
+struct Timing {
+    // The shortest time from a change to its snapshot, and how often the
+    // journal is handed to the disk.
+    std::chrono::microseconds min_interval{std::chrono::seconds(2)};
+    // The longest time a change waits for a snapshot.
+    std::chrono::microseconds max_age{std::chrono::seconds(60)};
+    // The journals written since the last snapshot that make the next one
+    // due at once: as many bytes as that snapshot, and at least these.
+    uint64_t min_growth = 1 << 20;
+};
 
 class Store {
 public:
-    // `min_interval`: the shortest time from a change to its snapshot
-    // (tests shorten it).
-    Store(sd_event* event, std::filesystem::path directory, const cache::Cache& cache,
-          std::chrono::microseconds min_interval = std::chrono::seconds(2))
+    Store(sd_event* event, std::filesystem::path directory, const cache::Cache& cache, Timing timing = {})
         : event_(event), directory_(std::move(directory)), cache_(cache), journal_(directory_),
-          interval_(min_interval), min_interval_(min_interval)
+          interval_(timing.min_interval), timing_(timing)
     {
     }
     Store(const Store&) = delete;
@@ -55,8 +68,12 @@ public:
     // began the next may (ten times that, 2 s to 30 s).
     std::chrono::microseconds last_write_took() const noexcept { return last_took_; }
     std::chrono::microseconds write_interval() const noexcept { return interval_; }
-    // The cache changed: a snapshot in two seconds, or once ten times
-    // the last snapshot's writing time has passed since it began.
+    // The journals' bytes since the last snapshot began, and that
+    // snapshot's size.
+    uint64_t journal_bytes() const noexcept { return journal_bytes_; }
+    uint64_t snapshot_bytes() const noexcept { return snapshot_bytes_; }
+    // The cache changed (its lines are in the journal): a snapshot when the
+    // journal has grown enough or the change has waited max_age.
     void changed();
     // The last snapshot, in this process (at exit): waits for a writer first.
     void save_now();
@@ -72,10 +89,19 @@ private:
     // writes again when it is done.
     void save();
     void write_here();
+    // When the snapshot of what changed is due, from now.
+    std::chrono::microseconds snapshot_due() const;
+    bool grown() const noexcept
+    {
+        return journal_bytes_ >= std::max<uint64_t>(snapshot_bytes_, timing_.min_growth);
+    }
+    void arm_snapshot();
+    void arm_writeback();
     enum class Target : uint8_t { state_file, journal };
     void count_write_error(Target target, int error);
     static int on_timer(sd_event_source*, uint64_t, void* self);
     static int on_writer_exit(sd_event_source*, const siginfo_t* si, void* self);
+    static int on_writeback(sd_event_source*, uint64_t, void* self);
 
     sd_event* event_;
     std::filesystem::path directory_;
@@ -87,12 +113,17 @@ private:
     uint64_t snapshot_generation_ = 0; // the journals before it are in the snapshot being written
     bool dirty_ = false;
     bool save_again_ = false;
+    bool urgent_ = false;          // journals replayed at start: a snapshot soon
+    bool writeback_armed_ = false;
+    bool grown_armed_ = false;     // the timer is set for a journal grown enough
+    std::chrono::steady_clock::time_point dirty_since_{};
+    uint64_t journal_bytes_ = 0, snapshot_bytes_ = 0;
     pid_t writer_ = -1;
-    SdEventSourcePtr timer_, writer_source_;
+    SdEventSourcePtr timer_, writer_source_, writeback_timer_;
     // When the last writer began, and how long after that the next may.
     std::chrono::steady_clock::time_point writer_started_{};
     std::chrono::microseconds interval_, last_took_{0};
-    const std::chrono::microseconds min_interval_;
+    const Timing timing_;
     static constexpr std::chrono::microseconds max_interval{30'000'000};
     uint64_t write_errors_ = 0;
     bool state_file_failed_ = false, journal_failed_ = false;
