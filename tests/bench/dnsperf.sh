@@ -9,14 +9,15 @@
 #     answers only, queries pass with a copy), then fqdnd with every answer
 #     a new address, then the same names again (renewals);
 #  4. a narrow DNS rule ("*.k8s.intra", so queries are queued too): the
-#     queue alone, then fqdnd with every answer a new address;
+#     queue alone, then fqdnd with every answer a new address, then the
+#     same names again (what judging queries costs, without set updates);
 #  5. the latency a client sees at a fixed 1,000 qps (one query at a time):
 #     without fqdnd, with the "*" queue alone (the floor), with fqdnd and
 #     new names, with fqdnd and the same names again; p50 and p99 of the
 #     round trip.
 # Prints qps, latency and where the CPU went for each run, fqdnd's own hold
 # times, and the ratios. Root; makes and removes its own namespaces. Never
-# fails on a timing. Usage: [REVERSE_PATH_FILTER=off] [PERF_RUN=star_new|star_renew|narrow_new
+# fails on a timing. Usage: [REVERSE_PATH_FILTER=off] [PERF_RUN=star_new|star_renew|narrow_new|narrow_renew
 # [PERF_OUT=FILE]] tests/bench/dnsperf.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
 seconds=${1:-10}
@@ -174,11 +175,12 @@ queue_alone "4a. narrow: fqdnd's rules, a reader accepting unread" "$WORK/narrow
 start_fqdnd router "$WORK/narrow/fqdnd.toml" >/dev/null || exit 1
 READER_PID=$FQDND_PID
 perf "4b. narrow: fqdnd, every answer a new address" "$WORK/narrow-names" narrow_new
+perf "4c. narrow: fqdnd, the same names again (renewals)" "$WORK/narrow-names" narrow_renew
 stats
 
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 echo "ratios to no fqdnd: \"*\" new addresses $(ratio "$QPS_star_new" "$QPS_base"), renewals $(ratio "$QPS_star_renew" "$QPS_base"), \"*\" queue alone $(ratio "$QPS_star_queue" "$QPS_base"); renewals to new addresses $(ratio "$QPS_star_renew" "$QPS_star_new")"
-echo "narrow rule to its queue-alone floor: $(ratio "$QPS_narrow_new" "$QPS_narrow_queue") (floor $(ratio "$QPS_narrow_queue" "$QPS_base") of no fqdnd)"
+echo "narrow rule to its queue-alone floor: new addresses $(ratio "$QPS_narrow_new" "$QPS_narrow_queue"), renewals $(ratio "$QPS_narrow_renew" "$QPS_narrow_queue") (floor $(ratio "$QPS_narrow_queue" "$QPS_base") of no fqdnd)"
 echo "fqdnd \"*\" new addresses to dnsmasq --nftset: $(ratio "$QPS_star_new" "$QPS_nftset")"
 echo "added latency at $latency_qps qps, \"*\" queue alone (the floor): p50 $((P50_star_queue - P50_base)) us, p99 $((P99_star_queue - P99_base)) us"
 echo "added latency at $latency_qps qps, new names: p50 $((P50_star_new - P50_base)) us, p99 $((P99_star_new - P99_base)) us; the same names again: p50 $((P50_star_renew - P50_base)) us, p99 $((P99_star_renew - P99_base)) us"
