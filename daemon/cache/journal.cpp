@@ -183,20 +183,16 @@ int Journal::start(uint64_t generation)
     return 0;
 }
 
-int Journal::start_writeback()
+int Journal::dup_fd() const
 {
-    if (fd_ < 0 || end_ == 0)
-        return 0;
-    if (::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE) < 0)
-        return -errno;
-    return 0;
+    if (fd_ < 0)
+        return -EBADF;
+    const int fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
 }
 
 int64_t Journal::next()
 {
-    // The journal closed now goes to the disk too; the snapshot replaces it
-    // once synced.
-    [[maybe_unused]] const int ignored = start_writeback();
     if (int r = start(generation_ + 1); r < 0)
         return r;
     return static_cast<int64_t>(generation_);

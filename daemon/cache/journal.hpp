@@ -13,9 +13,8 @@
 // What the cache learned since the last state file, so that a crash loses
 // none of it: every answer taught and every `cache clean`, one JSON line
 // each, appended (one write per round of answers) before the answers'
-// verdicts. No fsync: it is there for a process that dies; for a machine
-// that loses power, the store has the kernel start writing it to the disk
-// every two seconds, without waiting for it.
+// verdicts, without fsync: for a process that dies. For a machine that
+// loses power, the store syncs it every two seconds off the loop.
 //
 // The journals are numbered. Taking a snapshot (the state file) starts the
 // next journal; once the snapshot is on disk, the journals before it are
@@ -61,9 +60,9 @@ public:
     // Appends whole lines; 0 or a negative errno. A short write keeps the
     // file whole up to the last line that fitted.
     int append(std::string_view lines);
-    // Starts writing what the journal holds to the disk, without waiting
-    // for it (sync_file_range); 0 or a negative errno.
-    int start_writeback();
+    // A duplicate of the open journal's descriptor, for syncing it
+    // elsewhere; a negative errno (-EBADF when none is open).
+    int dup_fd() const;
     // Deletes the journals before `generation`: a snapshot holds them.
     void drop_before(uint64_t generation);
 

@@ -7,7 +7,10 @@
 #include <cerrno>
 #include <fstream>
 #include <sstream>
+#include <csignal>
 #include <sys/wait.h>
+#include <unistd.h>
+#include <utility>
 
 namespace fqdnd::state {
 
@@ -147,8 +150,8 @@ void Store::changed()
         dirty_ = true;
         dirty_since_ = std::chrono::steady_clock::now();
         arm_snapshot();
-    } else if (!grown_armed_ && (grown() || urgent_)) {
-        arm_snapshot(); // sooner than max_age
+    } else if (writer_ < 0 && !grown_armed_ && (grown() || urgent_)) {
+        arm_snapshot(); // sooner than max_age (after a writer, writer_done() sees to it)
     }
 }
 
@@ -178,16 +181,16 @@ void Store::arm_snapshot()
 
 void Store::arm_writeback()
 {
-    // What the journal holds is handed to the disk every min_interval, so
-    // that a machine losing power loses seconds, not the kernel's 30 s of
-    // dirty pages; the loop never waits for the disk.
+    // What the journal holds is synced every min_interval, so that a
+    // machine losing power loses seconds; the loop never waits for the
+    // disk.
     if (writeback_armed_)
         return;
     if (int r = event_reset_time_relative(event_, writeback_timer_, CLOCK_MONOTONIC,
                                           static_cast<uint64_t>(timing_.min_interval.count()), 250'000, on_writeback,
                                           this);
         r < 0) {
-        log::warning("cannot arm the journal's writeback timer: " + errno_text(r));
+        log::warning("cannot arm the journal's sync timer: " + errno_text(r));
         return;
     }
     writeback_armed_ = true;
@@ -197,14 +200,35 @@ int Store::on_writeback(sd_event_source*, uint64_t, void* self)
 {
     auto* s = static_cast<Store*>(self);
     s->writeback_armed_ = false;
-    if (int r = s->journal_.start_writeback(); r < 0)
-        s->count_write_error(Target::journal, r);
+    if (int e = s->syncer_.take_error())
+        s->count_write_error(Target::journal, -e);
+    const int fd = s->journal_.dup_fd();
+    if (fd < 0) {
+        if (fd != -EBADF)
+            s->count_write_error(Target::journal, fd);
+        return 0;
+    }
+    int error = 0;
+    if (!s->syncer_.submit(fd, error)) {
+        ::close(fd);
+        if (error) {
+            log::warning("cannot start the journal's sync thread: " + errno_text(-error));
+            return 0;
+        }
+        s->arm_writeback(); // the last sync is still going: later
+    }
     return 0;
 }
 
 int Store::on_timer(sd_event_source*, uint64_t, void* self)
 {
-    static_cast<Store*>(self)->save();
+    auto* s = static_cast<Store*>(self);
+    // The loop's time is that of its iteration's start: early by what the
+    // iteration did.
+    if (s->snapshot_due() > std::chrono::milliseconds(1))
+        s->arm_snapshot();
+    else
+        s->save();
     return 0;
 }
 
@@ -224,12 +248,12 @@ void Store::count_write_error(Target target, int error)
 
 void Store::save()
 {
-    dirty_ = false;
     grown_armed_ = false;
     if (writer_ > 0) {
-        save_again_ = true;
+        save_again_ = true; // written when it is done; dirty_since_ stays
         return;
     }
+    dirty_ = false;
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
     // The snapshot holds every journal before the one started now.
@@ -237,12 +261,17 @@ void Store::save()
     if (g < 0)
         count_write_error(Target::journal, static_cast<int>(g));
     snapshot_generation_ = g < 0 ? 0 : static_cast<uint64_t>(g);
+    taken_ = {journal_bytes_, urgent_, dirty_since_};
     journal_bytes_ = 0;
     urgent_ = false;
     const pid_t pid = cache::spawn_writer(state_file(), cache_);
     if (pid < 0) {
         log::warning("cannot fork the state writer (" + errno_text(pid) + "); writing in the loop");
-        write_here();
+        if (!write_here()) {
+            give_back();
+            arm_snapshot();
+        }
+        taken_ = {};
         return;
     }
     writer_ = pid;
@@ -254,11 +283,7 @@ void Store::save()
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        writer_ = -1;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            count_write_error(Target::state_file, WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR);
-        else
-            journal_.drop_before(snapshot_generation_);
+        writer_done(WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR);
         return;
     }
     writer_source_.reset(src);
@@ -267,30 +292,44 @@ void Store::save()
 int Store::on_writer_exit(sd_event_source*, const siginfo_t* si, void* self)
 {
     auto* s = static_cast<Store*>(self);
-    s->writer_ = -1;
     s->writer_source_.reset();
-    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
-                                                                            - s->writer_started_);
-    s->last_took_ = took;
-    const auto floor = s->timing_.min_interval;
-    s->interval_ = std::clamp(10 * took, floor, std::max(floor, max_interval));
-    if (si->si_code != CLD_EXITED)
-        s->count_write_error(Target::state_file, -EINTR); // killed by a signal
-    else if (si->si_status != 0)
-        s->count_write_error(Target::state_file, -si->si_status);
-    else {
-        s->journal_.drop_before(s->snapshot_generation_);
-        std::error_code ec;
-        if (const auto size = std::filesystem::file_size(s->state_file(), ec); !ec)
-            s->snapshot_bytes_ = size;
-    }
-    if (s->save_again_) {
-        // Changed while it wrote: written again when the interval allows.
-        s->save_again_ = false;
-        s->dirty_ = false;
-        s->changed();
-    }
+    s->writer_done(si->si_code != CLD_EXITED ? -EINTR /* killed by a signal */ : -si->si_status);
     return 0;
+}
+
+void Store::writer_done(int error)
+{
+    writer_ = -1;
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
+                                                                            - writer_started_);
+    last_took_ = took;
+    const auto floor = timing_.min_interval;
+    interval_ = std::clamp(10 * took, floor, std::max(floor, max_interval));
+    if (error < 0) {
+        count_write_error(Target::state_file, error);
+        give_back();
+    } else {
+        journal_.drop_before(snapshot_generation_);
+        std::error_code ec;
+        if (const auto size = std::filesystem::file_size(state_file(), ec); !ec)
+            snapshot_bytes_ = size;
+    }
+    taken_ = {};
+    // Changed while it wrote, or failed: written when the rules allow.
+    save_again_ = false;
+    if (dirty_)
+        arm_snapshot();
+}
+
+void Store::give_back()
+{
+    // What the snapshot took over is still only in the journals (or, after
+    // a failed append, nowhere): due again as it was.
+    journal_bytes_ += taken_.journal_bytes;
+    urgent_ = urgent_ || taken_.urgent;
+    if (!dirty_ || taken_.since < dirty_since_)
+        dirty_since_ = taken_.since;
+    dirty_ = true;
 }
 
 void Store::save_now()
@@ -312,14 +351,74 @@ void Store::save_now()
     write_here();
 }
 
-void Store::write_here()
+bool Store::write_here()
 {
     const std::string text = cache::to_json(cache_.entries());
     if (int r = cache::write_atomically(state_file(), text); r < 0) {
         count_write_error(Target::state_file, r);
-    } else {
-        journal_.drop_before(snapshot_generation_);
-        snapshot_bytes_ = text.size();
+        return false;
+    }
+    journal_.drop_before(snapshot_generation_);
+    snapshot_bytes_ = text.size();
+    return true;
+}
+
+Syncer::~Syncer()
+{
+    if (!thread_.joinable())
+        return;
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+    if (fd_ >= 0)
+        ::close(fd_);
+}
+
+bool Syncer::submit(int fd, int& error)
+{
+    error = 0;
+    {
+        std::lock_guard lock(mutex_);
+        if (busy_ || fd_ >= 0)
+            return false;
+        if (!thread_.joinable()) {
+            try {
+                thread_ = std::thread([this] { run(); });
+            } catch (const std::system_error& e) {
+                error = -e.code().value();
+                return false;
+            }
+        }
+        fd_ = fd;
+    }
+    wake_.notify_one();
+    return true;
+}
+
+void Syncer::run()
+{
+    // Signals are the loop's (signalfd): blocked here too.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        wake_.wait(lock, [this] { return stop_ || fd_ >= 0; });
+        if (stop_)
+            return;
+        const int fd = std::exchange(fd_, -1);
+        busy_ = true;
+        lock.unlock();
+        if (::fdatasync(fd) < 0)
+            error_.store(errno);
+        else
+            synced_.fetch_add(1);
+        ::close(fd);
+        lock.lock();
+        busy_ = false;
     }
 }
 

@@ -4,16 +4,20 @@
 #include "cache/journal.hpp"
 #include "sd-util.hpp"
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <string>
-#include <chrono>
+#include <thread>
 #include <sys/types.h>
 #include <vector>
 
 // What fqdnd remembers across restarts and crashes, in the state directory:
 // the journal of what was learned (cache/journal), appended before
-// verdicts and handed to the disk every two seconds, and the cache
+// verdicts and synced every two seconds off the loop, and the cache
 // snapshot (cache.json, cache/persist) written by a forked child, which
 // lets the journals before it go. A snapshot costs the loop a fork and
 // the writer the whole cache, so it comes when the journals since the last
@@ -24,10 +28,36 @@
 // it, except when loading at start.
 namespace fqdnd::state {
 
+// fdatasync off the loop: a thread, started at the first call, syncs the
+// descriptors it is handed (duplicates, which it closes), one at a time.
+class Syncer {
+public:
+    Syncer() = default;
+    ~Syncer();
+    Syncer(const Syncer&) = delete;
+    Syncer& operator=(const Syncer&) = delete;
+    // Takes `fd`; false, and `fd` not taken, while the last one is still
+    // being synced or when no thread can be started (`error` then says why).
+    bool submit(int fd, int& error);
+    // The errno of the last failed sync since the last call, or 0.
+    int take_error() noexcept { return error_.exchange(0); }
+    uint64_t synced() const noexcept { return synced_.load(); }
+
+private:
+    void run();
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    int fd_ = -1;
+    bool busy_ = false, stop_ = false;
+    std::atomic<int> error_{0};
+    std::atomic<uint64_t> synced_{0};
+    std::thread thread_;
+};
+
 // When snapshots are taken (tests shorten them).
 struct Timing {
     // The shortest time from a change to its snapshot, and how often the
-    // journal is handed to the disk.
+    // journal is synced (fdatasync, off the loop).
     std::chrono::microseconds min_interval{std::chrono::seconds(2)};
     // The longest time a change waits for a snapshot.
     std::chrono::microseconds max_age{std::chrono::seconds(60)};
@@ -72,6 +102,8 @@ public:
     // snapshot's size.
     uint64_t journal_bytes() const noexcept { return journal_bytes_; }
     uint64_t snapshot_bytes() const noexcept { return snapshot_bytes_; }
+    // How many times the journal was synced.
+    uint64_t journal_syncs() const noexcept { return syncer_.synced(); }
     // The cache changed (its lines are in the journal): a snapshot when the
     // journal has grown enough or the change has waited max_age.
     void changed();
@@ -88,7 +120,9 @@ private:
     // Forks the writer of a snapshot; one at a time, a change meanwhile
     // writes again when it is done.
     void save();
-    void write_here();
+    // The snapshot in the loop, at exit or when no child can be forked.
+    bool write_here();
+    void give_back();
     // When the snapshot of what changed is due, from now.
     std::chrono::microseconds snapshot_due() const;
     bool grown() const noexcept
@@ -102,6 +136,8 @@ private:
     static int on_timer(sd_event_source*, uint64_t, void* self);
     static int on_writer_exit(sd_event_source*, const siginfo_t* si, void* self);
     static int on_writeback(sd_event_source*, uint64_t, void* self);
+    // A writer's end, watched or waited for: `error` 0 or a negative errno.
+    void writer_done(int error);
 
     sd_event* event_;
     std::filesystem::path directory_;
@@ -113,11 +149,21 @@ private:
     uint64_t snapshot_generation_ = 0; // the journals before it are in the snapshot being written
     bool dirty_ = false;
     bool save_again_ = false;
-    bool urgent_ = false;          // journals replayed at start: a snapshot soon
+    // A snapshot soon: journals were replayed at start, or an append
+    // failed (the snapshot is then all that would hold it).
+    bool urgent_ = false;
     bool writeback_armed_ = false;
     bool grown_armed_ = false;     // the timer is set for a journal grown enough
+    // The first change no snapshot begun holds.
     std::chrono::steady_clock::time_point dirty_since_{};
     uint64_t journal_bytes_ = 0, snapshot_bytes_ = 0;
+    // What the running writer took over: given back if it fails.
+    struct Taken {
+        uint64_t journal_bytes = 0;
+        bool urgent = false;
+        std::chrono::steady_clock::time_point since{};
+    } taken_;
+    Syncer syncer_;
     pid_t writer_ = -1;
     SdEventSourcePtr timer_, writer_source_, writeback_timer_;
     // When the last writer began, and how long after that the next may.
