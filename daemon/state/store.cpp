@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <csignal>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <utility>
@@ -404,6 +405,7 @@ void Syncer::run()
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    pthread_setname_np(pthread_self(), "fqdnd-sync"); // in ps -L and perf
     std::unique_lock lock(mutex_);
     for (;;) {
         wake_.wait(lock, [this] { return stop_ || fd_ >= 0; });

@@ -8,6 +8,10 @@ line, as dnsperf reads it) once in order. Prints the round trip's p50, p90,
 p99 and p99.9 in microseconds, how many were answered and how many timed
 out (after 1 s). A lost or late query never stalls the pacing for more than
 its timeout; the run ends after SECONDS or at the end of the file.
+
+SLOW_US=N also prints a line "slow SENT RTT NAME" for each answer that took
+over N us, SENT in seconds of CLOCK_MONOTONIC (the clock of
+`perf record -k CLOCK_MONOTONIC`), to find what ran meanwhile.
 """
 import os
 import socket
@@ -35,7 +39,8 @@ def main():
     sock.connect((server, 53))
     sock.settimeout(1.0)
     interval = 1.0 / qps
-    rtts, lost = [], 0
+    slow_ns = int(os.environ.get("SLOW_US", "0")) * 1000
+    rtts, lost, slow = [], 0, []
     start = time.perf_counter()
     next_send = start
     for i, (name, qtype) in enumerate(names):
@@ -46,7 +51,7 @@ def main():
             time.sleep(next_send - now)
         next_send += interval
         qid = (i * 7919 + os.getpid()) & 0xFFFF
-        sent = time.perf_counter_ns()
+        sent = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         sock.send(query(qid, name, qtype))
         try:
             while True:
@@ -56,7 +61,10 @@ def main():
         except socket.timeout:
             lost += 1
             continue
-        rtts.append((time.perf_counter_ns() - sent) / 1000.0)
+        took = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - sent
+        rtts.append(took / 1000.0)
+        if slow_ns and took > slow_ns:
+            slow.append((sent, took, name))
     rtts.sort()
 
     def pct(p):
@@ -64,6 +72,8 @@ def main():
 
     print(f"answered {len(rtts)} lost {lost} p50 {pct(0.50):.0f} p90 {pct(0.90):.0f} "
           f"p99 {pct(0.99):.0f} p99.9 {pct(0.999):.0f} us")
+    for sent, took, name in slow:
+        print(f"slow {sent / 1e9:.6f} {took / 1000:.0f} {name}")
 
 
 if __name__ == "__main__":
