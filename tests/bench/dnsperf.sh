@@ -117,7 +117,7 @@ latency() { # latency NAME QUERYFILE KEY: p50 and p99 at latency_qps
 queue_alone() { # queue_alone NAME CONFIG KEY QUERYFILE: fqdnd's rules, a reader accepting unread
     start_fqdnd router "$2" >/dev/null || exit 1
     kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
-    background router "$QUEUE_ACCEPT" 5300 2 $((seconds + 10)) # queries and answers
+    background router "$QUEUE_ACCEPT" 5300 2 $((2 * seconds + 10)) # queries and answers, both runs
     READER_PID=$LAST_PID
     sleep 0.5
     perf "$1" "$4" "$3"
