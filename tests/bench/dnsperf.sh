@@ -20,6 +20,7 @@
 # fails on a timing. Usage: [REVERSE_PATH_FILTER=off] [PERF_RUN=star_new|star_renew|narrow_new|narrow_renew
 # [PERF_OUT=FILE]] tests/bench/dnsperf.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/bench-lib.sh"
 seconds=${1:-10}
 command -v dnsperf >/dev/null || { echo "dnsperf is missing: apt-get install dnsperf" >&2; exit 1; }
 QUEUE_ACCEPT=${QUEUE_ACCEPT:-$TESTS_DIR/../../build/tests/bench/queue-accept}
@@ -27,39 +28,14 @@ LATENCY=$TESTS_DIR/../bench/dns_latency.py
 names=${NAMES:-400000}
 latency_qps=1000
 
-add_ns client; add_ns router; add_ns dns
-link router client 192.0.2.1/29 192.0.2.2/29
-link router dns 198.51.100.1/30 198.51.100.2/30
-in_ns client ip route add default via 192.0.2.1
-in_ns dns ip addr add 203.0.113.53/32 dev lo
-in_ns dns ip route add 192.0.2.0/29 via 198.51.100.1
-in_ns router ip route add 203.0.113.53/32 via 198.51.100.2
-in_ns router sysctl -qw net.ipv4.ip_forward=1
-
+bench_topology
 # Names in slices, each used by one run only where a run needs new names:
-# n<i>.k8s.intra is 2001:db8::<i>.
-python3 - "$WORK" "$names" <<'PY'
-import sys
-work, n = sys.argv[1], int(sys.argv[2])
-with open(f"{work}/hosts", "w") as h:
-    h.write("203.0.113.2 echo.k8s.intra\n")
-    for i in range(n + 40000):
-        h.write(f"2001:db8::{i >> 16:x}:{i & 0xffff:x} n{i}.k8s.intra\n")
-def part(name, first, count):
-    with open(f"{work}/{name}", "w") as q:
-        for i in range(first, first + count):
-            q.write(f"n{i}.k8s.intra AAAA\n")
-half = n // 2
-part("star-names", 0, half)        # the "*" runs: new, then again
-part("narrow-names", half, half)   # the narrow run
-part("base-names", 0, half)        # no fqdnd, and dnsmasq --nftset
-part("latency-names", n, 20000)    # 1,000 qps: new for fqdnd, then again
-part("warm-names", 0, n + 20000)   # every name, once, before any run
-PY
-background dns dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$WORK/hosts" \
-    --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root --cache-size=0 --pid-file=
-DNSMASQ_PID=$LAST_PID
-sleep 2
+# "*" runs (new, then again), the narrow runs, no fqdnd and dnsmasq
+# --nftset, 1,000 qps (new for fqdnd, then again), and every name once.
+half=$((names / 2))
+bench_names $((names + 40000)) star-names:0:$half narrow-names:$half:$half base-names:0:$half \
+    latency-names:$names:20000 warm-names:0:$((names + 20000))
+bench_dns warm-names
 
 ticks() { # CPU time of a process (user + system), in clock ticks
     [ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
@@ -133,10 +109,6 @@ stats() { # fqdnd's own counters and hold times (SIGUSR1 also logs the cache: a 
 
 echo "dnsperf, $seconds s per run, 4 clients, 200 queries in flight, each name once"
 READER_PID=
-# dnsmasq answers a name it never looked up several times slower than one
-# it has (its hosts table is touched for the first time): every name is
-# asked once before the first run, so that no run pays for it.
-in_ns client dnsperf -s 203.0.113.53 -d "$WORK/warm-names" -c 4 -q 200 -n 1 >/dev/null 2>&1
 perf "1. no fqdnd" "$WORK/base-names" base
 latency "   1,000 qps, no fqdnd" "$WORK/latency-names" base
 

@@ -8,6 +8,7 @@
 # namespaces; needs dnsperf and perf. Never fails on a timing.
 # Usage: [NAMES=N] [SLOW_US=N] [FQDND=BINARY] tests/bench/latency-tail.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/bench-lib.sh"
 seconds=${1:-10}
 names=${NAMES:-200000}
 export SLOW_US=${SLOW_US:-1000}
@@ -15,33 +16,10 @@ command -v dnsperf >/dev/null || { echo "dnsperf is missing: apt-get install dns
 command -v perf >/dev/null || { echo "perf is missing: apt-get install linux-perf" >&2; exit 1; }
 LATENCY=$TESTS_DIR/../bench/dns_latency.py
 
-add_ns client; add_ns router; add_ns dns
-link router client 192.0.2.1/29 192.0.2.2/29
-link router dns 198.51.100.1/30 198.51.100.2/30
-in_ns client ip route add default via 192.0.2.1
-in_ns dns ip addr add 203.0.113.53/32 dev lo
-in_ns dns ip route add 192.0.2.0/29 via 198.51.100.1
-in_ns router ip route add 203.0.113.53/32 via 198.51.100.2
-in_ns router sysctl -qw net.ipv4.ip_forward=1
-
-# n<i>.k8s.intra is 2001:db8::<i>; the first NAMES fill fqdnd, the next
-# 20,000 are the latency run's.
-python3 - "$WORK" "$names" <<'PY'
-import sys
-work, n = sys.argv[1], int(sys.argv[2])
-with open(f"{work}/hosts", "w") as h:
-    for i in range(n + 20000):
-        h.write(f"2001:db8::{i >> 16:x}:{i & 0xffff:x} n{i}.k8s.intra\n")
-def part(name, first, count):
-    with open(f"{work}/{name}", "w") as q:
-        for i in range(first, first + count):
-            q.write(f"n{i}.k8s.intra AAAA\n")
-part("fill", 0, n); part("latency", n, 20000); part("warm", 0, n + 20000)
-PY
-background dns dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$WORK/hosts" \
-    --listen-address=203.0.113.53 --bind-interfaces --local-ttl=30 --user=root --cache-size=0 --pid-file=
-sleep 2
-in_ns client dnsperf -s 203.0.113.53 -d "$WORK/warm" -c 4 -q 200 -n 1 >/dev/null 2>&1
+bench_topology
+# The first NAMES names fill fqdnd, the next 20,000 are the latency run's.
+bench_names $((names + 20000)) fill:0:$names latency:$names:20000 warm:0:$((names + 20000))
+bench_dns warm
 
 traced() { # traced NAME: the latency run under perf sched, then what the slow answers waited for
     command perf sched record -k CLOCK_MONOTONIC -o "$WORK/sched.data" -- sleep $((seconds + 2)) >/dev/null 2>&1 &
