@@ -250,10 +250,8 @@ void Store::count_write_error(Target target, int error)
 void Store::save()
 {
     grown_armed_ = false;
-    if (writer_ > 0) {
-        save_again_ = true; // written when it is done; dirty_since_ stays
-        return;
-    }
+    if (writer_ > 0)
+        return; // dirty_ and dirty_since_ stay: writer_done() arms the next
     dirty_ = false;
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
@@ -317,7 +315,6 @@ void Store::writer_done(int error)
     }
     taken_ = {};
     // Changed while it wrote, or failed: written when the rules allow.
-    save_again_ = false;
     if (dirty_)
         arm_snapshot();
 }
@@ -344,7 +341,6 @@ void Store::save_now()
     }
     flush();
     dirty_ = false;
-    save_again_ = false;
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
     // Everything is in this snapshot: the open journal too.

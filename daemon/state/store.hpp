@@ -148,7 +148,6 @@ private:
     std::string lines_;            // of the round, not yet written
     uint64_t snapshot_generation_ = 0; // the journals before it are in the snapshot being written
     bool dirty_ = false;
-    bool save_again_ = false;
     // A snapshot soon: journals were replayed at start, or an append
     // failed (the snapshot is then all that would hold it).
     bool urgent_ = false;
