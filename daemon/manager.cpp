@@ -276,8 +276,14 @@ void Manager::restore(const nft::Keeper::Seen& seen)
         const bool present = table_->exists(config_->settings.table);
         log::warning(std::string("table inet ") + config_->settings.table
                      + (present ? " was changed" : " was deleted") + " by someone else; putting it back");
-        if (apply_ruleset(*config_, units_.cgroups(), "restore") < 0)
+        if (apply_ruleset(*config_, units_.cgroups(), "restore") < 0) {
+            // Nothing may tell when it would work (a table of our name
+            // that another socket owns goes with that socket, without an
+            // event): try again, a little later each time but at least
+            // every 5 s, since without the table nothing is filtered.
+            keeper_.recheck(5'000'000);
             return;
+        }
         ++restores_;
     }
     // Which elements changed is known only from the events themselves.

@@ -47,10 +47,10 @@ int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
     return 0;
 }
 
-void Keeper::recheck()
+void Keeper::recheck(uint64_t max_usec)
 {
     seen_.lost = true;
-    const uint64_t delay = std::min<uint64_t>(delay_usec << std::min(rechecks_, 9u), 60'000'000);
+    const uint64_t delay = std::min<uint64_t>(delay_usec << std::min(rechecks_, 9u), max_usec);
     ++rechecks_;
     if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, delay, 10'000, on_timer, this); r < 0)
         log::error("cannot arm the timer that checks the table again: " + errno_text(r));

@@ -38,8 +38,8 @@ public:
 
     // A check could not finish (someone kept changing the sets), or must be
     // confirmed: another, of everything, as after lost events; each one in
-    // a row waits twice as long as the one before, up to a minute.
-    void recheck();
+    // a row waits twice as long as the one before, up to `max_usec`.
+    void recheck(uint64_t max_usec = 60'000'000);
     // A check finished: the next recheck waits delay_usec again.
     void settled() noexcept { rechecks_ = 0; }
 

@@ -78,6 +78,24 @@ sleep 0.2
 check_not "after the flush: unknown address denied again" connects c1 203.0.113.99 80
 check "after the flush: to-cidrs allowed" connects c1 198.51.100.5 80
 
+# Someone deletes the table and takes its name with `flags owner`, held
+# for 1.5 s by an nft process: fqdnd cannot put its table back while the
+# owner lives, and when the owner goes the kernel drops its table without
+# an event. fqdnd must try again until its table is back.
+failed_before=$(grep -c "cannot put the ruleset in place (restore)" "$WORK/fqdnd-router.log")
+in_ns router bash -c '(echo "delete table inet fqdnd; add table inet fqdnd { flags owner; }"; sleep 1.5) | nft -i >/dev/null'
+start=$(date +%s%N); back=""
+for i in $(seq 1 100); do
+    if in_ns router nft list chain inet fqdnd forward >/dev/null 2>&1; then back=$(( ($(date +%s%N) - start) / 1000000 )); break; fi
+    sleep 0.05
+done
+echo "     table back ${back:-never} ms after the owner left"
+check "a table taken by an owner: fqdnd's restore failed meanwhile, and said so" \
+    test "$(grep -c "cannot put the ruleset in place (restore)" "$WORK/fqdnd-router.log")" -gt "$failed_before"
+check "the owner gone, fqdnd's table is back within 3 s" test -n "$back" -a "${back:-9999}" -le 3000
+check_not "after the owner: unknown address denied again" connects c1 203.0.113.99 80
+check "after the owner: FQDN address allowed" connects c1 203.0.113.2 80
+
 # Someone replaces fqdnd's drop with an accept, in place: as many rules as
 # before, but a change fqdnd saw someone else make, so it is undone.
 handle=$(in_ns router nft -a list chain inet fqdnd forward | grep 'comment "policy echo: not allowed"' | grep -o 'handle [0-9]*' | cut -d' ' -f2)
