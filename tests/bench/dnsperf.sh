@@ -10,7 +10,9 @@
 #     a new address, then the same names again (renewals);
 #  4. a narrow DNS rule ("*.k8s.intra", so queries are queued too): the
 #     queue alone, then fqdnd with every answer a new address, then the
-#     same names again (what judging queries costs, without set updates);
+#     same names again (what judging queries costs, without set updates),
+#     and a reader that does nothing but write each answer's addresses to
+#     the sets (the floor of learning new addresses);
 #  5. the latency a client sees at a fixed 1,000 qps (one query at a time):
 #     without fqdnd, with the "*" queue alone (the floor), with fqdnd and
 #     new names, with fqdnd and the same names again; p50 and p99 of the
@@ -18,7 +20,7 @@
 # Prints qps, latency and where the CPU went for each run, fqdnd's own hold
 # times, and the ratios. Root; makes and removes its own namespaces. Never
 # fails on a timing. Usage: [REVERSE_PATH_FILTER=off] [PERF_RUN=star_new|star_renew|narrow_new|narrow_renew
-# [PERF_OUT=FILE]] tests/bench/dnsperf.sh [SECONDS]
+# [PERF_OUT=FILE] [PERF_OFFCPU=1]] tests/bench/dnsperf.sh [SECONDS]
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/bench-lib.sh"
 seconds=${1:-10}
@@ -66,7 +68,8 @@ perf() { # perf NAME QUERYFILE KEY [SERVER]: one dnsperf run, each name once at 
     # PERF_RUN=KEY: a profile of every CPU over that run, to PERF_OUT.
     local profiler=
     if [ "${PERF_RUN:-}" = "$3" ] && [ -n "$READER_PID" ]; then
-        command perf record -q -a -g -o "${PERF_OUT:-/tmp/fqdnd-perf.data}" 2>/dev/null &
+        # PERF_OFFCPU=1: where each task went to sleep instead (sched_switch).
+        command perf record -q -a -g ${PERF_OFFCPU:+-e sched:sched_switch} -o "${PERF_OUT:-/tmp/fqdnd-perf.data}" 2>/dev/null &
         profiler=$!
     fi
     out=$(in_ns client dnsperf -s "${4:-203.0.113.53}" -d "$2" -l "$seconds" -c 4 -q 200 -n 1 2>&1)
@@ -90,16 +93,18 @@ latency() { # latency NAME QUERYFILE KEY: p50 and p99 at latency_qps
     eval "P50_$3=$(sed -n 's/.* p50 \([0-9]*\) .*/\1/p' <<<"$out")"
     eval "P99_$3=$(sed -n 's/.* p99 \([0-9]*\) .*/\1/p' <<<"$out")"
 }
-queue_alone() { # queue_alone NAME CONFIG KEY QUERYFILE: fqdnd's rules, a reader accepting unread
+queue_alone() { # queue_alone NAME CONFIG KEY QUERYFILE [TABLE]: fqdnd's rules, a reader accepting
+    # unread (with TABLE: writing each answer's addresses to its sets first)
     start_fqdnd router "$2" >/dev/null || exit 1
     kill -9 "$FQDND_PID"; wait "$FQDND_PID" 2>/dev/null
-    background router "$QUEUE_ACCEPT" 5300 2 $((2 * seconds + 10)) # queries and answers, both runs
+    background router "$QUEUE_ACCEPT" 5300 2 $((2 * seconds + 10)) ${5:-} # queries and answers, both runs
     READER_PID=$LAST_PID
     sleep 0.5
     perf "$1" "$4" "$3"
     # The latency floor: what the queue alone adds at 1,000 qps.
     [ "$3" = star_queue ] && latency "   1,000 qps, \"*\" queue alone" "$WORK/latency-names" star_queue
     kill "$READER_PID"; wait "$READER_PID" 2>/dev/null
+    [ -n "${5:-}" ] && echo "     elements the reader wrote: $(in_ns router nft list set inet fqdnd fqdn6 | grep -o '2001:db8[0-9a-f:]*' | wc -l)"
     in_ns router nft delete table inet fqdnd
 }
 stats() { # fqdnd's own counters and hold times (SIGUSR1 also logs the cache: a moment)
@@ -144,6 +149,9 @@ stop_fqdnd
 in_ns router nft delete table inet fqdnd
 
 queue_alone "4a. narrow: fqdnd's rules, a reader accepting unread" "$WORK/narrow/fqdnd.toml" narrow_queue "$WORK/base-names"
+# The floor of learning: the reader also writes each answer's addresses to
+# the sets, one transaction a batch, before its verdicts (new addresses).
+queue_alone "4d. narrow: a reader that only writes the sets" "$WORK/narrow/fqdnd.toml" narrow_learn "$WORK/narrow-names" fqdnd
 start_fqdnd router "$WORK/narrow/fqdnd.toml" >/dev/null || exit 1
 READER_PID=$FQDND_PID
 perf "4b. narrow: fqdnd, every answer a new address" "$WORK/narrow-names" narrow_new
@@ -153,6 +161,7 @@ stats
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 echo "ratios to no fqdnd: \"*\" new addresses $(ratio "$QPS_star_new" "$QPS_base"), renewals $(ratio "$QPS_star_renew" "$QPS_base"), \"*\" queue alone $(ratio "$QPS_star_queue" "$QPS_base"); renewals to new addresses $(ratio "$QPS_star_renew" "$QPS_star_new")"
 echo "narrow rule to its queue-alone floor: new addresses $(ratio "$QPS_narrow_new" "$QPS_narrow_queue"), renewals $(ratio "$QPS_narrow_renew" "$QPS_narrow_queue") (floor $(ratio "$QPS_narrow_queue" "$QPS_base") of no fqdnd)"
+echo "narrow rule, new addresses, to the reader that only writes the sets: $(ratio "$QPS_narrow_new" "$QPS_narrow_learn") (that reader $(ratio "$QPS_narrow_learn" "$QPS_narrow_queue") of the queue-alone floor)"
 echo "fqdnd \"*\" new addresses to dnsmasq --nftset: $(ratio "$QPS_star_new" "$QPS_nftset")"
 echo "added latency at $latency_qps qps, \"*\" queue alone (the floor): p50 $((P50_star_queue - P50_base)) us, p99 $((P99_star_queue - P99_base)) us"
 echo "added latency at $latency_qps qps, new names: p50 $((P50_star_new - P50_base)) us, p99 $((P99_star_new - P99_base)) us; the same names again: p50 $((P50_star_renew - P50_base)) us, p99 $((P99_star_renew - P99_base)) us"
