@@ -281,6 +281,7 @@ void Manager::restore(const nft::Keeper::Seen& seen)
             // that another socket owns goes with that socket, without an
             // event): try again, a little later each time but at least
             // every 5 s, since without the table nothing is filtered.
+            ++restore_failures_;
             keeper_.recheck(5'000'000);
             return;
         }
@@ -467,6 +468,7 @@ metrics::Counters Manager::counters() const
     c.reloads = reloads_;
     c.reload_failures = reload_failures_;
     c.restores = restores_;
+    c.restore_failures = restore_failures_;
     c.unit_changes = units_.changes();
     c.units_without_cgroup = cgroup::without_cgroup(units_.cgroups());
     c.hold_us = dns_->holds();

@@ -95,6 +95,7 @@ std::vector<Sample> collect(const Counters& c)
         sample(ruleset_reloads_total, "", static_cast<double>(c.reloads)),
         sample(ruleset_reload_failures_total, "", static_cast<double>(c.reload_failures)),
         sample(ruleset_restores_total, "", static_cast<double>(c.restores)),
+        sample(ruleset_restore_failures_total, "", static_cast<double>(c.restore_failures)),
         sample(ruleset_unit_changes_total, "", static_cast<double>(c.unit_changes)),
         sample(units_without_cgroup, "", static_cast<double>(c.units_without_cgroup)),
         sample(dns_query_copies_total, "result=\"remembered\"",

@@ -81,6 +81,9 @@ inline constexpr Info ruleset_reload_failures_total{"fqdnd_ruleset_reload_failur
     "Reloads refused (configuration errors) or failed (kernel)."};
 inline constexpr Info ruleset_restores_total{"fqdnd_ruleset_restores_total", "counter",
     "Times the table was put back after someone else changed it."};
+inline constexpr Info ruleset_restore_failures_total{"fqdnd_ruleset_restore_failures_total", "counter",
+    "Times the table could not be put back (another process owns its name, or the kernel refused); fqdnd tries again "
+    "at least every 5 s, and until it succeeds nothing of fqdnd's filters."};
 
 inline constexpr Info ruleset_unit_changes_total{"fqdnd_ruleset_unit_changes_total", "counter",
     "Times the ruleset was put in place again because the cgroup of a unit that a policy names came, went or was replaced."};
@@ -128,6 +131,7 @@ inline constexpr const Info* table[] = {
     &ruleset_reloads_total,
     &ruleset_reload_failures_total,
     &ruleset_restores_total,
+    &ruleset_restore_failures_total,
     &ruleset_unit_changes_total,
     &units_without_cgroup,
     &dns_query_copies_total,
@@ -157,7 +161,7 @@ struct Counters {
     uint64_t nfqueue_dropped_binding = 0, nfqueue_unseen_drops = 0;
     uint64_t drop_log_packets = 0, drop_log_enobufs = 0, conntrack_overruns = 0;
     uint64_t state_write_errors = 0, unexplained_elements = 0;
-    uint64_t reloads = 0, reload_failures = 0, restores = 0;
+    uint64_t reloads = 0, reload_failures = 0, restores = 0, restore_failures = 0;
     uint64_t unit_changes = 0, units_without_cgroup = 0;
     uint64_t audit_entries = 0, audit_evictions = 0;
     uint64_t query_copies_lost = 0, renewals_written = 0, renewals_deferred = 0;

@@ -102,6 +102,8 @@ TEST_CASE("the samples carry the daemon's counters, each under its metric")
     c.conntrack_overruns = 4;
     c.unexplained_elements = 9;
     c.unit_changes = 1;
+    c.restores = 13;
+    c.restore_failures = 14;
     c.units_without_cgroup = 2;
     c.kernel_queue_full = 11;
     c.kernel_undelivered = 12;
@@ -117,6 +119,8 @@ TEST_CASE("the samples carry the daemon's counters, each under its metric")
     CHECK(value_of(samples, "fqdnd_conntrack_overruns_total") == 4);
     CHECK(value_of(samples, "fqdnd_state_unexplained_elements_total") == 9);
     CHECK(value_of(samples, "fqdnd_ruleset_unit_changes_total") == 1);
+    CHECK(value_of(samples, "fqdnd_ruleset_restores_total") == 13);
+    CHECK(value_of(samples, "fqdnd_ruleset_restore_failures_total") == 14);
     CHECK(value_of(samples, "fqdnd_units_without_cgroup") == 2);
     CHECK(value_of(samples, "fqdnd_nfqueue_kernel_dropped_total", "reason=\"queue-full\"") == 11);
     CHECK(value_of(samples, "fqdnd_nfqueue_kernel_dropped_total", "reason=\"socket\"") == 12);
