@@ -248,7 +248,10 @@ int Manager::reload(std::vector<std::string>* errors)
     cache_.set_limits(limits_of(config_->settings));
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
-    update_sets(ops, "reload: filling the sets of new selectors");
+    if (config_->settings.table == old_table)
+        update_sets(ops, "reload: filling the sets of new selectors");
+    else if (!resync_sets("reload to a new table")) // its sets start empty: all the cache holds
+        keeper_.recheck();
     if (config_->settings.table != old_table) {
         std::string problem;
         if (table_->remove(old_table, &problem) < 0)

@@ -217,6 +217,23 @@ check "restart: and logged" grep -q "removing 203.0.113.4 from set fqdn4" "$WORK
 check "restart: the same ruleset" diff -q "$WORK/before" "$WORK/after"
 check "restart: FQDN address allowed" connects c1 203.0.113.2 80
 
+# A reload that renames the table: the new table's sets hold what the
+# cache knows at once (not after the next answers), the old table goes.
+reloads_before=$(grep -c 'reloaded:' "$WORK/fqdnd-router.log")
+sed -i 's|^\[daemon\]|[daemon]\ntable = "fqdnd2"|' "$WORK/fqdnd.toml"
+kill -HUP "$FQDND_PID"
+check "a reload to table fqdnd2 is applied" \
+    eventually 3 bash -c "[ \$(grep -c 'reloaded:' '$WORK/fqdnd-router.log') -gt $reloads_before ]"
+sleep 0.5
+check "the renamed table's set holds the cache's address" \
+    bash -c "ip netns exec $(ns router) nft list set inet fqdnd2 fqdn4 | grep -q '203.0.113.2 '"
+check "the old table is gone" bash -c "! ip netns exec $(ns router) nft list table inet fqdnd"
+check "after the rename: FQDN address allowed" connects c1 203.0.113.2 80
+check_not "after the rename: unknown address denied" connects c1 203.0.113.99 80
+sed -i '/^table = "fqdnd2"$/d' "$WORK/fqdnd.toml"
+kill -HUP "$FQDND_PID"
+check "and back to table fqdnd" eventually 3 bash -c "ip netns exec $(ns router) nft list set inet fqdnd fqdn4 | grep -q '203.0.113.2 '"
+
 # SIGTERM leaves the table; --remove-rules takes it away.
 stop_fqdnd
 check "stopped: the table stays" in_ns router nft list table inet fqdnd
