@@ -276,18 +276,22 @@ void Manager::restore(const nft::Keeper::Seen& seen)
     // was seen making is always undone.
     const bool table_changed = seen.changed || (seen.lost && !table_->matches(ruleset::compile(*config_)));
     if (table_changed) {
-        const bool present = table_->exists(config_->settings.table);
-        log::warning(std::string("table inet ") + config_->settings.table
-                     + (present ? " was changed" : " was deleted") + " by someone else; putting it back");
+        // A retry says so only when it succeeds; each failure logs why.
+        if (!seen.retry) {
+            const bool present = table_->exists(config_->settings.table);
+            log::warning(std::string("table inet ") + config_->settings.table
+                         + (present ? " was changed" : " was deleted") + " by someone else; putting it back");
+        }
         if (apply_ruleset(*config_, units_.cgroups(), "restore") < 0) {
-            // Nothing may tell when it would work (a table of our name
-            // that another socket owns goes with that socket, without an
-            // event): try again, a little later each time but at least
-            // every 5 s, since without the table nothing is filtered.
             ++restore_failures_;
-            keeper_.recheck(5'000'000);
+            keeper_.retry_restore();
             return;
         }
+        if (seen.retry)
+            log::warning("table inet " + config_->settings.table + " is back in place after "
+                         + std::to_string(restore_failures_ - restore_failures_at_restore_) + " failed tries");
+        restore_failures_at_restore_ = restore_failures_;
+        keeper_.restored();
         ++restores_;
     }
     // Which elements changed is known only from the events themselves.

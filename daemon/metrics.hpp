@@ -82,8 +82,8 @@ inline constexpr Info ruleset_reload_failures_total{"fqdnd_ruleset_reload_failur
 inline constexpr Info ruleset_restores_total{"fqdnd_ruleset_restores_total", "counter",
     "Times the table was put back after someone else changed it."};
 inline constexpr Info ruleset_restore_failures_total{"fqdnd_ruleset_restore_failures_total", "counter",
-    "Times the table could not be put back (another process owns its name, or the kernel refused); fqdnd tries again "
-    "at least every 5 s, and until it succeeds nothing of fqdnd's filters."};
+    "Times the table could not be put back (another process owns its name, or the kernel refused); fqdnd tries again, "
+    "never more than 5 s apart, and until it succeeds its rules are not in force as configured."};
 
 inline constexpr Info ruleset_unit_changes_total{"fqdnd_ruleset_unit_changes_total", "counter",
     "Times the ruleset was put in place again because the cgroup of a unit that a policy names came, went or was replaced."};

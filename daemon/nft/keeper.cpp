@@ -47,11 +47,22 @@ int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
     return 0;
 }
 
-void Keeper::recheck(uint64_t max_usec)
+void Keeper::recheck()
 {
     seen_.lost = true;
-    const uint64_t delay = std::min<uint64_t>(delay_usec << std::min(rechecks_, 9u), max_usec);
+    arm(std::min<uint64_t>(delay_usec << std::min(rechecks_, 9u), 60'000'000));
     ++rechecks_;
+}
+
+void Keeper::retry_restore()
+{
+    seen_.changed = seen_.retry = true;
+    arm(std::min<uint64_t>(delay_usec << std::min(restore_tries_, 9u), max_retry_usec));
+    ++restore_tries_;
+}
+
+void Keeper::arm(uint64_t delay)
+{
     if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, delay, 10'000, on_timer, this); r < 0)
         log::error("cannot arm the timer that checks the table again: " + errno_text(r));
 }

@@ -38,10 +38,21 @@ public:
 
     // A check could not finish (someone kept changing the sets), or must be
     // confirmed: another, of everything, as after lost events; each one in
-    // a row waits twice as long as the one before, up to `max_usec`.
-    void recheck(uint64_t max_usec = 60'000'000);
+    // a row waits twice as long as the one before, up to a minute.
+    void recheck();
     // A check finished: the next recheck waits delay_usec again.
     void settled() noexcept { rechecks_ = 0; }
+    // The table could not be put back (another process owns its name, the
+    // kernel refused): another try, which puts it back whatever a listing
+    // shows (`Seen::retry`, `changed`), after delay_usec the first time
+    // and twice as long each time in a row, up to max_retry_usec: nothing
+    // may tell when it would work (an owned table goes with its owner's
+    // socket, without an event), and without the table nothing of
+    // fqdnd's filters.
+    void retry_restore();
+    // The table was put back: the next retry_restore waits delay_usec.
+    void restored() noexcept { restore_tries_ = 0; }
+    static constexpr uint64_t max_retry_usec = 5'000'000;
 
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;
@@ -51,6 +62,7 @@ public:
 
 private:
     void schedule();
+    void arm(uint64_t delay_usec);
     static int on_events(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_timer(sd_event_source*, uint64_t usec, void* self);
 
@@ -63,6 +75,7 @@ private:
     Seen seen_;                  // since the last check
     uint64_t pending_since_ = 0; // the first event it waits for, CLOCK_MONOTONIC
     unsigned rechecks_ = 0;      // in a row, since the last check that finished
+    unsigned restore_tries_ = 0; // in a row, since the table was last put back
 };
 
 } // namespace fqdnd::nft

@@ -38,6 +38,7 @@ public:
         bool lost = false;    // events were lost (ENOBUFS): anything may have changed
         std::vector<ElementChange> elements;
         bool elements_dropped = false; // more element changes came than `max_elements`
+        bool retry = false; // the table could not be put back last time: put it back (Keeper)
     };
     // Reads every event waiting, adding to `seen`. Events of `own_portid`
     // (fqdnd's own batches, which come back too) do not count; of element
