@@ -116,7 +116,7 @@ int Manager::start()
     audit_.load();
     if (!config_->settings.pre_cache.empty())
         state_->load_file(config_->settings.pre_cache, "pre-cache", cache_, now(), ops);
-    update_sets(ops, "restoring the sets from the cache");
+    const bool filled = update_sets(ops, "restoring the sets from the cache");
     bool complete = true;
     if (const size_t removed
         = state::reconcile_sets(*table_, table, config_->fqdn_selectors(), cache_, now(), complete)) {
@@ -124,7 +124,7 @@ int Manager::start()
         log::warning("the sets held " + std::to_string(removed)
                      + " elements that neither the state file nor the journal explains; removed");
     }
-    if (!complete)
+    if (!complete || !filled)
         keeper_.recheck();
     state_->begin();
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
@@ -185,11 +185,14 @@ int Manager::run()
     return r;
 }
 
-void Manager::update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what)
+bool Manager::update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what)
 {
     std::string problem;
-    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0)
-        log::warning(std::string(what) + ": " + problem);
+    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0) {
+        log::warning(std::string(what) + ": " + problem + "; the sets will be checked whole");
+        return false;
+    }
+    return true;
 }
 
 int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why)
@@ -248,9 +251,10 @@ int Manager::reload(std::vector<std::string>* errors)
     cache_.set_limits(limits_of(config_->settings));
     std::vector<cache::ElementOp> ops;
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
-    if (config_->settings.table == old_table)
-        update_sets(ops, "reload: filling the sets of new selectors");
-    else if (!resync_sets("reload to a new table")) // its sets start empty: all the cache holds
+    if (config_->settings.table == old_table) {
+        if (!update_sets(ops, "reload: filling the sets of new selectors"))
+            keeper_.recheck();
+    } else if (!resync_sets("reload to a new table")) // its sets start empty: all the cache holds
         keeper_.recheck();
     if (config_->settings.table != old_table) {
         std::string problem;
@@ -310,10 +314,11 @@ bool Manager::resync_sets(const char* why)
 {
     std::vector<cache::ElementOp> ops;
     cache_.resync(now(), ops);
-    update_sets(ops, std::string(why) + ": refilling the sets");
+    const bool filled = update_sets(ops, std::string(why) + ": refilling the sets");
     bool complete = true;
     const size_t removed = state::reconcile_sets(*table_, config_->settings.table, config_->fqdn_selectors(), cache_,
                                                  now(), complete);
+    complete = complete && filled;
     unexplained_elements_ += removed;
     if (removed > 0)
         log::warning("the sets held " + std::to_string(removed)
@@ -356,7 +361,10 @@ bool Manager::repair_elements(const std::vector<nft::Monitor::ElementChange>& ch
         }
         removals[{set, tag}].push_back(address);
     }
-    update_sets(ops, "putting back set elements someone else changed");
+    if (!update_sets(ops, "putting back set elements someone else changed")) {
+        complete = false;
+        put_back = 0; // not said as put back: the whole check that follows does it
+    }
     removed = 0; // what went: one may have gone by its own timeout meanwhile
     for (const auto& [where, addresses] : removals) {
         std::string problem;
@@ -432,7 +440,8 @@ void Manager::expire()
     std::vector<cache::ElementOp> ops;
     const size_t before = cache_.addresses(), connections = cache_.connection_addresses();
     cache_.expire(now(), ops);
-    update_sets(ops, "expiry");
+    if (!update_sets(ops, "expiry"))
+        keeper_.recheck(); // what should have gone (or been renewed) in the kernel, as the cache says
     if (!ops.empty() || cache_.addresses() != before || cache_.connection_addresses() != connections)
         state_->changed();
     arm_expiry();
@@ -493,7 +502,8 @@ size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std:
     const auto t = now();
     const size_t removed = cache_.clean(pattern, t, ops);
     state_->cleaned(t, pattern_text);
-    update_sets(ops, "cache clean");
+    if (!update_sets(ops, "cache clean"))
+        keeper_.recheck();
     state_->changed();
     arm_expiry();
     return removed;

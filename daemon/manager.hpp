@@ -78,9 +78,11 @@ public:
 private:
     // Every value the metrics and the SIGUSR1 summary show, from the parts.
     metrics::Counters counters() const;
-    // Writes `ops` to the sets on the control socket; a failure is logged
-    // as `what`, and the caller goes on.
-    void update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what);
+    // Writes `ops` to the sets on the control socket. False when the kernel
+    // refused (logged as `what`): the caller has a whole check of the sets
+    // follow (Keeper::recheck), which writes what the cache holds and
+    // removes what it does not explain.
+    bool update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what);
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
     // After a round of the DNS path (DnsPath::Hooks::round_done).
     void round_done(bool wrote, uint64_t hold_us);
