@@ -395,6 +395,13 @@ void Manager::round_done(bool wrote, uint64_t hold_us)
     if (wrote) {
         arm_expiry();
         state_->changed();
+        // A round's set write the kernel refused: its answers went out
+        // without their addresses in the sets, and the cache will not
+        // write them again before half a grant; a whole check does.
+        if (dns_->errors() != dns_errors_seen_) {
+            dns_errors_seen_ = dns_->errors();
+            keeper_.recheck();
+        }
     }
     if (watching_dns())
         report_events(hold_us);
