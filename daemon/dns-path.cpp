@@ -46,7 +46,7 @@ int DnsPath::bound_wait(const config::Settings& s)
     return 0;
 }
 
-int DnsPath::open(sd_event* event, const config::Settings& s, nft::Refresh refresh)
+int DnsPath::open(sd_event* event, const config::Settings& s, nft::Refresh refresh, bool destroy)
 {
     configure(s);
     refresh_ = refresh;
@@ -71,6 +71,7 @@ int DnsPath::open(sd_event* event, const config::Settings& s, nft::Refresh refre
     if (int r = bound_wait(s); r < 0)
         return r;
     update_table_ = std::make_unique<nft::Table>(updates_);
+    update_table_->assume_destroy(destroy);
 
     // Refused queries are answered in the server's name, through raw
     // sockets whose packets carry the mark fqdnd's rules let pass.

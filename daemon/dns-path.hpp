@@ -49,7 +49,8 @@ public:
     // Binds the queues of `s`, opens the socket of element updates (acks
     // awaited at most response-max-delay) and the raw sockets of refusals.
     // A negative errno, logged.
-    int open(sd_event* event, const config::Settings& s, nft::Refresh refresh);
+    // `destroy`: the kernel takes NFT_MSG_DESTROYSETELEM (Table::probe_destroy).
+    int open(sd_event* event, const config::Settings& s, nft::Refresh refresh, bool destroy);
     // The table and queue numbers of a reloaded configuration.
     void configure(const config::Settings& s);
     // Binds the NFLOG group where `config`'s rules copy queries (none:

@@ -78,6 +78,7 @@ int Manager::start()
     }
     queue_mode_ = features.queue_mode;
     refresh_ = features.refresh;
+    destroy_elements_ = features.destroy_elements;
     log::info(nft::describe(features));
 
     auto units = units_.look_up(config_->units(), nullptr);
@@ -130,7 +131,7 @@ int Manager::start()
     if (int r = flows_.open(event_.get(), ruleset::ct_mark_flow, options_.conntrack_buffer); r < 0)
         return r;
 
-    if (int r = dns_->open(event_.get(), config_->settings, refresh_); r < 0)
+    if (int r = dns_->open(event_.get(), config_->settings, refresh_, destroy_elements_); r < 0)
         return r;
     // Its set updates come every round of the DNS path: not even read.
     keeper_.also_own(dns_->updates_portid());

@@ -130,6 +130,7 @@ private:
     uint64_t renewals_deferred_seen_ = 0; // the cache's count when the expiry timer was last armed
     nft::QueueMode queue_mode_ = nft::QueueMode::native;
     nft::Refresh refresh_ = nft::Refresh::readd;
+    bool destroy_elements_ = false; // the kernel deletes set elements idempotently
     SdEventSourcePtr expiry_timer_, post_;
     // The metrics for node_exporter's textfile collector, when asked for.
     metrics::TextFile metrics_file_{[this] { return config_->settings.metrics_file; },

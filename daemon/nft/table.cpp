@@ -455,17 +455,20 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
     // On the DNS path: the two FQDN sets, by family, with no lookup by name.
     struct PerSet {
         std::string set;
-        std::vector<Key> add, renew_delete, remove;
+        std::vector<Key> add, renew_delete;
         std::vector<Duration> timeouts;
     };
-    PerSet sets[2]{{fqdn_set(Family::ipv4), {}, {}, {}, {}}, {fqdn_set(Family::ipv6), {}, {}, {}, {}}};
+    PerSet sets[2]{{fqdn_set(Family::ipv4), {}, {}, {}}, {fqdn_set(Family::ipv6), {}, {}, {}}};
+    // Removals by set and selector tag, for delete_each.
+    std::map<std::pair<size_t, uint64_t>, std::vector<Address>> removals;
     for (const auto& op : ops) {
-        PerSet& s = sets[op.family == Family::ipv6 ? 1 : 0];
-        const Key key = key_of(op.tag, op.address);
+        const size_t index = op.family == Family::ipv6 ? 1 : 0;
+        PerSet& s = sets[index];
         if (op.kind == cache::ElementOp::Kind::remove) {
-            s.remove.push_back(key);
+            removals[{index, op.tag}].push_back(op.address);
             continue;
         }
+        const Key key = key_of(op.tag, op.address);
         s.add.push_back(key);
         s.timeouts.push_back(op.timeout);
         if (refresh == Refresh::delete_add && op.exists)
@@ -496,12 +499,13 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
         if (!deletes || result == -ETIMEDOUT)
             break;
     }
-    for (const PerSet& s : sets) {
-        if (s.remove.empty())
-            continue;
-        Batch b(nl_);
-        element_messages(b, NFT_MSG_DELSETELEM, table, s.set, s.remove, nullptr);
-        b.send();
+    for (const auto& [where, addresses] : removals) {
+        std::string why;
+        if (delete_each(table, sets[where.first].set, where.second, addresses, &why) == 0 && result == 0) {
+            result = -EIO;
+            if (problem)
+                *problem = "removing elements from " + sets[where.first].set + ": " + why;
+        }
     }
     return result;
 }

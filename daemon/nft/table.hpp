@@ -50,6 +50,8 @@ public:
     int probe_refresh(const std::string& table, Refresh& refresh, std::string* problem);
     // Whether the kernel takes NFT_MSG_DESTROYSETELEM; delete_each uses it from then on.
     bool probe_destroy(const std::string& table);
+    // What probe_destroy found with another Table on the same kernel.
+    void assume_destroy(bool works) noexcept { destroy_ = works; }
     // Both, each as given (from the command line) or else probed; `problem`
     // then says which could not be told, and why.
     int probe(const std::string& table, std::optional<QueueMode> queue_mode, std::optional<Refresh> refresh,
@@ -90,8 +92,9 @@ public:
                        const std::vector<Address>& addresses, std::string* problem);
 
     // The element operations of one DNS answer (or expiry) in one batch:
-    // adds and renewals first; removals after, in a batch of their own whose
-    // failure (the kernel already expired the element) is harmless.
+    // adds and renewals first; removals after, with delete_each (an
+    // element the kernel expired already must not keep the others). The
+    // first failure; `problem` says what failed.
     int update(const std::string& table, const std::vector<cache::ElementOp>& ops, Refresh refresh,
                std::string* problem);
 

@@ -85,6 +85,20 @@ check_not "the cleaned name is gone" bash -c "'$FQDNCTL' cache list | grep -q ec
 check_not "and its address is closed" connects p1a 203.0.113.2 80
 check "the other name stays" connects p1b 203.0.113.3 80
 
+# A clean whose removal meets an element that is gone from the kernel
+# already (someone deleted it, or its timeout ended a moment before): the
+# other elements of the same removal must go all the same.
+resolve p1a echo.k8s.intra >/dev/null
+check "before the second clean: echo.k8s.intra's address is open" connects p1a 203.0.113.2 80
+k8s=$(tag_of "match-pattern: *.k8s.intra.")
+in_ns node1 nft delete element inet fqdnd fqdn4 "{ $k8s . 203.0.113.3 }"
+check "cache clean -p '*.k8s.intra' right after" bash -c "'$FQDNCTL' cache clean -p '*.k8s.intra' -f | grep -q 'removed 2'"
+sleep 1
+check_not "the kernel no longer holds the address of the name cleaned" \
+    bash -c "ip netns exec $(ns node1) nft list set inet fqdnd fqdn4 | grep -q '203.0.113.2 '"
+check_not "and its address is closed" connects p1a 203.0.113.2 80
+resolve p1b other.k8s.intra >/dev/null # what the tests below expect in the cache
+
 # monitor: DNS events and drops, as they happen, to subscribers only.
 "$FQDNCTL" monitor -o json > "$WORK/monitor.json" 2>"$WORK/monitor.err" &
 monitor_pid=$!
