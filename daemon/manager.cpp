@@ -254,7 +254,7 @@ int Manager::reload(std::vector<std::string>* errors)
     cache_.set_selectors(config_->fqdn_selectors(), now(), ops);
     if (config_->settings.table == old_table) {
         if (!update_sets(ops, "reload: filling the sets of new selectors"))
-            keeper_.recheck();
+            keeper_.check_soon();
     } else if (!resync_sets("reload to a new table")) // its sets start empty: all the cache holds
         keeper_.recheck();
     if (config_->settings.table != old_table) {
@@ -401,7 +401,7 @@ void Manager::round_done(bool wrote, uint64_t hold_us)
         // write them again before half a grant; a whole check does.
         if (dns_->errors() != dns_errors_seen_) {
             dns_errors_seen_ = dns_->errors();
-            keeper_.recheck();
+            keeper_.check_soon();
         }
     }
     if (watching_dns())
@@ -449,7 +449,7 @@ void Manager::expire()
     const size_t before = cache_.addresses(), connections = cache_.connection_addresses();
     cache_.expire(now(), ops);
     if (!update_sets(ops, "expiry"))
-        keeper_.recheck(); // what should have gone (or been renewed) in the kernel, as the cache says
+        keeper_.check_soon(); // what should have gone (or been renewed) in the kernel, as the cache says
     if (!ops.empty() || cache_.addresses() != before || cache_.connection_addresses() != connections)
         state_->changed();
     arm_expiry();
@@ -511,7 +511,7 @@ size_t Manager::clean_cache(const FqdnMatcher* pattern, const std::optional<std:
     const size_t removed = cache_.clean(pattern, t, ops);
     state_->cleaned(t, pattern_text);
     if (!update_sets(ops, "cache clean"))
-        keeper_.recheck();
+        keeper_.check_soon();
     state_->changed();
     arm_expiry();
     return removed;

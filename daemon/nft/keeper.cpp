@@ -50,19 +50,29 @@ int Keeper::on_events(sd_event_source*, int, uint32_t, void* self)
 void Keeper::recheck()
 {
     seen_.lost = true;
-    arm(std::min<uint64_t>(delay_usec << std::min(rechecks_, 9u), 60'000'000));
-    ++rechecks_;
+    arm(backoff(rechecks_++, max_recheck_usec));
+}
+
+void Keeper::check_soon()
+{
+    seen_.lost = true;
+    arm(backoff(rechecks_, max_recheck_usec));
 }
 
 void Keeper::retry_restore()
 {
     seen_.changed = seen_.retry = true;
-    arm(std::min<uint64_t>(delay_usec << std::min(restore_tries_, 9u), max_retry_usec));
-    ++restore_tries_;
+    arm(backoff(restore_tries_++, max_retry_usec));
 }
 
 void Keeper::arm(uint64_t delay)
 {
+    uint64_t now = 0, due = 0;
+    int enabled = SD_EVENT_OFF;
+    if (timer_ && sd_event_now(event_, CLOCK_MONOTONIC, &now) >= 0
+        && sd_event_source_get_enabled(timer_.get(), &enabled) >= 0 && enabled != SD_EVENT_OFF
+        && sd_event_source_get_time(timer_.get(), &due) >= 0 && due <= now + delay)
+        return; // a check is due sooner: it checks everything `seen_` says
     if (int r = event_reset_time_relative(event_, timer_, CLOCK_MONOTONIC, delay, 10'000, on_timer, this); r < 0)
         log::error("cannot arm the timer that checks the table again: " + errno_text(r));
 }

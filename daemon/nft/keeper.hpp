@@ -3,6 +3,7 @@
 #include "nft/monitor.hpp"
 #include "sd-util.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -36,10 +37,16 @@ public:
     // transactions are fqdnd's own too, and not read at all.
     int also_own(uint32_t portid);
 
-    // A check could not finish (someone kept changing the sets), or must be
-    // confirmed: another, of everything, as after lost events; each one in
-    // a row waits twice as long as the one before, up to a minute.
+    // A check could not finish (someone kept changing the sets, the kernel
+    // refused a write), or must be confirmed: another, of everything, as
+    // after lost events; each one in a row waits twice as long as the one
+    // before, up to a minute. A check due sooner stays due.
     void recheck();
+    // A write outside a check was refused: a check of everything, when the
+    // next recheck would come (delay_usec when the last check finished),
+    // unless one is due already. Never puts off one that is due, and does
+    // not add to the backoff: refused writes can come by the hundred.
+    void check_soon();
     // A check finished: the next recheck waits delay_usec again.
     void settled() noexcept { rechecks_ = 0; }
     // The table could not be put back (another process owns its name, the
@@ -53,6 +60,7 @@ public:
     // The table was put back: the next retry_restore waits delay_usec.
     void restored() noexcept { restore_tries_ = 0; }
     static constexpr uint64_t max_retry_usec = 5'000'000;
+    static constexpr uint64_t max_recheck_usec = 60'000'000;
 
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;
@@ -62,7 +70,12 @@ public:
 
 private:
     void schedule();
+    // The check `delay_usec` from now, unless one is due sooner.
     void arm(uint64_t delay_usec);
+    uint64_t backoff(unsigned tries, uint64_t max) const noexcept
+    {
+        return std::min<uint64_t>(delay_usec << std::min(tries, 9u), max);
+    }
     static int on_events(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_timer(sd_event_source*, uint64_t usec, void* self);
 

@@ -455,17 +455,21 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
     // On the DNS path: the two FQDN sets, by family, with no lookup by name.
     struct PerSet {
         std::string set;
-        std::vector<Key> add, renew_delete;
+        std::vector<Key> add, renew_delete, destroy;
         std::vector<Duration> timeouts;
     };
-    PerSet sets[2]{{fqdn_set(Family::ipv4), {}, {}, {}}, {fqdn_set(Family::ipv6), {}, {}, {}}};
-    // Removals by set and selector tag, for delete_each.
+    PerSet sets[2]{{fqdn_set(Family::ipv4), {}, {}, {}, {}}, {fqdn_set(Family::ipv6), {}, {}, {}, {}}};
+    // Removals: idempotent, in the same batch, from 6.3; before, by set and
+    // selector tag for delete_each, after it.
     std::map<std::pair<size_t, uint64_t>, std::vector<Address>> removals;
     for (const auto& op : ops) {
         const size_t index = op.family == Family::ipv6 ? 1 : 0;
         PerSet& s = sets[index];
         if (op.kind == cache::ElementOp::Kind::remove) {
-            removals[{index, op.tag}].push_back(op.address);
+            if (destroy_)
+                s.destroy.push_back(key_of(op.tag, op.address));
+            else
+                removals[{index, op.tag}].push_back(op.address);
             continue;
         }
         const Key key = key_of(op.tag, op.address);
@@ -487,6 +491,10 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
                 element_messages(b, NFT_MSG_NEWSETELEM, table, s.set, s.add, &s.timeouts);
                 any = true;
             }
+            if (!s.destroy.empty()) {
+                element_messages(b, msg_destroy_setelem, table, s.set, s.destroy, nullptr);
+                any = true;
+            }
         }
         if (!any)
             break;
@@ -502,7 +510,7 @@ int Table::update(const std::string& table, const std::vector<cache::ElementOp>&
     for (const auto& [where, addresses] : removals) {
         std::string why;
         if (delete_each(table, sets[where.first].set, where.second, addresses, &why) == 0 && result == 0) {
-            result = -EIO;
+            result = -EIO; // delete_each tells no errno: it may have tried three times
             if (problem)
                 *problem = "removing elements from " + sets[where.first].set + ": " + why;
         }

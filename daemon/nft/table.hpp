@@ -91,10 +91,11 @@ public:
     size_t delete_each(const std::string& table, const std::string& set, std::optional<uint64_t> tag,
                        const std::vector<Address>& addresses, std::string* problem);
 
-    // The element operations of one DNS answer (or expiry) in one batch:
-    // adds and renewals first; removals after, with delete_each (an
-    // element the kernel expired already must not keep the others). The
-    // first failure; `problem` says what failed.
+    // The element operations of one DNS answer (or round, or expiry) in
+    // one batch, removals idempotent (NFT_MSG_DESTROYSETELEM) so that an
+    // element the kernel expired already does not fail the others. Without
+    // it (before 6.3) removals go after, with delete_each, and a failure
+    // of theirs is -EIO. 0 or the first failure; `problem` says what failed.
     int update(const std::string& table, const std::vector<cache::ElementOp>& ops, Refresh refresh,
                std::string* problem);
 

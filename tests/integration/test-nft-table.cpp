@@ -137,6 +137,32 @@ TEST_CASE_FIXTURE(EchoTable, "delete_each deletes what is there when one of a ba
     }
 }
 
+TEST_CASE_FIXTURE(EchoTable, "update removes what is there when one of its removals is gone already, with its adds")
+{
+    const Address gone = *Address::parse("203.0.113.31"), there = *Address::parse("203.0.113.32"),
+                  added = *Address::parse("203.0.113.33");
+    const auto op = [](cache::ElementOp::Kind kind, const Address& a) {
+        return cache::ElementOp{kind, k8s_tag, Family::ipv4, a, 10min, false};
+    };
+    for (const bool destroy : {true, false}) {
+        CAPTURE(destroy);
+        nft::Table t(nl);
+        t.assume_destroy(destroy);
+        REQUIRE(t.add_elements("fqdnd", "fqdn4", k8s_tag, {{there, 10min, false}}, nft::Refresh::readd, &problem)
+                == 0);
+        problem.clear();
+        const std::vector<cache::ElementOp> ops{op(cache::ElementOp::Kind::add, added),
+                                                op(cache::ElementOp::Kind::remove, gone),
+                                                op(cache::ElementOp::Kind::remove, there)};
+        CHECK_MESSAGE(t.update("fqdnd", ops, nft::Refresh::readd, &problem) == 0, problem);
+        std::vector<nft::Table::ListedElement> listed;
+        REQUIRE(t.list_elements("fqdnd", "fqdn4", listed) == 0);
+        CHECK(find(listed, there) == nullptr);
+        CHECK(find(listed, added) != nullptr);
+        REQUIRE(t.delete_each("fqdnd", "fqdn4", k8s_tag, {added}, &problem) == 1);
+    }
+}
+
 TEST_CASE_FIXTURE(EchoTable, "the generation changes with every transaction; a stable listing says when it could not be had")
 {
     uint32_t g1 = 0, g2 = 0, g3 = 0;
