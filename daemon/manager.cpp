@@ -188,8 +188,15 @@ int Manager::run()
 
 bool Manager::update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what)
 {
+    if (ops.empty())
+        return true;
+    // Net changes only, as on the DNS path: a start's restore can add an
+    // element, evict it and add it again for another name, and in one
+    // batch the kernel applies them in order.
+    std::vector<cache::ElementOp> net = ops;
+    cache::coalesce(net);
     std::string problem;
-    if (!ops.empty() && table_->update(config_->settings.table, ops, refresh_, &problem) < 0) {
+    if (!net.empty() && table_->update(config_->settings.table, net, refresh_, &problem) < 0) {
         log::warning(std::string(what) + ": " + problem + "; the sets will be checked whole");
         return false;
     }

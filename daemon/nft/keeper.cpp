@@ -56,7 +56,10 @@ void Keeper::recheck()
 void Keeper::check_soon()
 {
     seen_.lost = true;
-    arm(backoff(rechecks_, max_recheck_usec));
+    // A restore retry is due: it checks the sets whole too, and must keep
+    // its own backoff (while the table is gone every write is refused).
+    if (!seen_.retry)
+        arm(backoff(rechecks_, max_recheck_usec));
 }
 
 void Keeper::retry_restore()

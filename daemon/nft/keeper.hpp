@@ -44,8 +44,10 @@ public:
     void recheck();
     // A write outside a check was refused: a check of everything, when the
     // next recheck would come (delay_usec when the last check finished),
-    // unless one is due already. Never puts off one that is due, and does
-    // not add to the backoff: refused writes can come by the hundred.
+    // unless one is due already or a restore retry is pending (which
+    // checks everything too, at its own pace). Never puts off one that is
+    // due, and does not add to the backoff: refused writes can come by the
+    // hundred.
     void check_soon();
     // A check finished: the next recheck waits delay_usec again.
     void settled() noexcept { rechecks_ = 0; }
