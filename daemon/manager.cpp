@@ -301,8 +301,7 @@ void Manager::restore(const nft::Keeper::Seen& seen)
         }
         if (seen.retry)
             log::warning("table inet " + config_->settings.table + " is back in place after "
-                         + std::to_string(restore_failures_ - restore_failures_at_restore_) + " failed tries");
-        restore_failures_at_restore_ = restore_failures_;
+                         + std::to_string(keeper_.restore_tries()) + " failed tries");
         keeper_.restored();
         ++restores_;
     }

@@ -61,6 +61,8 @@ public:
     void retry_restore();
     // The table was put back: the next retry_restore waits delay_usec.
     void restored() noexcept { restore_tries_ = 0; }
+    // Tries in a row that could not put the table back, since it last was.
+    unsigned restore_tries() const noexcept { return restore_tries_; }
     static constexpr uint64_t max_retry_usec = 5'000'000;
     static constexpr uint64_t max_recheck_usec = 60'000'000;
 

@@ -174,6 +174,20 @@ for c in sys.argv[1].encode():
 print("0x%08x . 0x%08x" % (h >> 32, h & 0xffffffff))' "$1"
 }
 
+# table_back NS TRIES: the milliseconds until fqdnd's table (its forward
+# chain) is listed in NS, polled every 50 ms, or nothing after TRIES polls.
+table_back() {
+    local start i
+    start=$(date +%s%N)
+    for i in $(seq 1 "$2"); do
+        if in_ns "$1" nft list chain inet fqdnd forward >/dev/null 2>&1; then
+            echo $(( ($(date +%s%N) - start) / 1000000 ))
+            return
+        fi
+        sleep 0.05
+    done
+}
+
 # set_addresses NS SELECTOR FAMILY: the addresses the kernel holds for the
 # selector in fqdn4 or fqdn6, one per line, sorted.
 set_addresses() {

@@ -65,23 +65,9 @@ check "a broken reload keeps the running policy" connects c1 203.0.113.2 80
 check_not "a broken reload keeps denying" connects c1 203.0.113.99 80
 rm -f "$WORK/policy.d/broken.toml"
 
-# table_back TRIES: the milliseconds until fqdnd's table is listed, polled
-# every 50 ms, or nothing after TRIES polls.
-table_back() {
-    local start i
-    start=$(date +%s%N)
-    for i in $(seq 1 "$1"); do
-        if in_ns router nft list chain inet fqdnd forward >/dev/null 2>&1; then
-            echo $(( ($(date +%s%N) - start) / 1000000 ))
-            return
-        fi
-        sleep 0.05
-    done
-}
-
 # Someone flushes the whole ruleset: the table is back within a second.
 in_ns router nft flush ruleset
-back=$(table_back 60)
+back=$(table_back router 60)
 echo "     table back after ${back:-never} ms"
 check "nft flush ruleset: the table is back within a second" test -n "$back" -a "${back:-9999}" -le 1000
 sleep 0.2
@@ -96,7 +82,7 @@ check "after the flush: to-cidrs allowed" connects c1 198.51.100.5 80
 # $HOME: here in $WORK, so that its start and exit take no longer each run.
 failed_before=$(grep -c "cannot put the ruleset in place (restore)" "$WORK/fqdnd-router.log")
 in_ns router env HOME="$WORK" bash -c '(echo "delete table inet fqdnd; add table inet fqdnd { flags owner; }"; sleep 2) | nft -i >/dev/null'
-back=$(table_back 140)
+back=$(table_back router 140)
 echo "     table back ${back:-never} ms after the owner left"
 failed=$(( $(grep -c "cannot put the ruleset in place (restore)" "$WORK/fqdnd-router.log") - failed_before ))
 check "a table taken by an owner: fqdnd's restore failed and was tried again ($failed times)" test "$failed" -ge 2
