@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -72,9 +73,15 @@ int Manager::start()
     // What this kernel takes, unless the command line says.
     nft::Features features;
     std::string problem;
-    if (int r = table_->probe(table, options_.queue_mode, options_.element_refresh, features, &problem); r < 0) {
-        log::error(problem);
-        return r;
+    // Another process may hold the table's name: then fqdnd waits for it
+    // to let go rather than exit, as systemd gives up on a unit that fails
+    // to start five times in 10 s. The probe is the first to find out.
+    unsigned waits = 0;
+    while (int r = table_->probe(table, options_.queue_mode, options_.element_refresh, features, &problem)) {
+        if (!wait_while_held(waits)) {
+            log::error(problem);
+            return r;
+        }
     }
     queue_mode_ = features.queue_mode;
     refresh_ = features.refresh;
@@ -102,8 +109,11 @@ int Manager::start()
     // the sets are checked against the cache below.
     if (int r = keeper_.open(event_.get(), nl_.portid()); r < 0)
         return r;
-    if (int r = apply_ruleset(*config_, *units, "start"); r < 0)
-        return r;
+    while (int r = apply_ruleset(*config_, *units, "start")) // the name taken since the probe
+        if (!wait_while_held(waits))
+            return r;
+    if (waits > 0)
+        log::info("table inet " + table + " is free again");
 
     // The cache fills the sets of selectors; what the kernel kept across a
     // restart stays there until the state file brings the cache back.
@@ -212,6 +222,25 @@ int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgrou
         return r;
     }
     return 0;
+}
+
+bool Manager::wait_while_held(unsigned& waits)
+{
+    const std::string& table = config_->settings.table;
+    uint32_t owner = 0;
+    if (table_->owner(table, owner) < 0 || owner == 0 || owner == nl_.portid())
+        return false;
+    // Said the first time and then about once a minute, when the waits are 5 s.
+    if (waits % 12 == 0) {
+        const std::string what = "table inet " + table + " is held by another process (flags owner, netlink port "
+                                 + std::to_string(owner) + "); waiting for it to let go";
+        log::error(what);
+        sd_notifyf(0, "STATUS=%s", what.c_str());
+    }
+    const uint64_t delay_usec = std::min<uint64_t>(200'000ULL << std::min(waits, 5u), 5'000'000);
+    ++waits;
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_usec));
+    return true;
 }
 
 int Manager::reload(std::vector<std::string>* errors)

@@ -84,6 +84,12 @@ private:
     // removes what it does not explain.
     bool update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what);
     int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
+    // At start, after a step on the table failed: when another process
+    // holds the table's name (`flags owner`), says so, sleeps (0.2 s, then
+    // twice as long each time, at most 5 s; `waits` counts) and returns
+    // true, to try again. False when nobody else holds it: the failure
+    // stands.
+    bool wait_while_held(unsigned& waits);
     // After a round of the DNS path (DnsPath::Hooks::round_done).
     void round_done(bool wrote, uint64_t hold_us);
     // Arms the timer for the cache's next deadline (an expiry or a

@@ -301,6 +301,26 @@ bool Table::exists(const std::string& table)
     return list(table, e) == 0 && e.table;
 }
 
+int Table::owner(const std::string& table, uint32_t& portid)
+{
+    portid = 0;
+    std::array<char, 512> buf{};
+    TablePtr t(nftnl_table_alloc());
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
+    nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETTABLE, NFPROTO_INET, NLM_F_ACK, nl_.next_seq());
+    nftnl_table_nlmsg_build_payload(nlh, t.get());
+    int r = nl_.dump(nlh, [&](const nlmsghdr* m) {
+        TablePtr got(nftnl_table_alloc());
+        if (nftnl_table_nlmsg_parse(m, got.get()) < 0)
+            return;
+        if (nftnl_table_is_set(got.get(), NFTNL_TABLE_FLAGS)
+            && (nftnl_table_get_u32(got.get(), NFTNL_TABLE_FLAGS) & NFT_TABLE_F_OWNER)
+            && nftnl_table_is_set(got.get(), NFTNL_TABLE_OWNER))
+            portid = nftnl_table_get_u32(got.get(), NFTNL_TABLE_OWNER);
+    });
+    return r == -ENOENT ? 0 : r;
+}
+
 bool Table::matches(const Ruleset& rs)
 {
     Existing e;

@@ -67,6 +67,11 @@ public:
     int remove(const std::string& table, std::string* problem);
 
     bool exists(const std::string& table);
+    // The netlink port of the process that holds `table` with `flags
+    // owner` (the kernel refuses any other's changes to it, and deletes it
+    // when that socket closes), in `portid`; 0 when the table is not there
+    // or nobody owns it.
+    int owner(const std::string& table, uint32_t& portid);
 
     // Whether the kernel's table is the one `rs` describes, as far as a
     // listing tells cheaply: the same chains (hooks, priorities), named

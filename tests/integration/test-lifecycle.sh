@@ -232,4 +232,18 @@ check_not "--remove-rules: the table is gone" in_ns router nft list table inet f
 check "--remove-rules: traffic is no longer filtered" connects c1 203.0.113.99 80
 check "--remove-rules twice is fine" in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules
 
+# At start another process holds the table's name (`flags owner`, here an
+# nft that lives 2 s): fqdnd says so, waits for the owner to go instead of
+# exiting (under systemd, five such exits in 10 s and it is not restarted
+# at all) and is ready once its table is in place.
+in_ns router env HOME="$WORK" bash -c '(echo "add table inet fqdnd { flags owner; }"; sleep 2) | nft -i >/dev/null' &
+holder=$!
+_pids+=("$holder")
+check "another process holds table inet fqdnd" eventually 1 in_ns router nft list table inet fqdnd
+check "fqdnd starts while the name is held, and gets ready" start_fqdnd router "$WORK/fqdnd.toml"
+wait "$holder"
+check "it said who holds the name" grep -q "table inet fqdnd is held by another process (flags owner, netlink port [0-9]*); waiting for it to let go" "$WORK/fqdnd-router.log"
+check "ready after the owner left: FQDN address allowed" connects c1 203.0.113.2 80
+check_not "and unknown address denied" connects c1 203.0.113.99 80
+
 finish
