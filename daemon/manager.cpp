@@ -239,6 +239,7 @@ bool Manager::wait_while_held(unsigned& waits)
     }
     const uint64_t delay_usec = std::min<uint64_t>(200'000ULL << std::min(waits, 5u), 5'000'000);
     ++waits;
+    sd_notify(0, "WATCHDOG=1"); // waiting is no hang
     std::this_thread::sleep_for(std::chrono::microseconds(delay_usec));
     return true;
 }

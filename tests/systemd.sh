@@ -427,6 +427,26 @@ in_ct systemctl reset-failed fqdnd >/dev/null 2>&1 || true
 setup in_ct systemctl restart fqdnd
 setup wait_for 30 is_active
 
+echo "== another process holds the table's name at start"
+# fqdnd waits, its status says why, and it is active once the name is
+# free: no exits for systemd's start limit to give up on.
+setup in_ct systemctl stop fqdnd
+setup in_ct nft delete table inet fqdnd
+in_ct sh -c '(echo "add table inet fqdnd { flags owner; }"; sleep 8) | nft -i >/dev/null' &
+holder=$!
+setup wait_for 5 in_ct nft list table inet fqdnd
+restarts=$(in_ct systemctl show -P NRestarts fqdnd)
+setup in_ct systemctl start --no-block fqdnd
+held_status() { in_ct systemctl show -P StatusText fqdnd | grep 'table inet fqdnd is held by another process'; }
+check "while the name is held, its status says so" wait_for 6 held_status
+check "and fqdnd is still starting (activating)" test "$(in_ct systemctl show -P ActiveState fqdnd)" = activating
+wait "$holder"
+check "the owner gone: fqdnd is active within 10 s" wait_for 10 is_active
+check "without a restart (NRestarts $restarts)" test "$(in_ct systemctl show -P NRestarts fqdnd)" = "$restarts"
+fqdnds_table() { in_ct nft list table inet fqdnd | grep 'set fqdn4'; }
+check "its table is in place" fqdnds_table
+check "nobody still reaches 192.0.2.10" connects as_nobody 192.0.2.10 80
+
 echo "== upgrade, remove, purge"
 pid=$(main_pid)
 check "apt-get install ./fqdnd_${version}+sdtest1.deb (an upgrade)" in_ct_long apt-get install -y "$T/fqdnd_${version}+sdtest1.deb"
