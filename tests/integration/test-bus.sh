@@ -115,6 +115,22 @@ wait "$cleans"
 echo "     table back after ${back:-never} ms, cleans meanwhile"
 check "a deleted table is back within 2 s, refused writes or not" test -n "$back" -a "${back:-9999}" -le 2000
 
+# Nor bring a restore's next try forward while another process holds the
+# table's name (`flags owner`, 2 s): the tries keep their own backoff
+# (0.2 s, then twice as long), three or four in those 2 s, not one per
+# refused write.
+for i in $(seq 1 20); do resolve p1a "n$i.k8s.intra" >/dev/null; done
+failed_before=$(grep -c "cannot put the ruleset in place (restore)" "$WORK/fqdnd-node1.log")
+in_ns node1 env HOME="$WORK" bash -c '(echo "delete table inet fqdnd; add table inet fqdnd { flags owner; }"; sleep 2) | nft -i >/dev/null' &
+holder=$!
+for i in $(seq 1 20); do "$FQDNCTL" cache clean -p "n$i.k8s.intra" -f >/dev/null 2>&1; sleep 0.1; done
+wait "$holder"
+back=$(table_back node1 140)
+failed=$(( $(grep -c "cannot put the ruleset in place (restore)" "$WORK/fqdnd-node1.log") - failed_before ))
+echo "     owned for 2 s, 20 refused cleans: $failed failed tries, table back ${back:-never} ms after the owner left"
+check "refused writes leave a restore's retries at their own pace (at most 6 tries)" test "$failed" -ge 1 -a "$failed" -le 6
+check "the owner gone, the table is back within 6 s" test -n "$back" -a "${back:-9999}" -le 6000
+
 # monitor: DNS events and drops, as they happen, to subscribers only.
 "$FQDNCTL" monitor -o json > "$WORK/monitor.json" 2>"$WORK/monitor.err" &
 monitor_pid=$!
