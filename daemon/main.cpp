@@ -54,6 +54,12 @@ int remove_rules(const std::filesystem::path& path, bool given)
         fqdnd::log::info("no table inet " + table + " to remove");
         return 0;
     }
+    // fqdnd's table never has an owner: one that has is another process's.
+    if (uint32_t owner = 0; t.owner(table, owner) == 0 && owner != 0) {
+        fqdnd::log::warning("table inet " + table + " is another process's (flags owner, netlink port "
+                            + std::to_string(owner) + "), not fqdnd's; left alone");
+        return 0;
+    }
     if (t.remove(table, &problem) < 0) {
         fqdnd::log::error("cannot remove table inet " + table + ": " + problem);
         return 1;

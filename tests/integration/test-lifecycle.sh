@@ -246,4 +246,17 @@ check "it said who holds the name" grep -q "table inet fqdnd is held by another 
 check "ready after the owner left: FQDN address allowed" connects c1 203.0.113.2 80
 check_not "and unknown address denied" connects c1 203.0.113.99 80
 
+# --remove-rules (as the package's removal runs it) leaves a table that
+# another process owns: it is not fqdnd's, and the removal must not fail.
+stop_fqdnd
+in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules >> "$WORK/fqdnd-router.log" 2>&1
+in_ns router env HOME="$WORK" bash -c '(echo "add table inet fqdnd { flags owner; }"; sleep 2) | nft -i >/dev/null' &
+holder=$!
+_pids+=("$holder")
+check "another process holds table inet fqdnd again" eventually 1 in_ns router nft list table inet fqdnd
+check "--remove-rules succeeds" in_ns router "$FQDND" --config "$WORK/fqdnd.toml" --remove-rules
+check "leaving the other process's table" in_ns router nft list table inet fqdnd
+check "and says so" bash -c "ip netns exec $(ns router) $FQDND --config $WORK/fqdnd.toml --remove-rules 2>&1 | grep -q \"is another process's (flags owner, netlink port [0-9]*), not fqdnd's; left alone\""
+wait "$holder"
+
 finish
