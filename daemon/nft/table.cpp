@@ -617,12 +617,19 @@ int Table::list_elements_stable(const std::string& table, const std::string& set
 
 bool Table::probe_destroy(const std::string& table)
 {
+    return probe_destroy(table, nullptr) == 0 && destroy_;
+}
+
+int Table::probe_destroy(const std::string& table, std::string* problem)
+{
     const std::string set = "probe_destroy";
     Batch b(nl_);
     add_table(b, table);
     encode_address_set(b, table, AddressSet{set, Family::ipv4, "probe"}, 1);
-    if (b.send() < 0)
-        return false;
+    destroy_ = false;
+    std::vector<Batch::Error> errors;
+    if (int r = b.send(&errors); r < 0)
+        return fail(problem, errors, r);
     // An element that is not there: only a kernel that knows the message
     // takes it.
     Batch destroy(nl_);
@@ -632,7 +639,7 @@ bool Table::probe_destroy(const std::string& table)
     Batch cleanup(nl_);
     delete_set(cleanup, table, set);
     cleanup.send();
-    return destroy_;
+    return 0;
 }
 
 int Table::list_elements(const std::string& table, const std::string& set, std::vector<ListedElement>& out)
@@ -763,7 +770,14 @@ int Table::probe(const std::string& table, std::optional<QueueMode> queue_mode, 
             *problem = "cannot probe set element refresh: " + why;
         return r;
     }
-    out.destroy_elements = probe_destroy(table);
+    // Only a kernel that refused the message says no; a table that could
+    // not be written (another process holds its name) is a failure.
+    if (int r = probe_destroy(table, &why); r < 0) {
+        if (problem)
+            *problem = "cannot probe idempotent element deletion: " + why;
+        return r;
+    }
+    out.destroy_elements = destroy_;
     return 0;
 }
 

@@ -50,6 +50,8 @@ public:
     int probe_refresh(const std::string& table, Refresh& refresh, std::string* problem);
     // Whether the kernel takes NFT_MSG_DESTROYSETELEM; delete_each uses it from then on.
     bool probe_destroy(const std::string& table);
+    // The same; 0 when the probe could run, else why not in `problem`.
+    int probe_destroy(const std::string& table, std::string* problem);
     // What probe_destroy found with another Table on the same kernel.
     void assume_destroy(bool works) noexcept { destroy_ = works; }
     // Both, each as given (from the command line) or else probed; `problem`
