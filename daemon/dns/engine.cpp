@@ -316,12 +316,40 @@ void Engine::expire_streams(cache::Time now)
     if (now >= streams_swept_ && now - streams_swept_ < std::chrono::seconds(1))
         return;
     streams_swept_ = now;
-    std::erase_if(streams_, [&](const auto& entry) {
-        const Stream& s = entry.second;
-        const bool gone = s.last + tcp_idle_timeout <= now || (s.closed && *s.closed + tcp_fin_linger <= now);
-        stats_.tcp_streams_expired += gone;
-        return gone;
-    });
+    for (auto it = streams_.begin(); it != streams_.end();) {
+        const Stream& s = it->second;
+        if (s.last + tcp_idle_timeout <= now || (s.closed && *s.closed + tcp_fin_linger <= now)) {
+            ++stats_.tcp_streams_expired;
+            forget_stream(it++);
+        } else
+            ++it;
+    }
+}
+
+void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>::iterator it)
+{
+    if (auto owner = streams_per_owner_.find(it->second.owner); owner != streams_per_owner_.end() && --owner->second == 0)
+        streams_per_owner_.erase(owner);
+    streams_.erase(it);
+}
+
+void Engine::make_room_for_stream()
+{
+    size_t most = 0;
+    for (const auto& [owner, count] : streams_per_owner_)
+        most = std::max(most, count);
+    auto stalest = streams_.end();
+    auto before = [](const Stream& a, const Stream& b) {
+        return a.established != b.established ? !a.established : a.last < b.last;
+    };
+    for (auto it = streams_.begin(); it != streams_.end(); ++it)
+        if ((stalest == streams_.end() || before(it->second, stalest->second))
+            && streams_per_owner_[it->second.owner] == most)
+            stalest = it;
+    if (stalest != streams_.end()) {
+        forget_stream(stalest);
+        ++stats_.tcp_streams_evicted;
+    }
 }
 
 void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
@@ -335,7 +363,7 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         // Whether the peer takes it or not (RFC 5961), fqdnd forgets the
         // stream: the client's later data on it is unknown, and dropped.
         if (it != streams_.end())
-            streams_.erase(it);
+            forget_stream(it);
         out.accept = pkt.payload.empty();
         return;
     }
@@ -364,18 +392,13 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         }
         // A connection from its first byte (or the port used again once
         // both sides closed): until the server's SYN-ACK agrees, no data passes.
-        if (it == streams_.end()) {
-            if (streams_.size() >= max_tcp_streams) {
-                auto oldest = std::min_element(streams_.begin(), streams_.end(), [](const auto& a, const auto& b) {
-                    return a.second.last < b.second.last;
-                });
-                streams_.erase(oldest);
-                ++stats_.tcp_streams_evicted;
-            }
-            it = streams_.emplace(key, Stream{}).first;
-        }
-        Stream& s = it->second;
-        s = Stream{};
+        if (it != streams_.end()) // the port again after both sides closed
+            forget_stream(it);
+        if (streams_.size() >= max_tcp_streams)
+            make_room_for_stream();
+        Stream& s = streams_.emplace(key, Stream{}).first->second;
+        s.owner = endpoint_of(pkt, meta);
+        ++streams_per_owner_[s.owner];
         s.client_isn = pkt.seq;
         s.client.next_seq = pkt.seq + 1;
         s.acked = pkt.seq + 1;
@@ -397,6 +420,9 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
     }
     Stream& s = it->second;
     s.last = meta.now;
+    if (!from_server && !s.established && s.synced && (pkt.tcp_flags & tcp_ack)
+        && seq_after(pkt.ack, s.server_isn) > 0 && seq_after(pkt.ack, s.server.next_seq) <= 0)
+        s.established = true;
     if (from_server)
         tcp_from_server(pkt, meta, s, out);
     else
@@ -540,6 +566,7 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
         if ((pkt.tcp_flags & tcp_ack) && !s.synced && seq_after(pkt.ack, s.acked) >= 0
             && seq_after(pkt.ack, s.client.next_seq) <= 0) {
             s.synced = true;
+            s.server_isn = pkt.seq;
             s.server.next_seq = pkt.seq + 1;
         } else if (len != 0) {
             out.accept = false;

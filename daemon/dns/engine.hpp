@@ -196,9 +196,14 @@ private:
         bool refused = false; // a query was refused: the client's later data is dropped
         uint32_t acked = 0;   // the server's highest acknowledgement of client bytes
         uint32_t client_isn = 0;
+        uint32_t server_isn = 0;
+        // The client acknowledged the server's SYN-ACK: it sees the
+        // server's packets (a client that spoofs another's address does not).
+        bool established = false;
         std::vector<uint8_t> unacked; // client bytes [acked, client.next_seq), as passed
         cache::Time last{};
         std::optional<cache::Time> closed; // both sides sent FIN
+        std::string owner;                 // the client's endpoint (endpoint_of)
     };
 
     bool selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const;
@@ -215,6 +220,12 @@ private:
     void reset_client(const PacketInfo& pkt, Outcome& out);
     void forget_old(cache::Time now);
     void expire_streams(cache::Time now);
+    // Room for a new stream when the table is full: the endpoint that
+    // holds the most loses its stalest stream not yet established, else
+    // its stalest; so one client's flood of connections frees its own,
+    // and one that spoofs another's address frees its own half-open ones.
+    void make_room_for_stream();
+    void forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>::iterator it);
 
     cache::Cache& cache_;
     uint8_t reject_rcode_ = rcode_refused;
@@ -224,6 +235,7 @@ private:
     std::unordered_map<QueryKey, Pending, QueryKeyHash> queries_;
     std::deque<std::pair<cache::Time, QueryKey>> query_order_;
     std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
+    std::unordered_map<std::string, size_t> streams_per_owner_;
     cache::Time streams_swept_{};
     Stats stats_;
     std::vector<Event> events_;

@@ -11,6 +11,10 @@
                                 its SYN-ACK, the query
   tcp-two SERVER NAME1 NAME2    two queries in one segment; prints "id rcode address..." per answer
   v6-ext SRC SERVER NAME COUNT  a UDP query over IPv6 behind COUNT destination options headers
+  syn-flood SRC SERVER COUNT    raw TCP: COUNT SYNs to SERVER:53 from as many ports, never completed
+  tcp-idle SERVER NAME GOFILE   a TCP connection to SERVER:53 made at once, the query for NAME sent
+                                on it once GOFILE exists (within 30 s); prints "answer ADDRESS...",
+                                "closed", "reset" or "timeout"
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
                                 side: what reached it, whether its DNS server logs it or not)
 Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
@@ -159,6 +163,37 @@ elif cmd == "v6-ext":
     s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.sendto(ip + body, (dst, 0))
     time.sleep(0.5)
+elif cmd == "syn-flood":
+    src, server, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
+    for i, sport in enumerate(random.sample(range(1024, 65535), count)):
+        hdr = struct.pack("!HHIIBBHHH", sport, 53, random.getrandbits(32), 0, 5 << 4, 0x02, 65535, 0, 0)
+        pseudo = socket.inet_aton(src) + socket.inet_aton(server) + struct.pack("!BBH", 0, 6, len(hdr))
+        s.sendto(hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:], (server, 0))
+        if i % 500 == 499:
+            time.sleep(0.02)  # within the queue's length
+elif cmd == "tcp-idle":
+    server, name, go = sys.argv[2:5]
+    with socket.create_connection((server, 53), timeout=3) as s:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            s.sendall(framed(message(4716, name)))
+            buf = b""
+            while len(buf) < 2 or len(buf) < 2 + struct.unpack("!H", buf[:2])[0]:
+                chunk = s.recv(4096)
+                if not chunk:
+                    sys.exit(print("closed"))
+                buf += chunk
+        except ConnectionResetError:
+            sys.exit(print("reset"))
+        except socket.timeout:
+            sys.exit(print("timeout"))
+        m = buf[2:]
+        print("answer", *[socket.inet_ntoa(m[i + 10:i + 14]) for i in range(len(m) - 13)
+                          if m[i:i + 4] == b"\x00\x01\x00\x01" and m[i + 8:i + 10] == b"\x00\x04"])
 elif cmd == "sniff":
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
     s.settimeout(0.2)

@@ -55,6 +55,21 @@ check "control: IPv6 with 8 destination options headers is inspected and passes"
 attack v6-ext 2001:db8:1::2 2001:db8:4::53 ext9-secret.example 9
 check_not "IPv6 with 9 destination options headers never reaches the server" asked ext9-secret
 
+# One client's SYN flood (6,000 never completed, more than the 4,096 TCP
+# streams fqdnd follows) must not make fqdnd forget another client's
+# stream: p1b's connection, opened before and idle through the flood, is
+# still answered after it (the flood's streams go first).
+rm -f "$WORK/go"
+in_ns p1b python3 "$TESTS_DIR/dns_attack.py" tcp-idle 203.0.113.53 echo.k8s.intra "$WORK/go" > "$WORK/idle.out" 2>&1 &
+idle=$!
+_pids+=("$idle")
+sleep 0.5
+attack syn-flood 192.0.2.2 203.0.113.53 6000
+touch "$WORK/go"
+wait "$idle"
+check "TCP: another client's SYN flood leaves an idle client's stream: its query is answered ($(cat "$WORK/idle.out"))" \
+    grep -q '^answer 203.0.113.2' "$WORK/idle.out"
+
 check "control: after all this, an allowed name over TCP still resolves" \
     test "$(resolve p1a echo.k8s.intra +tcp)" = 203.0.113.2
 echo "--- two queries in one segment, answers (id rcode addresses):"; cat "$WORK/two.out"

@@ -494,6 +494,62 @@ TEST_CASE("TCP streams are bounded, expire when idle and are freed after FIN")
     CHECK(f.engine.stats().tcp_streams_expired == dns::Engine::max_tcp_streams + 1);
 }
 
+namespace {
+// A connection of `client`'s, its handshake done; `complete`: the client
+// acknowledged the server's SYN-ACK.
+Tcp opened(Fixture& f, const char* client, uint16_t port, bool complete)
+{
+    Tcp t(f, port, false);
+    t.client = *Address::parse(client);
+    CHECK(f.packet(t.from_client(t.cseq, dns::tcp_syn, {})).accept);
+    CHECK(f.reply(t.from_server(t.sseq, t.cseq + 1, dns::tcp_syn | dns::tcp_ack, {})).accept);
+    ++t.cseq;
+    ++t.sseq;
+    if (complete)
+        CHECK(f.packet(t.from_client(t.cseq, dns::tcp_ack, {})).accept);
+    return t;
+}
+
+// SYNs from `client`, never completed, on `count` ports from `first`.
+void syn_flood(Fixture& f, const char* client, uint16_t first, size_t count)
+{
+    for (size_t p = 0; p < count; ++p) {
+        Tcp t(f, static_cast<uint16_t>(first + p), false);
+        t.client = *Address::parse(client);
+        f.packet(t.from_client(1, dns::tcp_syn, {}));
+    }
+}
+} // namespace
+
+TEST_CASE("TCP: a full table frees the streams of the client that holds the most")
+{
+    // The stalest stream of all is another client's: a flood of SYNs that
+    // fills the table must free its own.
+    Fixture f;
+    Tcp victim = opened(f, "192.0.2.3", 40000, false);
+    f.now += 1s;
+    syn_flood(f, "192.0.2.2", 20000, dns::Engine::max_tcp_streams + 100);
+    CHECK(f.engine.stats().tcp_streams_evicted == 101);
+    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 0);
+    CHECK(victim.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+}
+
+TEST_CASE("TCP: a flood in another client's name frees its half-open streams first")
+{
+    // SYNs with the victim's source address (a client on its segment can
+    // send them): the victim's endpoint holds the most, but its own
+    // connection is established, and the flood's are not.
+    Fixture f;
+    Tcp victim = opened(f, "192.0.2.3", 40000, true);
+    f.now += 1s;
+    syn_flood(f, "192.0.2.3", 20000, dns::Engine::max_tcp_streams + 100);
+    CHECK(f.engine.stats().tcp_streams_evicted == 101);
+    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 0);
+    CHECK(victim.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+}
+
 TEST_CASE("TCP: in one segment, allowed queries pass and refused ones are blanked")
 {
     Fixture f;
