@@ -269,10 +269,18 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         read_copies_();
         it = queries_.find(key);
     }
-    if (it == queries_.end()) {
+    // An answer to no query fqdnd saw (another id, a query long gone or
+    // never copied, a forgery) teaches nothing and is dropped: given to
+    // the client it would point at addresses that are not open, for as
+    // long as the client caches it; dropped, the client asks again. Over
+    // TCP the segment passes (dropping it would stall the stream).
+    const auto unmatched = [&] {
         ++stats_.answers_unmatched;
-        return;
-    }
+        if (pkt.transport == Transport::udp)
+            out.accept = false;
+    };
+    if (it == queries_.end())
+        return unmatched();
     Malformed why;
     auto a = parse_answer(wire, &why);
     if (!a) {
@@ -281,9 +289,8 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         return;
     }
     if (!(a->question == it->second.question)) {
-        ++stats_.answers_unmatched;
         ++stats_.answers_wrong_question;
-        return;
+        return unmatched();
     }
     // The first answer consumes the query: a second one changes nothing.
     const std::string endpoint = it->second.endpoint;

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Hand-made DNS messages for tests.
-  query SERVER SPORT ID NAME: sends an A query from SPORT, waits (2 s) for an answer
+  query SERVER SPORT ID NAME: sends an A query from SPORT, prints "ID SOURCE NAME" of each answer it gets in 3 s
   answer SERVER CLIENT CPORT ID NAME ADDR: sends an answer in SERVER's name"""
 import socket
 import struct
 import sys
+import time
 
 from dnswire import name_wire
 
@@ -16,12 +17,19 @@ if sys.argv[1] == "query":
     server, sport, qid, name = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", sport))
-    s.settimeout(3)
     s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question(name), (server, 53))
-    try:
-        s.recvfrom(4096)
-    except OSError:
-        pass
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            msg, _ = s.recvfrom(4096)
+        except OSError:
+            break
+        labels, at = [], 12
+        while at < len(msg) and msg[at]:
+            labels.append(msg[at + 1:at + 1 + msg[at]].decode(errors="replace"))
+            at += 1 + msg[at]
+        print(struct.unpack("!H", msg[:2])[0], _[0], ".".join(labels), flush=True)
 else:
     server, client, cport, qid, name, addr = sys.argv[2:8]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -264,7 +264,7 @@ router_topology() {
 check_forged_answers() {
     local n=$1 querier sent=0
     forge() { in_ns svc python3 "$TESTS_DIR/dns_forge.py" answer "$@" && sent=$((sent + 1)); }
-    in_ns "$n" python3 "$TESTS_DIR/dns_forge.py" query 203.0.113.54 41000 4242 forged.k8s.intra &
+    in_ns "$n" python3 "$TESTS_DIR/dns_forge.py" query 203.0.113.54 41000 4242 forged.k8s.intra > "$WORK/querier.out" &
     querier=$!
     sleep 0.5
     forge 203.0.113.54 192.0.2.2 41000 4243 forged.k8s.intra 203.0.113.7
@@ -279,6 +279,11 @@ check_forged_answers() {
     wait "$querier"
     check "the one answer that matches the query does (control)" test "$sent" -eq 6
     check "and opens its address" connects "$n" 203.0.113.7 80
+    # Those on the query's own flow (wrong id, wrong question) answer no
+    # query fqdnd saw: dropped, not handed to the client. (The one from
+    # another server is no answer on a DNS flow: fqdnd leaves it alone.)
+    check "on the query's flow the client got the matching answer alone: $(grep -c . "$WORK/querier.out") answers" \
+        test "$(grep ' 203.0.113.54 ' "$WORK/querier.out")" = "4242 203.0.113.54 forged.k8s.intra"
 }
 
 finish() {
