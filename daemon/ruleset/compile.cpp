@@ -311,7 +311,18 @@ Ruleset compile(const config::Config& config)
             for (const auto& m : p.audit ? std::vector<std::vector<Expr>>{} : selector_matches(p, hook))
                 chain.rules.push_back(Rule{join(m, {CtReply{true}, CtMarkHas{ct_mark_dns, true}, other_dns, Counter{}, Drop{}}),
                                            "policy " + p.name + ": DNS as the reply of a flow from outside"});
-        chain.rules.push_back(Rule{{CtStateEstablished{}, Accept{}}, "established and related flows"});
+        // Packets RELATED to a flow (ICMP errors quoting it) are so whoever
+        // sends them: conntrack does not ask whether the sender is on the
+        // flow's path. From forwarded clients they pass only as their
+        // policies allow (untouched when no policy selects the sender), or
+        // one client could send bytes, and errors that abort connections,
+        // to whatever another client is talking to. This host's own errors
+        // about forwarded flows leave through output, where they stay
+        // accepted.
+        if (hook == Hook::forward)
+            chain.rules.push_back(Rule{{CtStateEstablished{false}, Accept{}}, "established flows"});
+        else
+            chain.rules.push_back(Rule{{CtStateEstablished{}, Accept{}}, "established and related flows"});
 
         for (const Policy& p : config.policies)
             if (has_dns_rules(p))

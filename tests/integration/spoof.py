@@ -13,6 +13,10 @@
       SERVER:53 to CLIENT:P bounced off the router (so that conntrack there
       holds a flow whose reply direction is CLIENT:P -> SERVER:53), then a
       query for NAME from port P; prints its RCODE name, or "timeout"
+  icmp-related DST CLIENT CLIENT_PORT DST_PORT MARKER: an ICMP port
+      unreachable to DST (IPv4) that quotes a TCP segment DST:DST_PORT ->
+      CLIENT:CLIENT_PORT, as if this namespace had refused it; MARKER follows
+      the quoted header (conntrack ties such an error to CLIENT's flow)
 Every wait is bounded."""
 import ipaddress
 import random
@@ -180,6 +184,19 @@ def prime(iface, router_mac, server, client, name):
     print(got, flush=True)
 
 
+def icmp_related(dst, client, client_port, dst_port, marker):
+    inner_tcp = struct.pack("!HHI", int(dst_port), int(client_port), random.getrandbits(32))
+    inner_ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + 40, 0, 0, 64, 6, 0,
+                           socket.inet_aton(dst), socket.inet_aton(client))
+    inner_ip = inner_ip[:10] + struct.pack("!H", checksum(inner_ip)) + inner_ip[12:]
+    body = inner_ip + inner_tcp + marker.encode()
+    icmp = struct.pack("!BBHI", 3, 3, 0, 0) + body
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    for _ in range(3):
+        s.sendto(icmp, (dst, 0))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "ask-again":
@@ -192,5 +209,7 @@ if __name__ == "__main__":
         forge(*args)
     elif cmd == "prime":
         prime(*args)
+    elif cmd == "icmp-related":
+        icmp_related(*args)
     else:
         sys.exit("unknown command " + cmd)

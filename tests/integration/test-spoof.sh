@@ -18,6 +18,16 @@ background svc python3 "$SPOOF" sink 2001:db8:4::3 9999 "$WORK/sink6"
 echo_config node1 192.0.2.0/29
 sed -i 's|^sources = .*|sources = ["192.0.2.0/29", "2001:db8:1::/64"]|; s|^dns = .*|dns = [{ match-pattern = "*.k8s.intra" }]|; s|^to-dns-servers = .*|to-dns-servers = ["203.0.113.53", "2001:db8:4::53"]|' \
     "$WORK/node1/policy.d/echo.toml"
+# p1b alone may reach 203.0.113.4, on TCP 8080 only.
+cat > "$WORK/node1/policy.d/hold.toml" <<'TOML'
+[[policy]]
+name = "hold"
+[policy.selector]
+sources = ["192.0.2.3/32"]
+[[policy.egress]]
+to-cidrs = ["203.0.113.4/32"]
+ports = [{ port = 8080, protocol = "tcp" }]
+TOML
 in_ns node1 sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
 for i in $(in_ns node1 ls /proc/sys/net/ipv4/conf); do in_ns node1 sysctl -qw "net.ipv4.conf.$i.rp_filter=0"; done
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
@@ -57,6 +67,26 @@ check_not "IPv6: a source beyond the router (2001:db8:4::77), spoofed, is droppe
 in_ns p1a ip addr del 203.0.113.77/32 dev v-node1
 in_ns p1a ip addr del 192.0.2.10/32 dev v-node1
 in_ns p1a ip addr del 2001:db8:4::77/128 dev v-node1
+
+echo "-- an ICMP error tied to another client's connection"
+# p1b holds a connection to 203.0.113.4:8080, which p1b's policy allows and
+# p1a's does not. An ICMP error from p1a that quotes a segment of that
+# connection is RELATED to it in conntrack, whoever sends it: it must not
+# carry p1a's bytes to an address p1a's policy does not open.
+background p1b python3 "$TESTS_DIR/tcp_hold.py" 203.0.113.4 8080 30
+hold_port() { in_ns node1 conntrack -L -p tcp -s 192.0.2.3 -d 203.0.113.4 --dport 8080 2>/dev/null | grep -o 'sport=[0-9]*' | head -1 | cut -d= -f2; }
+eventually 3 test -n "$(hold_port)"
+port=$(hold_port)
+check "control: p1b holds a connection to 203.0.113.4:8080 (port ${port:-none})" test -n "$port"
+check_not "control: p1a may not connect to 203.0.113.4:8080" connects p1a 203.0.113.4 8080
+: > "$WORK/svc.frames"
+background svc python3 "$TESTS_DIR/dns_attack.py" sniff 3 "$WORK/svc.frames"
+sniffer=$LAST_PID
+sleep 0.3
+in_ns p1a python3 "$SPOOF" icmp-related 203.0.113.4 192.0.2.3 "${port:-1}" 8080 FQDND-RELATED-FROM-P1A
+wait "$sniffer"
+check_not "p1a's ICMP error about p1b's connection does not reach 203.0.113.4" grep -aq FQDND-RELATED-FROM-P1A "$WORK/svc.frames"
+check "and p1b's connection is still established" bash -c "ip netns exec $(ns node1) conntrack -L -p tcp -s 192.0.2.3 --dport 8080 2>/dev/null | grep -q ESTABLISHED"
 
 echo "-- an answer forged in the server's name, bounced off the router"
 router_mac=$(in_ns node1 cat /sys/class/net/br0/address)

@@ -112,7 +112,7 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
         "DNS flows: answers are inspected by fqdnd",
         "policy a: DNS as the reply of a flow from outside",
         "policy b: DNS as the reply of a flow from outside",
-        "established and related flows",
+        "established flows",
         "policy a: DNS",
         "policy a: DNS to a server no rule lists",
         "policy b: DNS to a server no rule lists",
@@ -224,7 +224,7 @@ to-cidrs = ["198.51.100.0/24"]
     CHECK(comments(fwd) == std::vector<std::string>{
         "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
-        "established and related flows",
+        "established flows",
         "policy watch",
         "policy watch: log (audit)",
         "policy watch (audit): would drop",
