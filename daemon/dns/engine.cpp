@@ -342,16 +342,23 @@ void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>:
 
 void Engine::make_room_for_stream()
 {
+    // One scan of the table per new stream, as before this was fair: a
+    // flood that keeps it full costs no more than it did.
+    const std::string* top = nullptr;
     size_t most = 0;
     for (const auto& [owner, count] : streams_per_owner_)
-        most = std::max(most, count);
+        if (count > most) {
+            most = count;
+            top = &owner;
+        }
+    if (!top)
+        return;
     auto stalest = streams_.end();
     auto before = [](const Stream& a, const Stream& b) {
         return a.established != b.established ? !a.established : a.last < b.last;
     };
     for (auto it = streams_.begin(); it != streams_.end(); ++it)
-        if ((stalest == streams_.end() || before(it->second, stalest->second))
-            && streams_per_owner_[it->second.owner] == most)
+        if (it->second.owner == *top && (stalest == streams_.end() || before(it->second, stalest->second)))
             stalest = it;
     if (stalest != streams_.end()) {
         forget_stream(stalest);
