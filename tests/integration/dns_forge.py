@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Hand-made DNS messages for tests.
-  query SERVER SPORT ID NAME: sends an A query from SPORT, prints "ID SOURCE NAME" of each answer it gets in 3 s
+  query SERVER SPORT ID NAME: sends an A query from SPORT, prints "ID SOURCE NAME" of each answer it gets until the one to
+      its query (at most 8 s)
   answer SERVER CLIENT CPORT ID NAME ADDR: sends an answer in SERVER's name"""
 import socket
 import struct
@@ -18,7 +19,7 @@ if sys.argv[1] == "query":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", sport))
     s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question(name), (server, 53))
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
         s.settimeout(max(0.01, deadline - time.monotonic()))
         try:
@@ -29,7 +30,10 @@ if sys.argv[1] == "query":
         while at < len(msg) and msg[at]:
             labels.append(msg[at + 1:at + 1 + msg[at]].decode(errors="replace"))
             at += 1 + msg[at]
-        print(struct.unpack("!H", msg[:2])[0], _[0], ".".join(labels), flush=True)
+        got = struct.unpack("!H", msg[:2])[0]
+        print(got, _[0], ".".join(labels), flush=True)
+        if got == qid and _[0] == server and ".".join(labels) == name.rstrip("."):
+            break  # the answer to the query; any other came before it
 else:
     server, client, cport, qid, name, addr = sys.argv[2:8]
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
