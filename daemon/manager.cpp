@@ -213,11 +213,12 @@ bool Manager::update_sets(const std::vector<cache::ElementOp>& ops, std::string_
     return true;
 }
 
-int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why)
+int Manager::apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why,
+                           const std::string* replaces)
 {
     const ruleset::Ruleset rs = ruleset::compile(config);
     std::string problem;
-    if (int r = table_->apply(rs, queue_mode_, units, &problem); r < 0) {
+    if (int r = table_->apply(rs, queue_mode_, units, &problem, replaces); r < 0) {
         log::error(std::string("cannot put the ruleset in place (") + why + "): " + problem);
         return r;
     }
@@ -273,8 +274,9 @@ int Manager::reload(std::vector<std::string>* errors)
                        + ": " + errno_text(r)},
                       "");
     sd_notify(0, "RELOADING=1");
+    // A renamed table replaces the old one in the same transaction.
     const std::string old_table = config_->settings.table;
-    if (int r = apply_ruleset(*check.config, *units, "reload"); r < 0) {
+    if (int r = apply_ruleset(*check.config, *units, "reload", &old_table); r < 0) {
         // The running rules copy to the running group: read it again.
         dns_->open_copies(event_.get(), *config_);
         ++reload_failures_;
@@ -294,11 +296,6 @@ int Manager::reload(std::vector<std::string>* errors)
             keeper_.check_soon();
     } else if (!resync_sets("reload to a new table")) // its sets start empty: all the cache holds
         keeper_.recheck();
-    if (config_->settings.table != old_table) {
-        std::string problem;
-        if (table_->remove(old_table, &problem) < 0)
-            log::warning("cannot remove the previous table inet " + old_table + ": " + problem);
-    }
     drops_.open(event_.get(), drop_log_group());
     ++reloads_;
     log::info("reloaded: " + config::summary(*config_));

@@ -83,7 +83,9 @@ private:
     // follow (Keeper::recheck), which writes what the cache holds and
     // removes what it does not explain.
     bool update_sets(const std::vector<cache::ElementOp>& ops, std::string_view what);
-    int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why);
+    // `replaces`: the table a reload renamed, deleted in the same batch.
+    int apply_ruleset(const config::Config& config, const cgroup::UnitCgroups& units, const char* why,
+                      const std::string* replaces = nullptr);
     // At start, after a step on the table failed: when another process
     // holds the table's name (`flags owner`), says so, sleeps (0.2 s, then
     // twice as long each time, at most 5 s; `waits` counts) and returns

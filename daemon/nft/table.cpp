@@ -69,6 +69,16 @@ void add_table(Batch& b, const std::string& table)
     b.commit(nlh);
 }
 
+void delete_table(Batch& b, const std::string& table)
+{
+    TablePtr t(nftnl_table_alloc());
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
+    nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
+    nlmsghdr* nlh = b.add(NFT_MSG_DELTABLE, NFPROTO_INET, 0, "deleting table inet " + table);
+    nftnl_table_nlmsg_build_payload(nlh, t.get());
+    b.commit(nlh);
+}
+
 void add_chain(Batch& b, const std::string& table, const std::string& name, const std::optional<Hook>& hook,
                int priority)
 {
@@ -363,7 +373,8 @@ bool Table::matches(const Ruleset& rs)
     return true;
 }
 
-int Table::apply(const Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& units, std::string* problem)
+int Table::apply(const Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& units, std::string* problem,
+                 const std::string* replaces)
 {
     Existing existing;
     if (int r = list(rs.table, existing); r < 0) {
@@ -371,6 +382,10 @@ int Table::apply(const Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& u
             *problem = "listing table inet " + rs.table + ": " + errno_text(r);
         return r;
     }
+    // Not one that another process has taken (`flags owner`): not fqdnd's.
+    uint32_t owned_by = 0;
+    const bool remove_old = replaces && *replaces != rs.table && exists(*replaces)
+        && owner(*replaces, owned_by) == 0 && owned_by == 0;
 
     Batch b(nl_);
     add_table(b, rs.table);
@@ -426,6 +441,8 @@ int Table::apply(const Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& u
             }
         }
     }
+    if (remove_old)
+        delete_table(b, *replaces);
     std::vector<Batch::Error> errors;
     if (int r = b.send(&errors); r < 0)
         return fail(problem, errors, r);
@@ -435,12 +452,7 @@ int Table::apply(const Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& u
 int Table::remove(const std::string& table, std::string* problem)
 {
     Batch b(nl_);
-    TablePtr t(nftnl_table_alloc());
-    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, table.c_str());
-    nftnl_table_set_u32(t.get(), NFTNL_TABLE_FAMILY, NFPROTO_INET);
-    nlmsghdr* nlh = b.add(NFT_MSG_DELTABLE, NFPROTO_INET, 0, "deleting table inet " + table);
-    nftnl_table_nlmsg_build_payload(nlh, t.get());
-    b.commit(nlh);
+    delete_table(b, table);
     std::vector<Batch::Error> errors;
     const int r = b.send(&errors);
     if (r == -ENOENT)

@@ -63,7 +63,10 @@ public:
     // selectors that still exist keep their elements; sets of selectors that
     // are gone, and chains no longer wanted, are deleted. Rules that select
     // a unit's processes compare its cgroup in `units` (encode_rule).
-    int apply(const ruleset::Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& units, std::string* problem);
+    // `replaces`: another table of fqdnd's (a reload renamed it), deleted
+    // in the same batch when it is there, so that packets meet one table.
+    int apply(const ruleset::Ruleset& rs, QueueMode mode, const cgroup::UnitCgroups& units, std::string* problem,
+              const std::string* replaces = nullptr);
 
     // Deletes the table. Returns 0 also when it was not there.
     int remove(const std::string& table, std::string* problem);
