@@ -433,10 +433,11 @@ private:
         cmp(NFT_CMP_EQ, &where.id, 8);
         return 0;
     }
-    int put(const CtStateEstablished& x, std::string*)
+    int put(const CtState& x, std::string*)
     {
         ct(NFT_CT_STATE);
-        const uint32_t mask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0);
+        const uint32_t mask = (x.established ? NF_CT_STATE_BIT(IP_CT_ESTABLISHED) : 0)
+            | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0);
         const uint32_t zero = 0;
         bitwise(4, &mask, &zero);
         cmp(NFT_CMP_NEQ, &zero, 4);

@@ -109,7 +109,7 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
                 for (const auto& ports : port_matches(rule.ports, true)) {
                     std::vector<Expr> e{AddrInList{false, f, servers}};
                     e = join(std::move(e), ports);
-                    e.insert(e.end(), {CtMarkSet{ct_mark_dns}, Counter{}, queue});
+                    e.insert(e.end(), {CtMarkSet{ct_mark_dns | ct_mark_client}, Counter{}, queue});
                     dns.rules.push_back(Rule{std::move(e), "DNS to an allowed server: queries are checked by fqdnd"});
                 }
             }
@@ -125,13 +125,15 @@ void add_policy_chains(const Policy& p, const Queue& queue, Ruleset& rs)
             for (const auto& selector : rule.to_fqdns)
                 for (Family f : {Family::ipv4, Family::ipv6})
                     allow.rules.push_back(Rule{then(then(join({AddrInSet{false, f, fqdn_set(f), selector_tag(selector)}}, ports),
-                                                         CtMarkSet{ct_mark_flow}),
+                                                         CtMarkSet{ct_mark_flow | ct_mark_client}),
                                                     Accept{}),
                                                selector.to_string()});
             for (Family f : {Family::ipv4, Family::ipv6})
                 if (auto cidrs = of_family(rule.to_cidrs, f); !cidrs.empty())
                     allow.rules.push_back(
-                        Rule{then(join({AddrInList{false, f, std::move(cidrs)}}, ports), Accept{}), "to-cidrs"});
+                        Rule{then(then(join({AddrInList{false, f, std::move(cidrs)}}, ports), CtMarkSet{ct_mark_client}),
+                                  Accept{}),
+                             "to-cidrs"});
         }
     }
     rs.chains.push_back(std::move(allow));
@@ -245,8 +247,8 @@ Ruleset compile(const config::Config& config)
                             continue;
                         if (hook == Hook::input)
                             m.push_back(InterfaceName{"lo", false, true});
-                        m.insert(m.end(), {AddrInList{false, f, servers}, *l4, CtReply{false}, CtMarkSet{ct_mark_dns},
-                                           Counter{}, copy_to, Accept{}});
+                        m.insert(m.end(), {AddrInList{false, f, servers}, *l4, CtReply{false},
+                                           CtMarkSet{ct_mark_dns | ct_mark_client}, Counter{}, copy_to, Accept{}});
                         chain.rules.push_back(Rule{std::move(m), "policy " + p.name
                                                                      + ": DNS that may ask every name: queries pass, a copy to fqdnd"});
                     }
@@ -313,16 +315,20 @@ Ruleset compile(const config::Config& config)
                                            "policy " + p.name + ": DNS as the reply of a flow from outside"});
         // Packets RELATED to a flow (ICMP errors quoting it) are so whoever
         // sends them: conntrack does not ask whether the sender is on the
-        // flow's path. From forwarded clients they pass only as their
-        // policies allow (untouched when no policy selects the sender), or
-        // one client could send bytes, and errors that abort connections,
-        // to whatever another client is talking to. This host's own errors
-        // about forwarded flows leave through output, where they stay
-        // accepted.
-        if (hook == Hook::forward)
-            chain.rules.push_back(Rule{{CtStateEstablished{false}, Accept{}}, "established flows"});
-        else
-            chain.rules.push_back(Rule{{CtStateEstablished{}, Accept{}}, "established and related flows"});
+        // flow's path. In forward, those related to a flow a selected
+        // client began meet the policies of their sender (untouched when
+        // none selects it), or one client could send bytes, and errors
+        // that abort connections, to whatever another client talks to.
+        // Those going back on a flow begun outside (a client's own port
+        // unreachable, the end of a traceroute) pass. This host's own
+        // errors about forwarded flows leave through output, where related
+        // packets stay accepted.
+        if (hook == Hook::forward) {
+            chain.rules.push_back(Rule{{CtState{true, false}, Accept{}}, "established flows"});
+            chain.rules.push_back(Rule{{CtState{false, true}, CtReply{true}, CtMarkHas{ct_mark_client, true}, Accept{}},
+                                       "related to a flow begun outside, going back"});
+        } else
+            chain.rules.push_back(Rule{{CtState{true, true}, Accept{}}, "established and related flows"});
 
         for (const Policy& p : config.policies)
             if (has_dns_rules(p))
@@ -341,10 +347,18 @@ Ruleset compile(const config::Config& config)
                 chain.rules.push_back(Rule{join(m, {Jump{policy_chain(p)}}), "policy " + p.name});
         for (const Policy& p : config.policies)
             for (const auto& m : selector_matches(p, hook)) {
+                // Related packets no policy allowed (a client's error about
+                // a late reply, or one about another client's flow) are
+                // neither logged nor recorded: they are not traffic a
+                // policy should be written for.
+                if (hook == Hook::forward)
+                    chain.rules.push_back(Rule{join(m, {CtState{false, true}, Counter{}, p.audit ? Expr{Accept{}} : Expr{Drop{}}}),
+                                               "policy " + p.name + ": related to a flow, not allowed"});
                 if (logging)
                     chain.rules.push_back(log_rule(m, p.audit ? "audit" : "drop", p));
                 if (p.audit)
-                    chain.rules.push_back(Rule{join(m, {Counter{}, Accept{}}), "policy " + p.name + " (audit): would drop"});
+                    chain.rules.push_back(Rule{join(m, {CtMarkSet{ct_mark_client}, Counter{}, Accept{}}),
+                                               "policy " + p.name + " (audit): would drop"});
                 else
                     chain.rules.push_back(Rule{join(m, {Counter{}, Drop{}}), "policy " + p.name + ": not allowed"});
             }

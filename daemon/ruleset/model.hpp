@@ -22,6 +22,11 @@ inline constexpr uint32_t ct_mark_dns = 0x00100000;
 // A flow that an FQDN set allowed: conntrack tells fqdnd when it opens and
 // closes (filtered in the kernel by this bit), to keep its address alive.
 inline constexpr uint32_t ct_mark_flow = 0x00400000;
+// A flow that a policy let a selected endpoint begin. In forward, packets
+// RELATED to such a flow are judged by the policies of whoever sends them;
+// those related to a flow begun outside (a client's error about a packet
+// that reached it) pass.
+inline constexpr uint32_t ct_mark_client = 0x00800000;
 // The packet mark of the answers fqdnd sends itself (a refused query's
 // REFUSED, in the server's name): never filtered by fqdnd's own rules.
 inline constexpr uint32_t packet_mark_reply = 0x00200000;
@@ -51,7 +56,7 @@ struct InterfaceName { std::string name; bool output = false; bool negate = fals
 struct SocketUid { uint32_t uid; };
 struct SocketGid { uint32_t gid; };
 struct SocketCgroup { std::string unit; };                // socket cgroupv2: the unit's cgroup, given to the encoder
-struct CtStateEstablished { bool related = true; };       // ct state established,related (or established)
+struct CtState { bool established, related; };           // ct state { established, related } (those true)
 struct CtMarkHas { uint32_t bits; bool negate = false; };  // ct mark & bits == bits (negate: !=)
 struct CtReply { bool reply; };                            // ct direction
 struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits
@@ -72,7 +77,7 @@ struct NoRouteBack { bool strict; };
 struct Icmpv6Type { uint8_t type; };                       // icmpv6 type N (and meta l4proto icmpv6)
 
 using Expr = std::variant<NfProto, AddrInSet, AddrInList, L4Ports, L4Protos, InterfaceName, SocketUid, SocketGid,
-                          SocketCgroup, CtStateEstablished, CtMarkHas, CtReply, CtMarkSet, MetaMarkHas, Counter, Log, LimitRef,
+                          SocketCgroup, CtState, CtMarkHas, CtReply, CtMarkSet, MetaMarkHas, Counter, Log, LimitRef,
                           Queue, Accept, Drop, Jump, Notrack, NoRouteBack, Icmpv6Type>;
 
 struct Rule {

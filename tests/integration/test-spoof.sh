@@ -86,6 +86,25 @@ sleep 0.3
 in_ns p1a python3 "$SPOOF" icmp-related 203.0.113.4 192.0.2.3 "${port:-1}" 8080 FQDND-RELATED-FROM-P1A
 wait "$sniffer"
 check_not "p1a's ICMP error about p1b's connection does not reach 203.0.113.4" grep -aq FQDND-RELATED-FROM-P1A "$WORK/svc.frames"
+# A client's own error about a flow begun outside still goes back: a UDP
+# datagram from beyond to a closed port of p1a is refused at once (as the
+# last hop of a traceroute is), not left to time out.
+udp_refused() { # FROM TO: "refused" when TO's port 9 answers with an ICMP error
+    in_ns svc python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0)); s.connect((sys.argv[2], 9)); s.settimeout(2)
+s.send(b"x")
+try:
+    s.recv(16); print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")' "$1" "$2"
+}
+check "a client's port unreachable for a datagram from beyond goes back (IPv4)" \
+    test "$(udp_refused 203.0.113.7 192.0.2.2)" = refused
+check "and over IPv6" test "$(udp_refused 2001:db8:4::3 2001:db8:1::2)" = refused
 check "and p1b's connection is still established" bash -c "ip netns exec $(ns node1) conntrack -L -p tcp -s 192.0.2.3 --dport 8080 2>/dev/null | grep -q ESTABLISHED"
 
 echo "-- an answer forged in the server's name, bounced off the router"

@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 using namespace fqdnd;
 using namespace fqdnd::ruleset;
 
@@ -113,12 +115,15 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
         "policy a: DNS as the reply of a flow from outside",
         "policy b: DNS as the reply of a flow from outside",
         "established flows",
+        "related to a flow begun outside, going back",
         "policy a: DNS",
         "policy a: DNS to a server no rule lists",
         "policy b: DNS to a server no rule lists",
         "policy a",
         "policy b",
+        "policy a: related to a flow, not allowed",
         "policy a: not allowed",
+        "policy b: related to a flow, not allowed",
         "policy b: not allowed",
     });
     // Local processes only where a policy selects them (b: uid 0).
@@ -225,7 +230,9 @@ to-cidrs = ["198.51.100.0/24"]
         "DNS flows: queries are checked by fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "established flows",
+        "related to a flow begun outside, going back",
         "policy watch",
+        "policy watch: related to a flow, not allowed",
         "policy watch: log (audit)",
         "policy watch (audit): would drop",
     });
@@ -338,7 +345,7 @@ dns = [{ match-pattern = "*" }]
         CHECK_FALSE(dir->reply);
         const auto* mark = find<CtMarkSet>(copy);
         REQUIRE(mark);
-        CHECK(mark->bits == ct_mark_dns);
+        CHECK(mark->bits == (ct_mark_dns | ct_mark_client));
         CHECK(has<InterfaceName>(copy) == (std::string(hook) == "input")); // not from the loopback
         // One copy rule: the narrow and the TCP-only policies are queued.
         size_t copies = 0;
@@ -371,7 +378,7 @@ TEST_CASE("local = true selects every local process; fail-open off drops DNS wit
     const Chain& out = chain(rs, "output");
     REQUIRE(out.rules.size() == 9);
     CHECK(std::get<Jump>(out.rules[5].exprs[0]).chain == "dns_l");
-    CHECK(chain(rs, "forward").rules.size() == 3);
+    CHECK(chain(rs, "forward").rules.size() == 4);
     const Queue q = std::get<Queue>(chain(rs, "dns_l").rules[0].exprs.back());
     CHECK(q.first == 7);
     CHECK(q.count == 2);
@@ -417,4 +424,43 @@ TEST_CASE("fqdnd's own replies are untracked before conntrack sees them")
     CHECK(has<MetaMarkHas>(c.rules[0]));
     CHECK(std::get<MetaMarkHas>(c.rules[0].exprs[0]).bits == packet_mark_reply);
     CHECK(has<Notrack>(c.rules[0]));
+}
+
+TEST_CASE("forward: related packets pass going back on flows begun outside, else as a policy allows")
+{
+    const Ruleset rs = compile_text(two_policies);
+    const Chain& fwd = chain(rs, "forward");
+    auto rule = [&](const std::string& comment) -> const Rule& {
+        auto it = std::find_if(fwd.rules.begin(), fwd.rules.end(), [&](const Rule& r) { return r.comment == comment; });
+        REQUIRE(it != fwd.rules.end());
+        return *it;
+    };
+    const Rule& established = rule("established flows");
+    CHECK(find<CtState>(established)->established);
+    CHECK_FALSE(find<CtState>(established)->related);
+    const Rule& back = rule("related to a flow begun outside, going back");
+    CHECK(find<CtState>(back)->related);
+    CHECK_FALSE(find<CtState>(back)->established);
+    CHECK(find<CtReply>(back)->reply);
+    CHECK(find<CtMarkHas>(back)->bits == ct_mark_client);
+    CHECK(find<CtMarkHas>(back)->negate);
+    CHECK(std::holds_alternative<Accept>(back.exprs.back()));
+    // Not logged, so not recorded for `policy suggest`: before the log rule.
+    const Rule& related = rule("policy a: related to a flow, not allowed");
+    CHECK(std::holds_alternative<Drop>(related.exprs.back()));
+    CHECK(&related < &rule("policy a: not allowed"));
+    // Every flow a policy lets a client begin is marked as the client's.
+    for (const Chain& c : rs.chains)
+        for (const Rule& r : c.rules)
+            if (std::holds_alternative<Accept>(r.exprs.back()) && c.name.starts_with("allow_")) {
+                const auto* mark = find<CtMarkSet>(r);
+                REQUIRE_MESSAGE(mark, r.comment);
+                CHECK((mark->bits & ct_mark_client) != 0);
+            }
+    // Output accepts related packets as before (this host's own errors).
+    const Chain& out = chain(rs, "output");
+    auto it = std::find_if(out.rules.begin(), out.rules.end(),
+                           [](const Rule& r) { return r.comment == "established and related flows"; });
+    REQUIRE(it != out.rules.end());
+    CHECK(find<CtState>(*it)->related);
 }
