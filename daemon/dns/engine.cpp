@@ -333,6 +333,19 @@ void Engine::expire_streams(cache::Time now)
     }
 }
 
+std::string Engine::stream_owner(const PacketInfo& pkt, const PacketMeta& meta) const
+{
+    // A client may take any address of its IPv6 prefix (/64) for its own.
+    if (pkt.src.family == Family::ipv6 && (meta.hook == Hook::forward || meta.hook == Hook::input))
+        return Cidr{Address::v6(std::array<uint8_t, 16>{pkt.src.bytes[0], pkt.src.bytes[1], pkt.src.bytes[2],
+                                                         pkt.src.bytes[3], pkt.src.bytes[4], pkt.src.bytes[5],
+                                                         pkt.src.bytes[6], pkt.src.bytes[7]}
+                                    .data()),
+                    64}
+            .to_string();
+    return endpoint_of(pkt, meta);
+}
+
 void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>::iterator it)
 {
     if (auto owner = streams_per_owner_.find(it->second.owner); owner != streams_per_owner_.end() && --owner->second == 0)
@@ -342,26 +355,33 @@ void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>:
 
 void Engine::make_room_for_stream()
 {
-    // One scan of the table per new stream, as before this was fair: a
-    // flood that keeps it full costs no more than it did.
-    const std::string* top = nullptr;
-    size_t most = 0;
-    for (const auto& [owner, count] : streams_per_owner_)
-        if (count > most) {
-            most = count;
-            top = &owner;
-        }
-    if (!top)
-        return;
-    auto stalest = streams_.end();
-    auto before = [](const Stream& a, const Stream& b) {
-        return a.established != b.established ? !a.established : a.last < b.last;
+    // The stalest of `of` (all when null): one scan of the table, as the
+    // stalest-first eviction before, so a flood costs no more than it did.
+    auto stalest = [&](bool half_open_only, const std::string* of) {
+        auto found = streams_.end();
+        for (auto it = streams_.begin(); it != streams_.end(); ++it)
+            if ((!half_open_only || !it->second.established) && (!of || it->second.owner == *of)
+                && (found == streams_.end() || it->second.last < found->second.last))
+                found = it;
+        return found;
     };
-    for (auto it = streams_.begin(); it != streams_.end(); ++it)
-        if (it->second.owner == *top && (stalest == streams_.end() || before(it->second, stalest->second)))
-            stalest = it;
-    if (stalest != streams_.end()) {
-        forget_stream(stalest);
+    // What a SYN flood leaves first (from however many addresses): a
+    // client's own handshake completes within its round trip.
+    auto victim = stalest(true, nullptr);
+    if (victim == streams_.end()) {
+        // Every one established, which takes seeing the server's SYN-ACK:
+        // the endpoint (an IPv6 client by its /64) that holds the most.
+        const std::string* top = nullptr;
+        size_t most = 0;
+        for (const auto& [owner, count] : streams_per_owner_)
+            if (count > most) {
+                most = count;
+                top = &owner;
+            }
+        victim = stalest(false, top);
+    }
+    if (victim != streams_.end()) {
+        forget_stream(victim);
         ++stats_.tcp_streams_evicted;
     }
 }
@@ -411,7 +431,7 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         if (streams_.size() >= max_tcp_streams)
             make_room_for_stream();
         Stream& s = streams_.emplace(key, Stream{}).first->second;
-        s.owner = endpoint_of(pkt, meta);
+        s.owner = stream_owner(pkt, meta);
         ++streams_per_owner_[s.owner];
         s.client_isn = pkt.seq;
         s.client.next_seq = pkt.seq + 1;

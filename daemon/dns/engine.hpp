@@ -203,7 +203,7 @@ private:
         std::vector<uint8_t> unacked; // client bytes [acked, client.next_seq), as passed
         cache::Time last{};
         std::optional<cache::Time> closed; // both sides sent FIN
-        std::string owner;                 // the client's endpoint (endpoint_of)
+        std::string owner;                 // stream_owner
     };
 
     bool selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const;
@@ -220,11 +220,15 @@ private:
     void reset_client(const PacketInfo& pkt, Outcome& out);
     void forget_old(cache::Time now);
     void expire_streams(cache::Time now);
-    // Room for a new stream when the table is full: the endpoint that
-    // holds the most loses its stalest stream not yet established, else
-    // its stalest; so one client's flood of connections frees its own,
-    // and one that spoofs another's address frees its own half-open ones.
+    // Room for a new stream when the table is full: the stalest stream
+    // whose client has not acknowledged the server's SYN-ACK (what a SYN
+    // flood leaves, from however many addresses); when every one is
+    // established, the stalest of the endpoint that holds the most. So a
+    // flood of connections frees its own, not another client's.
     void make_room_for_stream();
+    // Whose a stream is, for that count: its endpoint, an IPv6 client by
+    // its /64 (any address of which it may take).
+    std::string stream_owner(const PacketInfo& pkt, const PacketMeta& meta) const;
     void forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>::iterator it);
 
     cache::Cache& cache_;

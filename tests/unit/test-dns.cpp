@@ -501,6 +501,8 @@ Tcp opened(Fixture& f, const char* client, uint16_t port, bool complete)
 {
     Tcp t(f, port, false);
     t.client = *Address::parse(client);
+    if (t.client.family == Family::ipv6)
+        t.server = *Address::parse("2001:db8:4::53");
     CHECK(f.packet(t.from_client(t.cseq, dns::tcp_syn, {})).accept);
     CHECK(f.reply(t.from_server(t.sseq, t.cseq + 1, dns::tcp_syn | dns::tcp_ack, {})).accept);
     ++t.cseq;
@@ -521,18 +523,64 @@ void syn_flood(Fixture& f, const char* client, uint16_t first, size_t count)
 }
 } // namespace
 
-TEST_CASE("TCP: a full table frees the streams of the client that holds the most")
+TEST_CASE("TCP: a full table frees what a SYN flood left, not another client's connection")
 {
     // The stalest stream of all is another client's: a flood of SYNs that
     // fills the table must free its own.
     Fixture f;
-    Tcp victim = opened(f, "192.0.2.3", 40000, false);
+    Tcp victim = opened(f, "192.0.2.3", 40000, true);
     f.now += 1s;
     syn_flood(f, "192.0.2.2", 20000, dns::Engine::max_tcp_streams + 100);
     CHECK(f.engine.stats().tcp_streams_evicted == 101);
     CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
     CHECK(f.engine.stats().tcp_unknown_stream == 0);
     CHECK(victim.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+    // From as many addresses as SYNs, each holding one: a client with two
+    // connections (a NAT gateway, a forwarding resolver) keeps them.
+    Fixture g;
+    Tcp first = opened(g, "192.0.2.3", 40000, true);
+    Tcp second = opened(g, "192.0.2.3", 40001, true);
+    g.now += 1s;
+    for (size_t i = 0; i < dns::Engine::max_tcp_streams + 10; ++i) {
+        const std::string from = "10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+        syn_flood(g, from.c_str(), 20000, 1);
+    }
+    CHECK(g.engine.stats().tcp_streams_evicted == 12);
+    CHECK(first.send(framed(query_wire("echo.k8s.intra"))).accept);
+    CHECK(second.send(framed(query_wire("echo.k8s.intra", 8))).accept);
+    CHECK(g.engine.stats().tcp_unknown_stream == 0);
+}
+
+TEST_CASE("TCP: a full table of connections frees those of the client that holds the most")
+{
+    // Connections completed (the flooder sees the SYN-ACKs of its own
+    // addresses): then the endpoint with the most loses its stalest.
+    Fixture f;
+    Tcp victim = opened(f, "192.0.2.3", 40000, true);
+    Tcp second = opened(f, "192.0.2.3", 40001, true);
+    f.now += 1s;
+    for (uint16_t p = 0; p < dns::Engine::max_tcp_streams + 10; ++p)
+        opened(f, "192.0.2.2", static_cast<uint16_t>(20000 + p), true);
+    CHECK(f.engine.stats().tcp_streams_evicted == 12);
+    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
+    CHECK(second.send(framed(query_wire("echo.k8s.intra", 8))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 0);
+    // An IPv6 client counts by its /64, whose addresses it may all take:
+    // one connection from each of many still makes it the one with most.
+    Fixture g;
+    Tcp v6 = opened(g, "2001:db8:2::5", 40000, true);
+    Tcp v6b = opened(g, "2001:db8:2::5", 40001, true);
+    g.now += 1s;
+    for (uint16_t p = 0; p < dns::Engine::max_tcp_streams + 10; ++p) {
+        const std::string from = "2001:db8:1::" + std::to_string(p + 100);
+        opened(g, from.c_str(), 20000, true);
+    }
+    CHECK(g.engine.stats().tcp_streams_evicted == 12);
+    // Still followed: read and judged (refused: no policy selects them).
+    v6.send(framed(query_wire("echo.k8s.intra")));
+    v6b.send(framed(query_wire("echo.k8s.intra", 8)));
+    CHECK(g.engine.stats().tcp_unknown_stream == 0);
+    CHECK(g.engine.stats().queries_refused == 2);
 }
 
 TEST_CASE("TCP: a flood in another client's name frees its half-open streams first")
