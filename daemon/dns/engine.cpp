@@ -350,40 +350,45 @@ void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>:
 {
     if (auto owner = streams_per_owner_.find(it->second.owner); owner != streams_per_owner_.end() && --owner->second == 0)
         streams_per_owner_.erase(owner);
+    (it->second.established ? established_ : half_open_).erase(it->second.age);
     streams_.erase(it);
 }
 
 void Engine::make_room_for_stream()
 {
-    // The stalest of `of` (all when null): one scan of the table, as the
-    // stalest-first eviction before, so a flood costs no more than it did.
-    auto stalest = [&](bool half_open_only, const std::string* of) {
-        auto found = streams_.end();
-        for (auto it = streams_.begin(); it != streams_.end(); ++it)
-            if ((!half_open_only || !it->second.established) && (!of || it->second.owner == *of)
-                && (found == streams_.end() || it->second.last < found->second.last))
-                found = it;
-        return found;
-    };
     // What a SYN flood leaves first (from however many addresses): a
     // client's own handshake completes within its round trip.
-    auto victim = stalest(true, nullptr);
-    if (victim == streams_.end()) {
-        // Every one established, which takes seeing the server's SYN-ACK:
-        // the endpoint (an IPv6 client by its /64) that holds the most.
-        const std::string* top = nullptr;
-        size_t most = 0;
-        for (const auto& [owner, count] : streams_per_owner_)
-            if (count > most) {
-                most = count;
-                top = &owner;
-            }
-        victim = stalest(false, top);
+    if (!half_open_.empty()) {
+        forget_stream(streams_.find(half_open_.front()));
+        ++stats_.tcp_streams_evicted;
+        return;
     }
+    // Every one established, which takes seeing the server's SYN-ACK: the
+    // endpoint (an IPv6 client by its /64) that holds the most.
+    const std::string* top = nullptr;
+    size_t most = 0;
+    for (const auto& [owner, count] : streams_per_owner_)
+        if (count > most) {
+            most = count;
+            top = &owner;
+        }
+    auto victim = streams_.end();
+    for (const StreamKey& key : established_)
+        if (auto it = streams_.find(key); it != streams_.end() && (!top || it->second.owner == *top)) {
+            victim = it;
+            break;
+        }
     if (victim != streams_.end()) {
         forget_stream(victim);
         ++stats_.tcp_streams_evicted;
     }
+}
+
+void Engine::touch(Stream& s, cache::Time now)
+{
+    s.last = now;
+    auto& list = s.established ? established_ : half_open_;
+    list.splice(list.end(), list, s.age);
 }
 
 void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
@@ -419,7 +424,7 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
                 out.accept = false;
                 return;
             }
-            it->second.last = meta.now;
+            touch(it->second, meta.now);
             if (!pkt.payload.empty())
                 tcp_from_client(packet, pkt, meta, it->second, out);
             return;
@@ -433,6 +438,7 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         Stream& s = streams_.emplace(key, Stream{}).first->second;
         s.owner = stream_owner(pkt, meta);
         ++streams_per_owner_[s.owner];
+        s.age = half_open_.insert(half_open_.end(), key);
         s.client_isn = pkt.seq;
         s.client.next_seq = pkt.seq + 1;
         s.acked = pkt.seq + 1;
@@ -453,10 +459,12 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         return;
     }
     Stream& s = it->second;
-    s.last = meta.now;
     if (!from_server && !s.established && s.synced && (pkt.tcp_flags & tcp_ack)
-        && seq_after(pkt.ack, s.server_isn) > 0 && seq_after(pkt.ack, s.server.next_seq) <= 0)
+        && seq_after(pkt.ack, s.server_isn) > 0 && seq_after(pkt.ack, s.server.next_seq) <= 0) {
+        established_.splice(established_.end(), half_open_, s.age);
         s.established = true;
+    }
+    touch(s, meta.now);
     if (from_server)
         tcp_from_server(pkt, meta, s, out);
     else

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <list>
 #include <optional>
 #include <span>
 #include <string>
@@ -204,6 +205,7 @@ private:
         cache::Time last{};
         std::optional<cache::Time> closed; // both sides sent FIN
         std::string owner;                 // stream_owner
+        std::list<StreamKey>::iterator age; // in half_open_ or established_
     };
 
     bool selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const;
@@ -226,6 +228,8 @@ private:
     // established, the stalest of the endpoint that holds the most. So a
     // flood of connections frees its own, not another client's.
     void make_room_for_stream();
+    // A packet of the stream: the newest of its list.
+    void touch(Stream& s, cache::Time now);
     // Whose a stream is, for that count: its endpoint, an IPv6 client by
     // its /64 (any address of which it may take).
     std::string stream_owner(const PacketInfo& pkt, const PacketMeta& meta) const;
@@ -240,6 +244,9 @@ private:
     std::deque<std::pair<cache::Time, QueryKey>> query_order_;
     std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
     std::unordered_map<std::string, size_t> streams_per_owner_;
+    // The streams by their last packet, stalest first: a SYN flood's
+    // eviction takes the front, not a scan of the table.
+    std::list<StreamKey> half_open_, established_;
     cache::Time streams_swept_{};
     Stats stats_;
     std::vector<Event> events_;
