@@ -99,10 +99,10 @@ void Engine::forget_old(cache::Time now)
 {
     while (!query_order_.empty()
            && (query_order_.front().first + query_timeout <= now || query_order_.size() > max_pending_queries)) {
-        auto it = queries_.find(query_order_.front().second);
-        // Only if this is still the entry that was queued then (a repeated
-        // query moves on).
-        if (it != queries_.end() && it->second.time == query_order_.front().first)
+        // Only the entry that was queued then (a repeated query moves on).
+        auto [first, last] = queries_.equal_range(query_order_.front().second);
+        auto it = std::find_if(first, last, [&](const auto& e) { return e.second.time == query_order_.front().first; });
+        if (it != last)
             queries_.erase(it);
         query_order_.pop_front();
     }
@@ -212,7 +212,14 @@ bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& m
     }
     ++stats_.queries_allowed;
     const QueryKey key{pkt.src, pkt.dst, pkt.sport, pkt.dport, q.id, pkt.transport};
-    queries_[key] = Pending{q.question, endpoint, meta.now};
+    // The same question again (a retransmission) moves on; another one
+    // is remembered beside it.
+    auto [first, last] = queries_.equal_range(key);
+    auto same = std::find_if(first, last, [&](const auto& e) { return e.second.question == q.question; });
+    if (same != last)
+        same->second = Pending{q.question, endpoint, meta.now};
+    else
+        queries_.emplace(key, Pending{q.question, endpoint, meta.now});
     query_order_.emplace_back(meta.now, key);
     return true;
 }
@@ -288,7 +295,9 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         ++stats_.malformed[static_cast<size_t>(why)];
         return;
     }
-    if (!(a->question == it->second.question)) {
+    auto [first, last] = queries_.equal_range(key);
+    it = std::find_if(first, last, [&](const auto& e) { return e.second.question == a->question; });
+    if (it == last) {
         ++stats_.answers_wrong_question;
         return unmatched();
     }

@@ -240,7 +240,9 @@ private:
     // Kept alive here: DnsRule points into it.
     std::vector<config::Policy> policies_;
     std::vector<DnsRule> rules_;
-    std::unordered_map<QueryKey, Pending, QueryKeyHash> queries_;
+    // Several questions may share a key: a client that asks A and AAAA at
+    // once from one socket with one id (older musl) gets both answers.
+    std::unordered_multimap<QueryKey, Pending, QueryKeyHash> queries_;
     std::deque<std::pair<cache::Time, QueryKey>> query_order_;
     std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
     std::unordered_map<std::string, size_t> streams_per_owner_;

@@ -162,6 +162,45 @@ TEST_CASE("hostile answers change nothing")
     CHECK(f.answer(Fixture::echo_answer(5)).ops.empty());               // after the query timed out
 }
 
+TEST_CASE("an answer over UDP to no query fqdnd saw is dropped")
+{
+    // Handed to the client it would name addresses that are not open, for
+    // as long as the client caches it; dropped, the client asks again.
+    Fixture f;
+    f.query("echo.k8s.intra");
+    CHECK_FALSE(f.answer(Fixture::echo_answer(999)).accept); // another id
+    Message wrong = Fixture::echo_answer();
+    wrong.questions = {{"evil.k8s.intra", 1}};
+    wrong.answers = {a("evil.k8s.intra", "203.0.113.66")};
+    CHECK_FALSE(f.answer(wrong).accept);                     // another question
+    CHECK(f.engine.stats().answers_wrong_question == 1);
+    const auto real = f.answer(Fixture::echo_answer());
+    CHECK(real.accept);                                       // still the real one's
+    CHECK(real.ops.size() == 1);
+    CHECK_FALSE(f.answer(Fixture::echo_answer()).accept);    // again: its query is answered
+}
+
+TEST_CASE("A and AAAA asked at once from one socket with one id: both answers count")
+{
+    // Older musl sends both with the same id; neither may hide the other.
+    Fixture f;
+    CHECK(f.query("echo.k8s.intra", 7).accept);
+    Message aaaa;
+    aaaa.id = 7;
+    aaaa.questions = {{"echo.k8s.intra", 28}};
+    CHECK(f.packet(udp("192.0.2.2", 40000, "203.0.113.53", 53, aaaa.wire())).accept);
+    Message a_answer = Fixture::echo_answer(7);
+    const auto first = f.answer(a_answer);
+    CHECK(first.accept);
+    CHECK(first.ops.size() == 1);
+    aaaa.answer = true;
+    aaaa.answers = {a("echo.k8s.intra", "2001:db8:4::2")};
+    const auto second = f.answer(aaaa);
+    CHECK(second.accept);
+    CHECK(second.ops.size() == 1);
+    CHECK(f.engine.stats().answers_wrong_question == 0);
+}
+
 TEST_CASE("CNAME chains: in order they count for every name; broken ones for none")
 {
     Fixture f;
@@ -404,6 +443,18 @@ TEST_CASE("TCP: a second SYN with another sequence number is dropped and changes
     CHECK(f.reply(x.from_server(x.sseq, x.cseq + 1, dns::tcp_fin | dns::tcp_ack, {})).accept);
     CHECK(f.packet(x.from_client(x.cseq + 100000, dns::tcp_syn, {})).accept);
     CHECK(f.engine.stats().tcp_second_syn == 1);
+}
+
+TEST_CASE("TCP: a message to no query fqdnd saw passes, unlearned")
+{
+    // Dropping its segment would stall the stream.
+    Fixture f;
+    Tcp t(f, 40500);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    auto out = t.answer(framed(Fixture::echo_answer(2).wire()));
+    CHECK(out.accept);
+    CHECK(out.ops.empty());
+    CHECK(f.engine.stats().answers_unmatched == 1);
 }
 
 TEST_CASE("TCP: urgent data is dropped, whatever it holds")
