@@ -229,8 +229,13 @@ bool Manager::wait_while_held(unsigned& waits)
 {
     const std::string& table = config_->settings.table;
     uint32_t owner = 0;
-    if (table_->owner(table, owner) < 0 || owner == 0 || owner == nl_.portid())
+    if (table_->owner(table, owner) < 0 || owner == nl_.portid())
         return false;
+    if (owner == 0) {
+        // Gone between the failure and this look: once more at once; a
+        // failure after that is fqdnd's to report.
+        return std::exchange(start_tried_after_owner_, true) ? false : waits > 0;
+    }
     // Said the first time and then about once a minute, when the waits are 5 s.
     if (waits % 12 == 0) {
         const std::string what = "table inet " + table + " is held by another process (flags owner, netlink port "

@@ -144,6 +144,7 @@ private:
     metrics::TextFile metrics_file_{[this] { return config_->settings.metrics_file; },
                                     [this] { return metric_samples(); }};
     uint64_t reloads_ = 0, reload_failures_ = 0, restores_ = 0, restore_failures_ = 0;
+    bool start_tried_after_owner_ = false; // wait_while_held: the owner went, one more try made
     uint64_t dns_errors_seen_ = 0;             // the DNS path's refused set writes, as last seen
     // The cgroups of the units policies name, as the kernel's rules have
     // them; a unit that comes, goes or restarts puts the ruleset in place again.
