@@ -79,6 +79,8 @@ std::vector<Sample> collect(const Counters& c)
         sample(dns_tcp_queries_blanked_total, "", static_cast<double>(c.dns.tcp_queries_blanked)),
         sample(dns_tcp_streams_freed_total, "reason=\"evicted\"", static_cast<double>(c.dns.tcp_streams_evicted)),
         sample(dns_tcp_streams_freed_total, "reason=\"expired\"", static_cast<double>(c.dns.tcp_streams_expired)),
+        sample(dns_queries_forgotten_total, "reason=\"evicted\"", static_cast<double>(c.dns.queries_evicted)),
+        sample(dns_queries_forgotten_total, "reason=\"expired\"", static_cast<double>(c.dns.queries_expired)),
         sample(datapath_update_timeouts_total, "", static_cast<double>(c.datapath_timeouts)),
         sample(datapath_update_errors_total, "", static_cast<double>(c.datapath_errors)),
         sample(nfqueue_packets_total, "", static_cast<double>(c.nfqueue_packets)),

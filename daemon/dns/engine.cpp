@@ -102,8 +102,10 @@ void Engine::forget_old(cache::Time now)
         // Only the entry that was queued then (a repeated query moves on).
         auto [first, last] = queries_.equal_range(query_order_.front().second);
         auto it = std::find_if(first, last, [&](const auto& e) { return e.second.time == query_order_.front().first; });
-        if (it != last)
+        if (it != last) {
+            ++(query_order_.front().first + query_timeout <= now ? stats_.queries_expired : stats_.queries_evicted);
             queries_.erase(it);
+        }
         query_order_.pop_front();
     }
 }

@@ -82,6 +82,8 @@ struct Stats {
     uint64_t tcp_queries_blanked = 0;    // refused queries overwritten in a segment passed for allowed ones
     uint64_t tcp_streams_evicted = 0;    // the table was full: the stalest stream was freed
     uint64_t tcp_streams_expired = 0;    // idle, or closed and lingered
+    uint64_t queries_evicted = 0;        // unanswered, forgotten as max_pending_queries were waiting
+    uint64_t queries_expired = 0;        // unanswered after query_timeout
     uint64_t answers_wrong_question = 0; // matched a query's id and ports, not its question
     // Copies of queries passed unheld under a rule allowing every name:
     // remembered, or (not remembered: their answers are dropped) not a

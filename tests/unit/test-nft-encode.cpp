@@ -259,7 +259,7 @@ std::string queue_rules_text(const std::string& q, const std::string& a)
 {
     const std::string dns_flow = "ct mark & 0x00100000 == 0x00100000 ct direction ";
     const std::string l4 = " meta l4proto { tcp, udp } counter ";
-    const std::string to_server = " ct mark set ct mark | 0x00100000 counter " + q
+    const std::string to_server = " ct mark set ct mark | 0x00900000 counter " + q
         + " comment \"DNS to an allowed server: queries are checked by fqdnd\"\n";
     return "chain forward {\n"
            "  " + dns_flow + "original" + l4 + q + " comment \"DNS flows: queries are checked by fqdnd\"\n"
@@ -310,7 +310,7 @@ ports = [{ port = 443, protocol = "tcp" }]
 )");
     const std::string k8s = "meta mark & 0x812a0c7f | 0x812a0c7f . meta mark & 0x411d30e5 | 0x411d30e5";
     const std::string gh = "meta mark & 0xfa389ee8 | 0xfa389ee8 . meta mark & 0xe515f21a | 0xe515f21a";
-    const std::string allow = " ct mark set ct mark | 0x00400000 accept comment ";
+    const std::string allow = " ct mark set ct mark | 0x00c00000 accept comment ";
     check_same(fqdnd_rules_with<ruleset::AddrInSet>(rs),
                nft_rules("set fqdn4 { type mark . mark . ipv4_addr; flags timeout; }\n"
                          "set fqdn6 { type mark . mark . ipv6_addr; flags timeout; }\n"
@@ -319,6 +319,28 @@ ports = [{ port = 443, protocol = "tcp" }]
                          "  " + gh + " . ip6 daddr @fqdn6 tcp dport 443" + allow + "\"match-name: api.github.com.\"\n"
                          "  " + k8s + " . ip daddr @fqdn4" + allow + "\"match-pattern: *.k8s.intra.\"\n"
                          "  " + k8s + " . ip6 daddr @fqdn6" + allow + "\"match-pattern: *.k8s.intra.\"\n"
+                         "}\n"));
+}
+
+TEST_CASE("conntrack states: related packets in forward only going back on a flow begun outside")
+{
+    const auto rs = compile("", R"(
+[[policy]]
+name = "pods"
+[policy.selector]
+sources = ["192.0.2.0/29"]
+[[policy.egress]]
+to-cidrs = ["198.51.100.0/24"]
+)");
+    check_same(fqdnd_rules_with<ruleset::CtState>(rs),
+               nft_rules("chain forward {\n"
+                         "  ct state established accept comment \"established flows\"\n"
+                         "  ct state related ct direction reply ct mark & 0x00800000 != 0x00800000 accept"
+                         " comment \"related to a flow begun outside, going back\"\n"
+                         "  ip saddr 192.0.2.0/29 ct state related counter drop"
+                         " comment \"policy pods: related to a flow, not allowed\"\n"
+                         "}\nchain output {\n"
+                         "  ct state established,related accept comment \"established and related flows\"\n"
                          "}\n"));
 }
 
