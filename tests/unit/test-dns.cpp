@@ -572,20 +572,27 @@ void syn_flood(Fixture& f, const char* client, uint16_t first, size_t count)
         f.packet(t.from_client(1, dns::tcp_syn, {}));
     }
 }
+
+// An established connection of 192.0.2.3's, then SYNs from `flooder`,
+// never completed, past the table's size: the connection is still followed.
+void flood_leaves_connection(const char* flooder)
+{
+    Fixture f;
+    Tcp victim = opened(f, "192.0.2.3", 40000, true);
+    f.now += 1s;
+    syn_flood(f, flooder, 20000, dns::Engine::max_tcp_streams + 100);
+    CHECK(f.engine.stats().tcp_streams_evicted == 101);
+    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 0);
+    CHECK(victim.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+}
 } // namespace
 
 TEST_CASE("TCP: a full table frees what a SYN flood left, not another client's connection")
 {
     // The stalest stream of all is another client's: a flood of SYNs that
     // fills the table must free its own.
-    Fixture f;
-    Tcp victim = opened(f, "192.0.2.3", 40000, true);
-    f.now += 1s;
-    syn_flood(f, "192.0.2.2", 20000, dns::Engine::max_tcp_streams + 100);
-    CHECK(f.engine.stats().tcp_streams_evicted == 101);
-    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
-    CHECK(f.engine.stats().tcp_unknown_stream == 0);
-    CHECK(victim.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+    flood_leaves_connection("192.0.2.2");
     // From as many addresses as SYNs, each holding one: a client with two
     // connections (a NAT gateway, a forwarding resolver) keeps them.
     Fixture g;
@@ -639,14 +646,7 @@ TEST_CASE("TCP: a flood in another client's name frees its half-open streams fir
     // SYNs with the victim's source address (a client on its segment can
     // send them): the victim's endpoint holds the most, but its own
     // connection is established, and the flood's are not.
-    Fixture f;
-    Tcp victim = opened(f, "192.0.2.3", 40000, true);
-    f.now += 1s;
-    syn_flood(f, "192.0.2.3", 20000, dns::Engine::max_tcp_streams + 100);
-    CHECK(f.engine.stats().tcp_streams_evicted == 101);
-    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
-    CHECK(f.engine.stats().tcp_unknown_stream == 0);
-    CHECK(victim.answer(framed(Fixture::echo_answer().wire())).ops.size() == 1);
+    flood_leaves_connection("192.0.2.3");
 }
 
 TEST_CASE("TCP: in one segment, allowed queries pass and refused ones are blanked")
