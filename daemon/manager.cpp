@@ -234,7 +234,7 @@ bool Manager::wait_while_held(unsigned& waits)
     if (owner == 0) {
         // Gone between the failure and this look: once more at once; a
         // failure after that is fqdnd's to report.
-        return std::exchange(start_tried_after_owner_, true) ? false : waits > 0;
+        return !std::exchange(start_tried_after_owner_, true);
     }
     // Said the first time and then about once a minute, when the waits are 5 s.
     if (waits % 12 == 0) {

@@ -51,8 +51,9 @@ inline constexpr Info dns_tcp_queries_blanked_total{"fqdnd_dns_tcp_queries_blank
 inline constexpr Info dns_tcp_streams_freed_total{"fqdnd_dns_tcp_streams_freed_total", "counter",
     "TCP DNS streams forgotten, by reason (evicted: the table of 4096 was full; expired: idle 60 s, or closed)."};
 inline constexpr Info dns_queries_forgotten_total{"fqdnd_dns_queries_forgotten_total", "counter",
-    "Queries passed whose answer never came while remembered, by reason (evicted: 65536 were waiting, the oldest "
-    "went; expired: 10 s passed). An answer that comes later is dropped, and its client asks again."};
+    "Queries passed whose answer never came while remembered, by reason (evicted: beyond the last 65536 queries, or "
+    "beyond 4 questions under one client port and id; expired: 10 s passed). An answer that comes later is dropped, "
+    "and its client asks again."};
 inline constexpr Info answer_hold_seconds{"fqdnd_answer_hold_seconds", "histogram",
     "How long answers that changed the sets were held until the kernel acknowledged the update."};
 inline constexpr Info datapath_update_timeouts_total{"fqdnd_datapath_update_timeouts_total", "counter",

@@ -215,13 +215,21 @@ bool Engine::on_query(const Query& q, const PacketInfo& pkt, const PacketMeta& m
     ++stats_.queries_allowed;
     const QueryKey key{pkt.src, pkt.dst, pkt.sport, pkt.dport, q.id, pkt.transport};
     // The same question again (a retransmission) moves on; another one
-    // is remembered beside it.
+    // is remembered beside it, up to max_questions_per_key (so that every
+    // look at a key stays short), the oldest going first.
     auto [first, last] = queries_.equal_range(key);
     auto same = std::find_if(first, last, [&](const auto& e) { return e.second.question == q.question; });
-    if (same != last)
+    if (same != last) {
         same->second = Pending{q.question, endpoint, meta.now};
-    else
+    } else {
+        if (static_cast<size_t>(std::distance(first, last)) >= max_questions_per_key) {
+            ++stats_.queries_evicted;
+            queries_.erase(std::min_element(first, last, [](const auto& a, const auto& b) {
+                return a.second.time < b.second.time;
+            }));
+        }
         queries_.emplace(key, Pending{q.question, endpoint, meta.now});
+    }
     query_order_.emplace_back(meta.now, key);
     return true;
 }
@@ -297,9 +305,17 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
         ++stats_.malformed[static_cast<size_t>(why)];
         return;
     }
-    auto [first, last] = queries_.equal_range(key);
-    it = std::find_if(first, last, [&](const auto& e) { return e.second.question == a->question; });
-    if (it == last) {
+    auto matching = [&] {
+        auto [first, last] = queries_.equal_range(key);
+        auto found = std::find_if(first, last, [&](const auto& e) { return e.second.question == a->question; });
+        return found == last ? queries_.end() : found;
+    };
+    it = matching();
+    if (it == queries_.end() && read_copies_ && pkt.transport == Transport::udp) {
+        read_copies_(); // its own question's copy may be the one still waiting
+        it = matching();
+    }
+    if (it == queries_.end()) {
         ++stats_.answers_wrong_question;
         return unmatched();
     }
@@ -359,40 +375,42 @@ std::string Engine::stream_owner(const PacketInfo& pkt, const PacketMeta& meta) 
 
 void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>::iterator it)
 {
-    if (auto owner = streams_per_owner_.find(it->second.owner); owner != streams_per_owner_.end() && --owner->second == 0)
-        streams_per_owner_.erase(owner);
-    (it->second.established ? established_ : half_open_).erase(it->second.age);
+    Stream& s = it->second;
+    (s.established ? established_ : half_open_).erase(s.age);
+    (s.established ? s.owner->established : s.owner->half_open).erase(s.own);
+    recount(*s.owner, -1);
+    if (s.owner->count == 0)
+        owners_.erase(*s.owner->name);
     streams_.erase(it);
+}
+
+void Engine::recount(Owner& o, int delta)
+{
+    by_count_.erase({o.count, &o});
+    o.count = delta > 0 ? o.count + 1 : o.count - 1;
+    if (o.count > 0)
+        by_count_.insert({o.count, &o});
 }
 
 void Engine::make_room_for_stream()
 {
-    // What a SYN flood leaves first (from however many addresses): a
-    // client's own handshake completes within its round trip.
-    if (!half_open_.empty()) {
-        forget_stream(streams_.find(half_open_.front()));
-        ++stats_.tcp_streams_evicted;
+    if (by_count_.empty())
         return;
-    }
-    // Every one established, which takes seeing the server's SYN-ACK: the
-    // endpoint (an IPv6 client by its /64) that holds the most.
-    const std::string* top = nullptr;
-    size_t most = 0;
-    for (const auto& [owner, count] : streams_per_owner_)
-        if (count > most) {
-            most = count;
-            top = &owner;
-        }
-    auto victim = streams_.end();
-    for (const StreamKey& key : established_)
-        if (auto it = streams_.find(key); it != streams_.end() && (!top || it->second.owner == *top)) {
-            victim = it;
-            break;
-        }
-    if (victim != streams_.end()) {
-        forget_stream(victim);
-        ++stats_.tcp_streams_evicted;
-    }
+    // Each choice is the front of a list: a flood costs a constant per SYN.
+    const Owner& top = *by_count_.rbegin()->second;
+    const StreamKey* victim = nullptr;
+    if (top.count > max_tcp_streams / 16)
+        // One endpoint holds a good share (one source's flood, handshakes
+        // completed or not): its own go, those not established first.
+        victim = !top.half_open.empty() ? &top.half_open.front() : &top.established.front();
+    else if (!half_open_.empty())
+        // Many sources, each with a few: what a SYN flood leaves goes first
+        // (a client's own handshake completes within its round trip).
+        victim = &half_open_.front();
+    else
+        victim = &top.established.front();
+    forget_stream(streams_.find(*victim));
+    ++stats_.tcp_streams_evicted;
 }
 
 void Engine::touch(Stream& s, cache::Time now)
@@ -400,6 +418,8 @@ void Engine::touch(Stream& s, cache::Time now)
     s.last = now;
     auto& list = s.established ? established_ : half_open_;
     list.splice(list.end(), list, s.age);
+    auto& own = s.established ? s.owner->established : s.owner->half_open;
+    own.splice(own.end(), own, s.own);
 }
 
 void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)
@@ -447,9 +467,13 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         if (streams_.size() >= max_tcp_streams)
             make_room_for_stream();
         Stream& s = streams_.emplace(key, Stream{}).first->second;
-        s.owner = stream_owner(pkt, meta);
-        ++streams_per_owner_[s.owner];
+        auto [owner, fresh] = owners_.try_emplace(stream_owner(pkt, meta));
+        if (fresh)
+            owner->second.name = &owner->first;
+        s.owner = &owner->second;
+        recount(*s.owner, +1);
         s.age = half_open_.insert(half_open_.end(), key);
+        s.own = s.owner->half_open.insert(s.owner->half_open.end(), key);
         s.client_isn = pkt.seq;
         s.client.next_seq = pkt.seq + 1;
         s.acked = pkt.seq + 1;
@@ -473,6 +497,7 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
     if (!from_server && !s.established && s.synced && (pkt.tcp_flags & tcp_ack)
         && seq_after(pkt.ack, s.server_isn) > 0 && seq_after(pkt.ack, s.server.next_seq) <= 0) {
         established_.splice(established_.end(), half_open_, s.age);
+        s.owner->established.splice(s.owner->established.end(), s.owner->half_open, s.own);
         s.established = true;
     }
     touch(s, meta.now);

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <set>
 #include <functional>
 #include <list>
 #include <optional>
@@ -142,6 +143,9 @@ public:
     // How long a query is remembered for its answer.
     static constexpr std::chrono::seconds query_timeout{10};
     static constexpr size_t max_pending_queries = 65536;
+    // Questions remembered under one client port and id (A and AAAA asked
+    // at once); a look at a key reads no more than these.
+    static constexpr size_t max_questions_per_key = 4;
     static constexpr size_t max_tcp_streams = 4096;
     // A stream is freed when idle this long, or this long after both FINs.
     static constexpr std::chrono::seconds tcp_idle_timeout{60};
@@ -193,6 +197,7 @@ private:
         std::vector<uint8_t> buffer; // an incomplete message
         bool fin = false;
     };
+    struct Owner;
     struct Stream {
         Half client, server;
         bool synced = false;  // the server's SYN-ACK was seen: `acked` is the server's
@@ -206,8 +211,15 @@ private:
         std::vector<uint8_t> unacked; // client bytes [acked, client.next_seq), as passed
         cache::Time last{};
         std::optional<cache::Time> closed; // both sides sent FIN
-        std::string owner;                 // stream_owner
-        std::list<StreamKey>::iterator age; // in half_open_ or established_
+        Owner* owner = nullptr;              // in owners_ (stream_owner)
+        std::list<StreamKey>::iterator age;  // in half_open_ or established_
+        std::list<StreamKey>::iterator own;  // in its owner's lists of the same
+    };
+    // An endpoint's streams (an IPv6 client's by its /64), stalest first.
+    struct Owner {
+        const std::string* name = nullptr; // its key in owners_
+        size_t count = 0;
+        std::list<StreamKey> half_open, established;
     };
 
     bool selects(const config::Policy& p, const PacketInfo& pkt, const PacketMeta& meta) const;
@@ -224,12 +236,16 @@ private:
     void reset_client(const PacketInfo& pkt, Outcome& out);
     void forget_old(cache::Time now);
     void expire_streams(cache::Time now);
-    // Room for a new stream when the table is full: the stalest stream
-    // whose client has not acknowledged the server's SYN-ACK (what a SYN
-    // flood leaves, from however many addresses); when every one is
-    // established, the stalest of the endpoint that holds the most. So a
-    // flood of connections frees its own, not another client's.
+    // Room for a new stream when the table is full. When one endpoint
+    // holds more than a sixteenth of the table, its stalest stream not yet
+    // established, else its stalest; otherwise the stalest stream whose
+    // client has not acknowledged the server's SYN-ACK (what a SYN flood
+    // from many addresses leaves), else the stalest of the endpoint that
+    // holds the most. So a flood frees its own streams, not another
+    // client's connections or handshakes.
     void make_room_for_stream();
+    // An endpoint's count of streams, changed by `delta`, in by_count_ too.
+    void recount(Owner& o, int delta);
     // A packet of the stream: the newest of its list.
     void touch(Stream& s, cache::Time now);
     // Whose a stream is, for that count: its endpoint, an IPv6 client by
@@ -247,7 +263,8 @@ private:
     std::unordered_multimap<QueryKey, Pending, QueryKeyHash> queries_;
     std::deque<std::pair<cache::Time, QueryKey>> query_order_;
     std::unordered_map<StreamKey, Stream, StreamKeyHash> streams_;
-    std::unordered_map<std::string, size_t> streams_per_owner_;
+    std::unordered_map<std::string, Owner> owners_; // nodes: an Owner stays where it is
+    std::set<std::pair<size_t, Owner*>> by_count_;  // the last holds the most
     // The streams by their last packet, stalest first: a SYN flood's
     // eviction takes the front, not a scan of the table.
     std::list<StreamKey> half_open_, established_;

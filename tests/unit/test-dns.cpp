@@ -180,6 +180,29 @@ TEST_CASE("an answer over UDP to no query fqdnd saw is dropped")
     CHECK_FALSE(f.answer(Fixture::echo_answer()).accept);    // again: its query is answered
 }
 
+TEST_CASE("questions under one client port and id are bounded, the oldest going first")
+{
+    // A client may ask many names with one id from one port: each look at
+    // the key must stay short.
+    Fixture f;
+    for (int i = 0; i < 1000; ++i) {
+        f.now += 1ms;
+        f.query("n" + std::to_string(i) + ".k8s.intra", 7);
+    }
+    CHECK(f.engine.pending_queries() == dns::Engine::max_questions_per_key);
+    CHECK(f.engine.stats().queries_evicted == 1000U - dns::Engine::max_questions_per_key);
+    Message newest;
+    newest.id = 7;
+    newest.answer = true;
+    newest.questions = {{"n999.k8s.intra", 1}};
+    newest.answers = {a("n999.k8s.intra", "203.0.113.9")};
+    CHECK(f.answer(newest).ops.size() == 1);
+    Message oldest = newest;
+    oldest.questions = {{"n0.k8s.intra", 1}};
+    oldest.answers = {a("n0.k8s.intra", "203.0.113.10")};
+    CHECK_FALSE(f.answer(oldest).accept);
+}
+
 TEST_CASE("A and AAAA asked at once from one socket with one id: both answers count")
 {
     // Older musl sends both with the same id; neither may hide the other.
@@ -639,6 +662,27 @@ TEST_CASE("TCP: a full table of connections frees those of the client that holds
     v6b.send(framed(query_wire("echo.k8s.intra", 8)));
     CHECK(g.engine.stats().tcp_unknown_stream == 0);
     CHECK(g.engine.stats().queries_refused == 2);
+}
+
+TEST_CASE("TCP: one client holding most of the table cannot cut another's handshake")
+{
+    // It holds every stream but one, established (it completed the
+    // handshakes from its own address), then sends SYNs while another
+    // client's handshake is under way: its own streams go.
+    Fixture f;
+    for (size_t p = 0; p + 1 < dns::Engine::max_tcp_streams; ++p)
+        opened(f, "192.0.2.2", static_cast<uint16_t>(20000 + p), true);
+    f.now += 1s;
+    Tcp victim(f, 40000, false);
+    victim.client = *Address::parse("192.0.2.3");
+    CHECK(f.packet(victim.from_client(victim.cseq, dns::tcp_syn, {})).accept); // its SYN
+    syn_flood(f, "192.0.2.2", 30000, 50);                                      // in its round trip
+    CHECK(f.reply(victim.from_server(victim.sseq, victim.cseq + 1, dns::tcp_syn | dns::tcp_ack, {})).accept);
+    ++victim.cseq;
+    ++victim.sseq;
+    CHECK(f.engine.stats().tcp_streams_evicted == 50);
+    CHECK(victim.send(framed(query_wire("echo.k8s.intra"))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 0);
 }
 
 TEST_CASE("TCP: a flood in another client's name frees its half-open streams first")
