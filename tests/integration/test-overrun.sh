@@ -16,8 +16,9 @@ stats() { # the last stats line of node1's fqdnd, fresh
     kill -USR1 "$FQDND_PID_node1"; sleep 0.5
     grep 'stats:' "$WORK/fqdnd-node1.log" | tail -1
 }
-kernel_flows() { # flows the kernel tracks with fqdnd's mark, not closing
-    in_ns node1 cat /proc/net/nf_conntrack | grep 'mark=4194304' | grep -vcE 'TIME_WAIT|CLOSE|FIN_WAIT|LAST_ACK'
+kernel_flows() { # flows the kernel tracks with fqdnd's flow bit (0x00400000) in their mark, not closing
+    in_ns node1 cat /proc/net/nf_conntrack | grep -vE 'TIME_WAIT|CLOSE|FIN_WAIT|LAST_ACK' \
+        | sed -n 's/.* mark=\([0-9]*\) .*/\1/p' | awk 'int($1 / 4194304) % 2 == 1 { n++ } END { print n + 0 }'
 }
 
 # 300 connections opened at once and held.
