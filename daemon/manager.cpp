@@ -243,8 +243,8 @@ bool Manager::wait_while_held(unsigned& waits)
         log::error(what);
         sd_notifyf(0, "STATUS=%s", what.c_str());
     }
-    const uint64_t delay_usec = std::min<uint64_t>(200'000ULL << std::min(waits, 5u), 5'000'000);
-    ++waits;
+    // The pace of a running fqdnd's restore retries.
+    const uint64_t delay_usec = nft::Keeper::backoff(waits++, nft::Keeper::max_retry_usec);
     sd_notify(0, "WATCHDOG=1"); // waiting is no hang
     std::this_thread::sleep_for(std::chrono::microseconds(delay_usec));
     return true;

@@ -363,21 +363,19 @@ void Engine::expire_streams(cache::Time now)
 std::string Engine::stream_owner(const PacketInfo& pkt, const PacketMeta& meta) const
 {
     // A client may take any address of its IPv6 prefix (/64) for its own.
-    if (pkt.src.family == Family::ipv6 && (meta.hook == Hook::forward || meta.hook == Hook::input))
-        return Cidr{Address::v6(std::array<uint8_t, 16>{pkt.src.bytes[0], pkt.src.bytes[1], pkt.src.bytes[2],
-                                                         pkt.src.bytes[3], pkt.src.bytes[4], pkt.src.bytes[5],
-                                                         pkt.src.bytes[6], pkt.src.bytes[7]}
-                                    .data()),
-                    64}
-            .to_string();
+    if (pkt.src.family == Family::ipv6 && (meta.hook == Hook::forward || meta.hook == Hook::input)) {
+        Address prefix = pkt.src;
+        std::fill(prefix.bytes.begin() + 8, prefix.bytes.end(), uint8_t{0});
+        return Cidr{prefix, 64}.to_string();
+    }
     return endpoint_of(pkt, meta);
 }
 
 void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>::iterator it)
 {
     Stream& s = it->second;
-    (s.established ? established_ : half_open_).erase(s.age);
-    (s.established ? s.owner->established : s.owner->half_open).erase(s.own);
+    all_of_kind(s).erase(s.age);
+    own_of_kind(s).erase(s.own);
     recount(*s.owner, -1);
     if (s.owner->count == 0)
         owners_.erase(*s.owner->name);
@@ -416,10 +414,8 @@ void Engine::make_room_for_stream()
 void Engine::touch(Stream& s, cache::Time now)
 {
     s.last = now;
-    auto& list = s.established ? established_ : half_open_;
-    list.splice(list.end(), list, s.age);
-    auto& own = s.established ? s.owner->established : s.owner->half_open;
-    own.splice(own.end(), own, s.own);
+    all_of_kind(s).splice(all_of_kind(s).end(), all_of_kind(s), s.age);
+    own_of_kind(s).splice(own_of_kind(s).end(), own_of_kind(s), s.own);
 }
 
 void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, const PacketMeta& meta, Outcome& out)

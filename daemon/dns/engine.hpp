@@ -248,6 +248,10 @@ private:
     void recount(Owner& o, int delta);
     // A packet of the stream: the newest of its list.
     void touch(Stream& s, cache::Time now);
+    // The lists `s` is in: all streams of its kind (half-open or
+    // established), and its owner's of that kind.
+    std::list<StreamKey>& all_of_kind(const Stream& s) { return s.established ? established_ : half_open_; }
+    std::list<StreamKey>& own_of_kind(const Stream& s) { return s.established ? s.owner->established : s.owner->half_open; }
     // Whose a stream is, for that count: its endpoint, an IPv6 client by
     // its /64 (any address of which it may take).
     std::string stream_owner(const PacketInfo& pkt, const PacketMeta& meta) const;

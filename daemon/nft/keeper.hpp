@@ -65,6 +65,11 @@ public:
     unsigned restore_tries() const noexcept { return restore_tries_; }
     static constexpr uint64_t max_retry_usec = 5'000'000;
     static constexpr uint64_t max_recheck_usec = 60'000'000;
+    // delay_usec after the first failure, twice as long after each next, at most `max`.
+    static constexpr uint64_t backoff(unsigned tries, uint64_t max) noexcept
+    {
+        return std::min<uint64_t>(delay_usec << std::min(tries, 9u), max);
+    }
 
     // Events were seen this long before the check: a burst costs one.
     static constexpr uint64_t delay_usec = 200'000;
@@ -76,10 +81,6 @@ private:
     void schedule();
     // The check `delay_usec` from now, unless one is due sooner.
     void arm(uint64_t delay_usec);
-    uint64_t backoff(unsigned tries, uint64_t max) const noexcept
-    {
-        return std::min<uint64_t>(delay_usec << std::min(tries, 9u), max);
-    }
     static int on_events(sd_event_source*, int fd, uint32_t revents, void* self);
     static int on_timer(sd_event_source*, uint64_t usec, void* self);
 
