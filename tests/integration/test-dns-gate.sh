@@ -70,8 +70,11 @@ wait "$idle"
 check "TCP: another client's SYN flood leaves an idle client's stream: its query is answered ($(cat "$WORK/idle.out"))" \
     grep -q '^answer 203.0.113.2' "$WORK/idle.out"
 
-check "control: after all this, an allowed name over TCP still resolves" \
-    test "$(resolve p1a echo.k8s.intra +tcp)" = 203.0.113.2
+# The server still holds the flood's 6,000 half-open connections (its
+# SYN-ACKs go on for a while): a first try under a CI's load may time out
+# (seen once in 2 s), so within 6 s.
+resolves_tcp() { [ "$(resolve p1a echo.k8s.intra +tcp)" = 203.0.113.2 ]; }
+check "control: after all this, an allowed name over TCP still resolves (within 6 s)" eventually 6 resolves_tcp
 echo "--- two queries in one segment, answers (id rcode addresses):"; cat "$WORK/two.out"
 echo "--- dnsmasq saw:"; grep -oE 'query\[[A-Z]+\] [^ ]+' "$WORK/dnsmasq.log" | sort | uniq -c
 finish
