@@ -77,6 +77,7 @@ std::vector<Sample> collect(const Counters& c)
         sample(dns_tcp_segments_dropped_total, "reason=\"oversized\"", static_cast<double>(c.dns.tcp_oversized)),
         sample(dns_tcp_segments_dropped_total, "reason=\"after-refusal\"", static_cast<double>(c.dns.tcp_after_refusal)),
         sample(dns_tcp_queries_blanked_total, "", static_cast<double>(c.dns.tcp_queries_blanked)),
+        sample(dns_tcp_resets_ignored_total, "", static_cast<double>(c.dns.tcp_resets_ignored)),
         sample(dns_tcp_streams_freed_total, "reason=\"evicted\"", static_cast<double>(c.dns.tcp_streams_evicted)),
         sample(dns_tcp_streams_freed_total, "reason=\"expired\"", static_cast<double>(c.dns.tcp_streams_expired)),
         sample(dns_queries_forgotten_total, "reason=\"evicted\"", static_cast<double>(c.dns.queries_evicted)),

@@ -48,6 +48,9 @@ inline constexpr Info dns_tcp_segments_dropped_total{"fqdnd_dns_tcp_segments_dro
      "after-refusal: the server's data once fqdnd refused in its name)."};
 inline constexpr Info dns_tcp_queries_blanked_total{"fqdnd_dns_tcp_queries_blanked_total", "counter",
     "Refused queries overwritten in a TCP segment passed for the allowed queries it also held."};
+inline constexpr Info dns_tcp_resets_ignored_total{"fqdnd_dns_tcp_resets_ignored_total", "counter",
+    "RSTs on TCP DNS connections at a sequence number their receiver would not take (RFC 5961): passed, the "
+     "connection still followed (a blind forgery in a client's name does not cut it)."};
 inline constexpr Info dns_tcp_streams_freed_total{"fqdnd_dns_tcp_streams_freed_total", "counter",
     "TCP DNS streams forgotten, by reason (evicted: the table of 4096 was full; expired: idle 60 s, or closed)."};
 inline constexpr Info dns_queries_forgotten_total{"fqdnd_dns_queries_forgotten_total", "counter",
@@ -119,6 +122,7 @@ inline constexpr const Info* table[] = {
     &dns_packets_undecodable_total,
     &dns_tcp_segments_dropped_total,
     &dns_tcp_queries_blanked_total,
+    &dns_tcp_resets_ignored_total,
     &dns_tcp_streams_freed_total,
     &dns_queries_forgotten_total,
     &answer_hold_seconds,

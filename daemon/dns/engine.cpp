@@ -32,6 +32,12 @@ uint16_t be16(const uint8_t* p) noexcept
     return static_cast<uint16_t>(p[0] << 8 | p[1]);
 }
 
+// How far sequence number a is after b (negative: before).
+int32_t seq_after(uint32_t a, uint32_t b) noexcept
+{
+    return static_cast<int32_t>(a - b);
+}
+
 } // namespace
 
 size_t Engine::QueryKeyHash::operator()(const QueryKey& k) const noexcept
@@ -259,6 +265,21 @@ void Engine::refuse(const Query& q, const PacketInfo& pkt, Outcome& out)
     server.next_seq += static_cast<uint32_t>(framed.size());
 }
 
+bool Engine::reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_server)
+{
+    // The receiver expects a number between what it acknowledged and the
+    // end of what fqdnd passed to it (a FIN counts one).
+    auto between = [&](uint32_t low, const Half& sender) {
+        return seq_after(pkt.seq, low) >= 0 && seq_after(pkt.seq, sender.next_seq + (sender.fin ? 1 : 0)) <= 0;
+    };
+    if (!from_server)
+        return between(s.acked, s.client);
+    if (!s.synced) // the answer to the SYN (a closed port): it acknowledges the SYN
+        return (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.client_isn) > 0
+            && seq_after(pkt.ack, s.client.next_seq) <= 0;
+    return between(s.server_acked, s.server);
+}
+
 void Engine::reset_client(const PacketInfo& pkt, Outcome& out)
 {
     // Linux takes a RST only at exactly the sequence number it expects
@@ -334,16 +355,6 @@ void Engine::on_answer(std::span<const uint8_t> wire, const PacketInfo& pkt, con
     // The answer is done with: its names and addresses move to the journal.
     out.learned.push_back(Outcome::Learned{endpoint, std::move(a->names), std::move(a->addresses), a->ttl});
 }
-
-namespace {
-
-// How far sequence number a is after b (negative: before).
-int32_t seq_after(uint32_t a, uint32_t b) noexcept
-{
-    return static_cast<int32_t>(a - b);
-}
-
-} // namespace
 
 void Engine::expire_streams(cache::Time now)
 {
@@ -426,11 +437,18 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
                                       : StreamKey{pkt.src, pkt.dst, pkt.sport, pkt.dport};
     auto it = streams_.find(key);
     if (pkt.tcp_flags & tcp_rst) {
-        // Whether the peer takes it or not (RFC 5961), fqdnd forgets the
-        // stream: the client's later data on it is unknown, and dropped.
-        if (it != streams_.end())
-            forget_stream(it);
         out.accept = pkt.payload.empty();
+        if (it == streams_.end())
+            return;
+        // Only an RST its receiver could take ends the stream for fqdnd (the
+        // client's later data on it is then unknown, and dropped). Conntrack
+        // passes any in the window: a neighbour forging them blind in a
+        // client's name would otherwise cut the client's next query, though
+        // the server ignored them all. Passed either way, the receiver judges.
+        if (reset_acceptable(it->second, pkt, from_server))
+            forget_stream(it);
+        else
+            ++stats_.tcp_resets_ignored;
         return;
     }
     if (pkt.tcp_flags & tcp_urg) {
@@ -490,11 +508,14 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         return;
     }
     Stream& s = it->second;
-    if (!from_server && !s.established && s.synced && (pkt.tcp_flags & tcp_ack)
-        && seq_after(pkt.ack, s.server_isn) > 0 && seq_after(pkt.ack, s.server.next_seq) <= 0) {
-        established_.splice(established_.end(), half_open_, s.age);
-        s.owner->established.splice(s.owner->established.end(), s.owner->half_open, s.own);
-        s.established = true;
+    if (!from_server && s.synced && (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.server_acked) >= 0
+        && seq_after(pkt.ack, s.server.next_seq + (s.server.fin ? 1 : 0)) <= 0) {
+        s.server_acked = pkt.ack;
+        if (!s.established) {
+            established_.splice(established_.end(), half_open_, s.age);
+            s.owner->established.splice(s.owner->established.end(), s.owner->half_open, s.own);
+            s.established = true;
+        }
     }
     touch(s, meta.now);
     if (from_server)
@@ -642,6 +663,7 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
             s.synced = true;
             s.server_isn = pkt.seq;
             s.server.next_seq = pkt.seq + 1;
+            s.server_acked = pkt.seq + 1;
         } else if (len != 0) {
             out.accept = false;
             return;

@@ -83,6 +83,7 @@ struct Stats {
     uint64_t tcp_queries_blanked = 0;    // refused queries overwritten in a segment passed for allowed ones
     uint64_t tcp_streams_evicted = 0;    // the table was full: the stalest stream was freed
     uint64_t tcp_streams_expired = 0;    // idle, or closed and lingered
+    uint64_t tcp_resets_ignored = 0;     // an RST its receiver would not take: passed, the stream kept
     uint64_t queries_evicted = 0;        // unanswered, forgotten as max_pending_queries were waiting
     uint64_t queries_expired = 0;        // unanswered after query_timeout
     uint64_t answers_wrong_question = 0; // matched a query's id and ports, not its question
@@ -203,6 +204,7 @@ private:
         bool synced = false;  // the server's SYN-ACK was seen: `acked` is the server's
         bool refused = false; // a query was refused: the client's later data is dropped
         uint32_t acked = 0;   // the server's highest acknowledgement of client bytes
+        uint32_t server_acked = 0; // the client's highest acknowledgement of server bytes
         uint32_t client_isn = 0;
         uint32_t server_isn = 0;
         // The client acknowledged the server's SYN-ACK: it sees the
@@ -234,6 +236,9 @@ private:
                          Outcome& out);
     void tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stream& s, Outcome& out);
     void reset_client(const PacketInfo& pkt, Outcome& out);
+    // Whether the receiver of an RST on `s` could take it (RFC 5961: only
+    // at the sequence number it expects next).
+    static bool reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_server);
     void forget_old(cache::Time now);
     void expire_streams(cache::Time now);
     // Room for a new stream when the table is full. When one endpoint

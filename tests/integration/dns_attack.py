@@ -12,9 +12,12 @@
   tcp-two SERVER NAME1 NAME2    two queries in one segment; prints "id rcode address..." per answer
   v6-ext SRC SERVER NAME COUNT  a UDP query over IPv6 behind COUNT destination options headers
   syn-flood SRC SERVER COUNT    raw TCP: COUNT SYNs to SERVER:53 from as many ports, never completed
-  tcp-idle SERVER NAME GOFILE   a TCP connection to SERVER:53 made at once, the query for NAME sent
-                                on it once GOFILE exists (within 30 s); prints "answer ADDRESS...",
-                                "closed", "reset" or "timeout"
+  tcp-idle SERVER NAME GOFILE   a TCP connection to SERVER:53 made at once (its local port written
+                                to GOFILE.port), the query for NAME sent on it once GOFILE exists
+                                (within 30 s); prints "answer ADDRESS...", "closed", "reset" or "timeout"
+  rst-sweep SRC SPORT DST DPORT STEP  raw IPv4: RSTs from SRC:SPORT (an address not this namespace's)
+                                to DST:DPORT, blind: one every STEP sequence numbers over all 2**32, so
+                                that some fall in the receiver's window (and pass conntrack's check)
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
                                 side: what reached it, whether its DNS server logs it or not)
 Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
@@ -176,6 +179,9 @@ elif cmd == "syn-flood":
 elif cmd == "tcp-idle":
     server, name, go = sys.argv[2:5]
     with socket.create_connection((server, 53), timeout=3) as s:
+        with open(go + ".port.tmp", "w") as f:
+            f.write(str(s.getsockname()[1]))
+        os.rename(go + ".port.tmp", go + ".port")
         deadline = time.monotonic() + 30
         while not os.path.exists(go) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -194,6 +200,17 @@ elif cmd == "tcp-idle":
         m = buf[2:]
         print("answer", *[socket.inet_ntoa(m[i + 10:i + 14]) for i in range(len(m) - 13)
                           if m[i:i + 4] == b"\x00\x01\x00\x01" and m[i + 8:i + 10] == b"\x00\x04"])
+elif cmd == "rst-sweep":
+    src, sport, dst, dport, step = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # the IP header is ours
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
+    head = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0x4000, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, 20)
+    start = random.getrandbits(32)
+    for i in range((2**32 + step - 1) // step):
+        hdr = struct.pack("!HHIIBBHHH", sport, dport, (start + i * step) % 2**32, 0, 5 << 4, 0x04, 0, 0, 0)
+        s.sendto(head + hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:], (dst, 0))
 elif cmd == "sniff":
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
     s.settimeout(0.2)

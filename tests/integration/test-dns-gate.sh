@@ -11,6 +11,7 @@ dns_server "$WORK/hosts" || exit 1
 echo_config node1 192.0.2.0/29
 sed -i 's|^sources = .*|sources = ["192.0.2.0/29", "2001:db8:1::/64"]|; s|^dns = .*|dns = [{ match-pattern = "*.k8s.intra" }]|;
         s|^to-dns-servers = .*|to-dns-servers = ["203.0.113.53", "2001:db8:4::53"]|' "$WORK/node1/policy.d/echo.toml"
+private_bus || exit 1
 start_fqdnd node1 "$WORK/node1/fqdnd.toml" || exit 1
 # Raw TCP from p1a: its kernel must not reset the connections it does not know.
 in_ns p1a nft -f - <<'NFT'
@@ -55,11 +56,32 @@ check "control: IPv6 with 8 destination options headers is inspected and passes"
 attack v6-ext 2001:db8:1::2 2001:db8:4::53 ext9-secret.example 9
 check_not "IPv6 with 9 destination options headers never reaches the server" asked ext9-secret
 
+# A neighbour on p1b's segment (strict reverse path lets 192.0.2.3 in from
+# the bridge) sends RSTs in p1b's name for p1b's connection, blind: one
+# every 32 KiB of sequence numbers. Conntrack passes those in the window;
+# the server takes none (RFC 5961: only the exact next sequence number),
+# and neither may fqdnd forget the stream, or p1b's next query is cut.
+rm -f "$WORK/go" "$WORK/go.port"
+in_ns p1b python3 "$TESTS_DIR/dns_attack.py" tcp-idle 203.0.113.53 echo.k8s.intra "$WORK/go" > "$WORK/idle.out" 2>&1 &
+idle=$!
+_pids+=("$idle")
+eventually 5 test -s "$WORK/go.port"
+resets_ignored() { "$FQDNCTL" metrics | awk '$1 == "fqdnd_dns_tcp_resets_ignored_total" { print $2 }'; }
+before=$(resets_ignored)
+check "RSTs forged in p1b's name for its connection were sent, over all sequence numbers" \
+    attack rst-sweep 192.0.2.3 "$(cat "$WORK/go.port")" 203.0.113.53 53 32768
+ignored=$(($(resets_ignored) - before))
+check "and some came within the window, past conntrack, to fqdnd, which kept the stream ($ignored)" test "$ignored" -gt 0
+touch "$WORK/go"
+wait "$idle"
+check "TCP: blind RSTs a neighbour forges in a client's name do not cut its stream ($(cat "$WORK/idle.out"))" \
+    grep -q '^answer 203.0.113.2' "$WORK/idle.out"
+
 # One client's SYN flood (6,000 never completed, more than the 4,096 TCP
 # streams fqdnd follows) must not make fqdnd forget another client's
 # stream: p1b's connection, opened before and idle through the flood, is
 # still answered after it (the flood's streams go first).
-rm -f "$WORK/go"
+rm -f "$WORK/go" "$WORK/go.port"
 in_ns p1b python3 "$TESTS_DIR/dns_attack.py" tcp-idle 203.0.113.53 echo.k8s.intra "$WORK/go" > "$WORK/idle.out" 2>&1 &
 idle=$!
 _pids+=("$idle")

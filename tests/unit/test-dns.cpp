@@ -434,12 +434,63 @@ TEST_CASE("TCP: data on a stream fqdnd has not followed from its start is droppe
     CHECK_FALSE(t.answer(framed(Fixture::echo_answer().wire())).accept);
     CHECK(f.engine.stats().tcp_unknown_stream == 2);
 
-    // After an RST (taken by the server or not), the same.
+    // After an RST the server takes (at the next byte), the same.
     Tcp u(f, 40001);
     CHECK(u.send(framed(query_wire("echo.k8s.intra", 1))).accept);
-    CHECK(f.packet(u.from_client(u.cseq + 100, dns::tcp_rst, {})).accept);
-    CHECK_FALSE(u.send(framed(query_wire("other.example", 2))).accept);
+    CHECK(f.packet(u.from_client(u.cseq, dns::tcp_rst, {})).accept);
+    CHECK_FALSE(u.send(framed(query_wire("echo.k8s.intra", 2))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 3);
+}
 
+TEST_CASE("TCP: an RST its receiver would not take leaves the stream followed")
+{
+    Fixture f;
+    Tcp t(f);
+    const auto q = framed(query_wire("echo.k8s.intra", 1));
+    CHECK(t.send(q).accept);
+    // Forged blind in the client's name: in the window, past what was
+    // sent, or below what the server acknowledged. The server ignores
+    // them (RFC 5961), and so does fqdnd; they are passed for it to judge.
+    CHECK(f.packet(t.from_client(t.cseq + 100, dns::tcp_rst, {})).accept);
+    CHECK(f.packet(t.from_client(t.cseq - 1000, dns::tcp_rst, {})).accept);
+    CHECK(t.server_ack(t.cseq).accept);
+    CHECK(f.packet(t.from_client(t.cseq - 1, dns::tcp_rst | dns::tcp_ack, {})).accept);
+    // In the server's name: ahead of what it sent, behind what the client
+    // acknowledged, and before the handshake one that acknowledges no SYN.
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).ops.size() == 1);
+    CHECK(f.packet(t.from_client(t.cseq, dns::tcp_ack, {})).accept); // the client has it all
+    CHECK(f.reply(t.from_server(t.sseq + 70000, t.cseq, dns::tcp_rst, {})).accept);
+    CHECK(f.reply(t.from_server(t.sseq - 5, t.cseq, dns::tcp_rst, {})).accept);
+    CHECK(f.engine.stats().tcp_resets_ignored == 5);
+    // The client's next query on it is judged as usual.
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 2))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 0);
+    CHECK(t.answer(framed(Fixture::echo_answer(2).wire())).accept);
+
+    // The server's RST at the next byte it would send: taken.
+    CHECK(f.reply(t.from_server(t.sseq, t.cseq, dns::tcp_rst, {})).accept);
+    CHECK_FALSE(t.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 1);
+
+    // After the client's FIN, its RST one past its last byte: taken.
+    Tcp u(f, 40001);
+    CHECK(f.packet(u.from_client(u.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    CHECK(f.packet(u.from_client(u.cseq + 2, dns::tcp_rst, {})).accept);
+    CHECK(f.engine.stats().tcp_resets_ignored == 6);
+    CHECK(f.packet(u.from_client(u.cseq + 1, dns::tcp_rst, {})).accept);
+    CHECK_FALSE(u.send(framed(query_wire("echo.k8s.intra", 4))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 2);
+
+    // A closed port: the server's RST acknowledges the SYN, or it is not
+    // the answer to it.
+    Tcp v(f, 40002, false);
+    CHECK(f.packet(v.from_client(v.cseq, dns::tcp_syn, {})).accept);
+    CHECK(f.reply(v.from_server(0, v.cseq + 7, dns::tcp_rst | dns::tcp_ack, {})).accept);
+    CHECK(f.engine.stats().tcp_resets_ignored == 7);
+    CHECK(f.reply(v.from_server(0, v.cseq + 1, dns::tcp_rst | dns::tcp_ack, {})).accept);
+    // Forgotten: the same SYN again begins a new stream, not a resent one.
+    CHECK(f.packet(v.from_client(v.cseq + 9, dns::tcp_syn, {})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 0);
 }
 
 TEST_CASE("TCP: a second SYN with another sequence number is dropped and changes nothing")
