@@ -44,8 +44,9 @@ inline constexpr Info dns_packets_undecodable_total{"fqdnd_dns_packets_undecodab
 inline constexpr Info dns_tcp_segments_dropped_total{"fqdnd_dns_tcp_segments_dropped_total", "counter",
     "TCP segments of DNS flows dropped because fqdnd could not follow them, by reason (unknown-stream: data on a "
      "connection not seen from its start, the client reset; gap; urgent: URG set; second-syn: a SYN with another "
-     "sequence number on an open connection; retransmit-changed; unacked-full; oversized: a query longer than 4 KiB; "
-     "after-refusal: the server's data once fqdnd refused in its name)."};
+     "sequence number on an open connection, the same SYN after the handshake, or a SYN-ACK of another connection; "
+     "retransmit-changed; unacked-full; oversized: a query longer than 4 KiB; after-refusal: the server's data once "
+     "fqdnd refused in its name)."};
 inline constexpr Info dns_tcp_queries_blanked_total{"fqdnd_dns_tcp_queries_blanked_total", "counter",
     "Refused queries overwritten in a TCP segment passed for the allowed queries it also held."};
 inline constexpr Info dns_tcp_resets_ignored_total{"fqdnd_dns_tcp_resets_ignored_total", "counter",

@@ -272,8 +272,14 @@ bool Engine::reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_
     auto between = [&](uint32_t low, const Half& sender) {
         return seq_after(pkt.seq, low) >= 0 && seq_after(pkt.seq, sender.next_seq + (sender.fin ? 1 : 0)) <= 0;
     };
+    // But Linux takes any RST within its window on a connection it has
+    // closed (an orphaned socket in FIN_WAIT2), or whose handshake the
+    // client has not completed (SYN_RECV): fqdnd cannot tell that window,
+    // and takes any there. A DNS server that closed answers nothing more.
     if (!from_server)
-        return between(s.acked, s.client);
+        return s.server.fin || !s.established || between(s.acked, s.client);
+    if (s.client.fin)
+        return true;
     if (!s.synced) // the answer to the SYN (a closed port): it acknowledges the SYN
         return (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.client_isn) > 0
             && seq_after(pkt.ack, s.client.next_seq) <= 0;
@@ -463,8 +469,11 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         if (it != streams_.end() && !it->second.closed) {
             // The same SYN again: nothing changes (data with it is judged
             // as any resent data). Another sequence number: the server
-            // ignores it on a connection it has, and so does fqdnd.
-            if (pkt.seq != it->second.client_isn) {
+            // ignores it on a connection it has, and so does fqdnd. Once
+            // the client acknowledged the SYN-ACK it resends no SYN: the
+            // same one then is a new connection at a server that has let
+            // the old one go, whose bytes fqdnd would take for the old.
+            if (pkt.seq != it->second.client_isn || it->second.established) {
                 ++stats_.tcp_second_syn;
                 out.accept = false;
                 return;
@@ -508,6 +517,15 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         return;
     }
     Stream& s = it->second;
+    if (from_server && (pkt.tcp_flags & tcp_syn) && s.synced && pkt.seq != s.server_isn) {
+        // Another connection at the server on the same ports (it let the
+        // one fqdnd follows go): out of step, so dropped and forgotten.
+        // The client's SYN again begins a stream followed anew.
+        ++stats_.tcp_second_syn;
+        out.accept = false;
+        forget_stream(it);
+        return;
+    }
     if (!from_server && s.synced && (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.server_acked) >= 0
         && seq_after(pkt.ack, s.server.next_seq + (s.server.fin ? 1 : 0)) <= 0) {
         s.server_acked = pkt.ack;

@@ -18,6 +18,12 @@
   rst-sweep SRC SPORT DST DPORT STEP  raw IPv4: RSTs from SRC:SPORT (an address not this namespace's)
                                 to DST:DPORT, blind: one every STEP sequence numbers over all 2**32, so
                                 that some fall in the receiver's window (and pass conntrack's check)
+  tcp-reopen SRC SERVER NAME SECRET HOW  raw TCP: queries for NAME and an empty message (the server
+                                closes), the server's FIN acknowledged, ours never sent; then its
+                                closed socket goes (HOW: "rst", an RST within its window but not at
+                                its next byte; "wait", its FIN_WAIT2 timeout passes, fqdnd's stream
+                                kept fresh) and the same SYN again opens a new connection, on which
+                                a query for SECRET goes at the old sequence numbers
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
                                 side: what reached it, whether its DNS server logs it or not)
 Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
@@ -46,12 +52,12 @@ def framed(m):
 class RawTcp:
     """A TCP connection made by hand, so that sequence numbers are ours."""
 
-    def __init__(self, src, dst, dport=53, complete=True):
+    def __init__(self, src, dst, dport=53, complete=True, sport=None, isn=None):
         self.src, self.dst, self.dport = src, dst, dport
-        self.sport = random.randint(20000, 60000)
+        self.sport = sport or random.randint(20000, 60000)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
-        self.isn = random.randint(1000, 2**31)
+        self.isn = random.randint(1000, 2**31) if isn is None else isn
         self.seq = self.isn + 1
         self.send(self.isn, 0, 0x02, b"")
         self.ack = self.syn_ack(3)
@@ -83,6 +89,28 @@ class RawTcp:
 
     def data(self, offset, data):
         self.send(self.seq + offset, self.ack, 0x18, data)
+
+    def read_until_fin(self, timeout):
+        """The server's bytes in order until its FIN (acknowledged as they come), or None."""
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.sock], [], [], 0.1)
+            if not r:
+                continue
+            pkt = self.sock.recv(65535)
+            ihl = (pkt[0] & 15) * 4
+            sport, dport, seq, _, off, flags = struct.unpack("!HHIIBB", pkt[ihl:ihl + 14])
+            if socket.inet_ntoa(pkt[12:16]) != self.dst or sport != self.dport or dport != self.sport \
+                    or seq != self.ack:
+                continue
+            body = pkt[ihl + (off >> 4) * 4:]
+            got += body
+            self.ack = (self.ack + len(body) + (flags & 0x01)) % 2**32
+            self.send(self.seq, self.ack, 0x10, b"")
+            if flags & 0x01:
+                return got
+        return None
 
 
 cmd = sys.argv[1]
@@ -211,6 +239,29 @@ elif cmd == "rst-sweep":
     for i in range((2**32 + step - 1) // step):
         hdr = struct.pack("!HHIIBBHHH", sport, dport, (start + i * step) % 2**32, 0, 5 << 4, 0x04, 0, 0, 0)
         s.sendto(head + hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:], (dst, 0))
+elif cmd == "tcp-reopen":
+    src, server, name, secret, how = sys.argv[2:7]
+    c = RawTcp(src, server)
+    sent = framed(message(1, name)) + framed(message(2, name)) + framed(message(3, name)) + b"\x00\x00"
+    c.data(0, sent)
+    c.seq += len(sent)
+    if c.read_until_fin(3) is None:
+        sys.exit("the server did not close")
+    if how == "rst":
+        time.sleep(0.3)
+        c.send(c.seq + 1000, 0, 0x04, b"")
+    else:
+        end = time.monotonic() + float(how.split(":")[1])  # wait:SECONDS, past the server's fin timeout
+        while time.monotonic() < end:
+            time.sleep(min(1, end - time.monotonic()))
+    time.sleep(0.3)
+    try:
+        again = RawTcp(src, server, complete=True, sport=c.sport, isn=c.isn)
+    except SystemExit:
+        sys.exit(print("the SYN again got no SYN-ACK"))
+    again.data(0, framed(message(4242, secret)))
+    print("the SYN again was answered; query sent")
+    time.sleep(1)
 elif cmd == "sniff":
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL
     s.settimeout(0.2)

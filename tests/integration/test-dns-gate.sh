@@ -46,6 +46,19 @@ check_not "TCP: a refused query behind an urgent byte never reaches the server" 
 attack tcp-second-syn 192.0.2.2 203.0.113.53 syn-secret.example
 check_not "TCP: a second SYN with another sequence number does not put fqdnd out of step" asked syn-secret
 
+# The server closes a connection of p1a's (after an empty message), and its
+# closed socket goes: on an RST anywhere in its window (an orphaned
+# FIN_WAIT2 socket takes those), or when its FIN_WAIT2 time runs out (2 s
+# here). The same SYN again then opens a new connection at the server,
+# whose first bytes fqdnd must not take for the old ones.
+in_ns svc sysctl -qw net.ipv4.tcp_fin_timeout=2
+check "TCP reopened after the server's socket took an in-window RST: the attack ran" \
+    attack tcp-reopen 192.0.2.2 203.0.113.53 echo.k8s.intra reopen-rst-secret.example rst
+check_not "and its refused query never reaches the server" asked reopen-rst-secret
+check "TCP reopened after the server's FIN_WAIT2 time ran out: the attack ran" \
+    attack tcp-reopen 192.0.2.2 203.0.113.53 echo.k8s.intra reopen-wait-secret.example wait:4
+check_not "and its refused query never reaches the server" asked reopen-wait-secret
+
 attack tcp-two 203.0.113.53 echo.k8s.intra two-secret.example > "$WORK/two.out" 2>&1
 check "TCP: of two queries in one segment the allowed one is answered" grep -q '^1 0 203.0.113.2' "$WORK/two.out"
 check_not "and the refused one never reaches the server" asked two-secret

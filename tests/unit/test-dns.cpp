@@ -493,6 +493,57 @@ TEST_CASE("TCP: an RST its receiver would not take leaves the stream followed")
     CHECK(f.engine.stats().tcp_second_syn == 0);
 }
 
+TEST_CASE("TCP: an RST within the window ends a stream whose server closed, or whose handshake is not done")
+{
+    // Linux takes any RST in its window in FIN_WAIT2 (orphaned) and in
+    // SYN_RECV: so does fqdnd, or it would follow a connection gone.
+    Fixture f;
+    Tcp t(f);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    CHECK(f.reply(t.from_server(t.sseq, t.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    CHECK(f.packet(t.from_client(t.cseq + 1000, dns::tcp_rst, {})).accept);
+    CHECK(f.engine.stats().tcp_resets_ignored == 0);
+    CHECK_FALSE(t.send(framed(query_wire("echo.k8s.intra", 2))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 1);
+
+    Tcp u(f, 40001); // the SYN-ACK seen, not yet acknowledged
+    CHECK(f.packet(u.from_client(u.cseq + 1000, dns::tcp_rst, {})).accept);
+    CHECK(f.engine.stats().tcp_resets_ignored == 0);
+    CHECK_FALSE(u.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 2);
+}
+
+TEST_CASE("TCP: the same SYN once the handshake is done, or a SYN-ACK of another connection, is dropped")
+{
+    Fixture f;
+    Tcp t(f);
+    const uint32_t isn = t.cseq - 1;
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    // The client acknowledged the SYN-ACK: it resends no SYN. The same one
+    // is a new connection at a server that let the old one go.
+    CHECK_FALSE(f.packet(t.from_client(isn, dns::tcp_syn, {})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 1);
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept); // still followed
+
+    // Before the handshake is done the same SYN passes (its SYN-ACK was
+    // lost); a SYN-ACK with another sequence number is another connection:
+    // dropped and forgotten, and the SYN again begins it anew.
+    Tcp u(f, 40001);
+    const uint32_t uisn = u.cseq - 1;
+    CHECK(f.packet(u.from_client(uisn, dns::tcp_syn, {})).accept);
+    CHECK_FALSE(f.reply(u.from_server(9000, uisn + 1, dns::tcp_syn | dns::tcp_ack, {})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 2);
+    CHECK_FALSE(u.send(framed(query_wire("echo.k8s.intra", 2))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 1);
+    CHECK(f.packet(u.from_client(uisn, dns::tcp_syn, {})).accept);
+    CHECK(f.reply(u.from_server(9000, uisn + 1, dns::tcp_syn | dns::tcp_ack, {})).accept);
+    u.sseq = 9001;
+    CHECK(u.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    CHECK(u.answer(framed(Fixture::echo_answer(3).wire())).accept);
+    CHECK(f.engine.stats().answers_inspected == 2);
+    CHECK(f.engine.stats().answers_unmatched == 0);
+}
+
 TEST_CASE("TCP: a second SYN with another sequence number is dropped and changes nothing")
 {
     // The server ignores it on a connection it has (its challenge ACK
