@@ -437,7 +437,7 @@ private:
     {
         ct(NFT_CT_STATE);
         const uint32_t mask = (x.established ? NF_CT_STATE_BIT(IP_CT_ESTABLISHED) : 0)
-            | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0);
+            | (x.related ? NF_CT_STATE_BIT(IP_CT_RELATED) : 0) | (x.invalid ? NF_CT_STATE_INVALID_BIT : 0);
         const uint32_t zero = 0;
         bitwise(4, &mask, &zero);
         cmp(NFT_CMP_NEQ, &zero, 4);

@@ -329,6 +329,15 @@ Ruleset compile(const config::Config& config)
                                        "related to a flow begun outside, going back"});
         } else
             chain.rules.push_back(Rule{{CtState{true, true}, Accept{}}, "established and related flows"});
+        // What conntrack calls invalid (a stray RST or FIN of a flow it no
+        // longer knows, a segment outside the TCP window) no rule below
+        // would accept: each reads the flow's mark. Dropped here, counted
+        // and not logged, it is not shown or recorded as a policy's drop
+        // ("not allowed" to an address the policy allows). Audit: passed.
+        for (const Policy& p : config.policies)
+            for (const auto& m : selector_matches(p, hook))
+                chain.rules.push_back(Rule{join(m, {CtState{false, false, true}, Counter{}, p.audit ? Expr{Accept{}} : Expr{Drop{}}}),
+                                           "policy " + p.name + ": packets conntrack calls invalid"});
 
         for (const Policy& p : config.policies)
             if (has_dns_rules(p))

@@ -56,7 +56,7 @@ struct InterfaceName { std::string name; bool output = false; bool negate = fals
 struct SocketUid { uint32_t uid; };
 struct SocketGid { uint32_t gid; };
 struct SocketCgroup { std::string unit; };                // socket cgroupv2: the unit's cgroup, given to the encoder
-struct CtState { bool established, related; };           // ct state { established, related } (those true)
+struct CtState { bool established, related, invalid = false; }; // ct state { established, related, invalid } (those true)
 struct CtMarkHas { uint32_t bits; bool negate = false; };  // ct mark & bits == bits (negate: !=)
 struct CtReply { bool reply; };                            // ct direction
 struct CtMarkSet { uint32_t bits; };                       // ct mark set ct mark | bits

@@ -17,6 +17,9 @@
       unreachable to DST (IPv4) that quotes a TCP segment DST:DST_PORT ->
       CLIENT:CLIENT_PORT, as if this namespace had refused it; MARKER follows
       the quoted header (conntrack ties such an error to CLIENT's flow)
+  stray SRC DST PORT: a TCP RST, a FIN and a FIN+ACK from SRC to DST:PORT on a
+      connection nobody has (what comes after a flow ended): conntrack calls
+      them invalid
 Every wait is bounded."""
 import ipaddress
 import random
@@ -197,6 +200,15 @@ def icmp_related(dst, client, client_port, dst_port, marker):
         s.sendto(icmp, (dst, 0))
 
 
+def stray(src, dst, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    for sport, flags in ((41000, 0x04), (41001, 0x01), (41002, 0x11)):
+        hdr = struct.pack("!HHIIBBHHH", sport, int(port), random.getrandbits(32), random.getrandbits(32), 5 << 4,
+                          flags, 1000, 0, 0)
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(hdr))
+        s.sendto(hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:], (dst, 0))
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "ask-again":
@@ -209,6 +221,8 @@ if __name__ == "__main__":
         forge(*args)
     elif cmd == "prime":
         prime(*args)
+    elif cmd == "stray":
+        stray(*args)
     elif cmd == "icmp-related":
         icmp_related(*args)
     else:

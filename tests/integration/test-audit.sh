@@ -130,6 +130,21 @@ check "the enforcing policy records its drops: diff shows what it now stops" bas
         '$FQDNCTL' policy diff web | grep -q '+ y.deep.svc.intra. tcp/8080 (203.0.113.6): no rule allows it' && exit 0
         sleep 0.1
     done; '$FQDNCTL' policy diff web; exit 1"
+# Packets conntrack calls invalid (a stray RST or FIN of a connection it
+# does not know, as come after a flow ended) are dropped, but are not the
+# policy's drops: "not allowed" to an address it allows would mislead, and
+# `policy suggest` would learn from them.
+timeout 3 "$FQDNCTL" monitor --type drop > "$WORK/strays.mon" 2>&1 &
+mon=$!
+sleep 0.5
+check "stray RST and FINs of no connection sent to a.svc.intra:443" \
+    in_ns p1a python3 "$TESTS_DIR/spoof.py" stray 192.0.2.2 203.0.113.2 443
+check_not "control: a denied connection in the same time" connects p1a 203.0.113.7 80
+wait "$mon"
+check "control: the monitor shows the denied connection" grep -q "203.0.113.7:80" "$WORK/strays.mon"
+check_not "the strays are not shown as the policy's drops" grep -q "203.0.113.2:443" "$WORK/strays.mon"
+check "they are dropped, counted on a rule of their own" bash -c \
+    "ip netns exec '$(ns node1)' nft list chain inet fqdnd forward | grep 'conntrack calls invalid' | grep -q 'packets 3 '"
 check "metrics: the recording's size" bash -c "'$FQDNCTL' metrics | grep -qE '^fqdnd_audit_entries [1-9]'"
 check "forget clears the recording" bash -c "'$FQDNCTL' policy forget web | grep -q 'forgot [1-9]'"
 check "suggest no longer shows what was forgotten" bash -c "! '$FQDNCTL' policy suggest web | grep -q 'x.deep.svc.intra'"

@@ -322,7 +322,7 @@ ports = [{ port = 443, protocol = "tcp" }]
                          "}\n"));
 }
 
-TEST_CASE("conntrack states: related packets in forward only going back on a flow begun outside")
+TEST_CASE("conntrack states: related packets in forward only going back on a flow begun outside; invalid dropped")
 {
     const auto rs = compile("", R"(
 [[policy]]
@@ -337,6 +337,8 @@ to-cidrs = ["198.51.100.0/24"]
                          "  ct state established accept comment \"established flows\"\n"
                          "  ct state related ct direction reply ct mark & 0x00800000 != 0x00800000 accept"
                          " comment \"related to a flow begun outside, going back\"\n"
+                         "  ip saddr 192.0.2.0/29 ct state invalid counter drop"
+                         " comment \"policy pods: packets conntrack calls invalid\"\n"
                          "  ip saddr 192.0.2.0/29 ct state related counter drop"
                          " comment \"policy pods: related to a flow, not allowed\"\n"
                          "}\nchain output {\n"

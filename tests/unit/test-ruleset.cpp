@@ -116,6 +116,8 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
         "policy b: DNS as the reply of a flow from outside",
         "established flows",
         "related to a flow begun outside, going back",
+        "policy a: packets conntrack calls invalid",
+        "policy b: packets conntrack calls invalid",
         "policy a: DNS",
         "policy a: DNS to a server no rule lists",
         "policy b: DNS to a server no rule lists",
@@ -133,6 +135,7 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
         "answers fqdnd sends itself",
         "policy b: DNS as the reply of a flow from outside",
         "established and related flows",
+        "policy b: packets conntrack calls invalid",
         "policy b: DNS to a server no rule lists",
         "policy b",
         "policy b: not allowed",
@@ -231,11 +234,17 @@ to-cidrs = ["198.51.100.0/24"]
         "DNS flows: answers are inspected by fqdnd",
         "established flows",
         "related to a flow begun outside, going back",
+        "policy watch: packets conntrack calls invalid",
         "policy watch",
         "policy watch: related to a flow, not allowed",
         "policy watch: log (audit)",
         "policy watch (audit): would drop",
     });
+    // What conntrack calls invalid passes unrecorded, as it did before.
+    const Rule& invalid = fwd.rules[4];
+    CHECK(find<CtState>(invalid)->invalid);
+    CHECK_FALSE(has<Log>(invalid));
+    CHECK(std::holds_alternative<Accept>(invalid.exprs.back()));
     const Rule& log = fwd.rules[fwd.rules.size() - 2];
     REQUIRE(has<Log>(log));
     CHECK(std::get<Log>(log.exprs.back()).prefix == "fqdnd audit watch");
@@ -376,8 +385,9 @@ TEST_CASE("local = true selects every local process; fail-open off drops DNS wit
     REQUIRE(r.config);
     const Ruleset rs = compile(*r.config);
     const Chain& out = chain(rs, "output");
-    REQUIRE(out.rules.size() == 9);
-    CHECK(std::get<Jump>(out.rules[5].exprs[0]).chain == "dns_l");
+    REQUIRE(out.rules.size() == 10);
+    CHECK(find<CtState>(out.rules[5])->invalid);
+    CHECK(std::get<Jump>(out.rules[6].exprs[0]).chain == "dns_l");
     CHECK(chain(rs, "forward").rules.size() == 4);
     const Queue q = std::get<Queue>(chain(rs, "dns_l").rules[0].exprs.back());
     CHECK(q.first == 7);
