@@ -46,14 +46,16 @@ inline constexpr Info dns_tcp_segments_dropped_total{"fqdnd_dns_tcp_segments_dro
      "connection not seen from its start, the client reset; gap; urgent: URG set; second-syn: a SYN with another "
      "sequence number on an open connection, the same SYN after the handshake, or a SYN-ACK of another connection; "
      "retransmit-changed; unacked-full; oversized: a query longer than 4 KiB; after-refusal: the server's data once "
-     "fqdnd refused in its name)."};
+     "fqdnd refused in its name; resent-acknowledged: client data the server had acknowledged, sent again; "
+     "after-server-close: client data after the server's FIN, the client reset)."};
 inline constexpr Info dns_tcp_queries_blanked_total{"fqdnd_dns_tcp_queries_blanked_total", "counter",
     "Refused queries overwritten in a TCP segment passed for the allowed queries it also held."};
 inline constexpr Info dns_tcp_resets_ignored_total{"fqdnd_dns_tcp_resets_ignored_total", "counter",
     "RSTs on TCP DNS connections at a sequence number their receiver would not take (RFC 5961): passed, the "
      "connection still followed (a blind forgery in a client's name does not cut it)."};
 inline constexpr Info dns_tcp_streams_freed_total{"fqdnd_dns_tcp_streams_freed_total", "counter",
-    "TCP DNS streams forgotten, by reason (evicted: the table of 4096 was full; expired: idle 60 s, or closed)."};
+    "TCP DNS streams forgotten, by reason (evicted: the table of 4096 was full; expired: idle 60 s, or closed; "
+     "stalled: the server's bytes unacknowledged by the client for 30 s)."};
 inline constexpr Info dns_queries_forgotten_total{"fqdnd_dns_queries_forgotten_total", "counter",
     "Queries passed whose answer never came while remembered, by reason (evicted: beyond the last 65536 queries, or "
     "beyond 4 questions under one client port and id; expired: 10 s passed). An answer that comes later is dropped, "

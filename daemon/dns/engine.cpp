@@ -280,10 +280,12 @@ bool Engine::reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_
         return s.server.fin || !s.established || between(s.acked, s.client);
     if (s.client.fin)
         return true;
-    if (!s.synced) // the answer to the SYN (a closed port): it acknowledges the SYN
-        return (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.client_isn) > 0
-            && seq_after(pkt.ack, s.client.next_seq) <= 0;
-    return between(s.server_acked, s.server);
+    // A client still in SYN_SENT (its SYN-ACK lost after fqdnd, or none
+    // yet) takes an RST that acknowledges its SYN, whatever its number.
+    if (!s.established && (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.client_isn) > 0
+        && seq_after(pkt.ack, s.client.next_seq) <= 0)
+        return true;
+    return s.synced && between(s.server_acked, s.server);
 }
 
 void Engine::reset_client(const PacketInfo& pkt, Outcome& out)
@@ -371,6 +373,15 @@ void Engine::expire_streams(cache::Time now)
         const Stream& s = it->second;
         if (s.last + tcp_idle_timeout <= now || (s.closed && *s.closed + tcp_fin_linger <= now)) {
             ++stats_.tcp_streams_expired;
+            forget_stream(it++);
+        } else if (s.synced && seq_after(s.server.next_seq, s.server_acked) > 0
+                   && s.server_acked_at + tcp_unacknowledged_timeout <= now) {
+            // The server's bytes unacknowledged for so long: the client
+            // withholds them, until the server gives its connection up
+            // without a word (its retransmissions time out) and a SYN
+            // cookie could open another at these ports. Its later data is
+            // unknown, dropped and reset.
+            ++stats_.tcp_streams_stalled;
             forget_stream(it++);
         } else
             ++it;
@@ -528,6 +539,8 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
     }
     if (!from_server && s.synced && (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.server_acked) >= 0
         && seq_after(pkt.ack, s.server.next_seq + (s.server.fin ? 1 : 0)) <= 0) {
+        if (pkt.ack != s.server_acked)
+            s.server_acked_at = meta.now;
         s.server_acked = pkt.ack;
         if (!s.established) {
             established_.splice(established_.end(), half_open_, s.age);
@@ -555,20 +568,42 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
         out.accept = false;
     };
     if (len == 0) {
-        if ((pkt.tcp_flags & tcp_fin) && seq == s.client.next_seq)
-            s.client.fin = true;
+        if (pkt.tcp_flags & tcp_fin) {
+            // A FIN past what fqdnd passed the server would keep out of
+            // order, and then take an RST at its end (the SACK's edge).
+            if (seq_after(seq, s.client.next_seq) > 0)
+                return drop(stats_.tcp_gap);
+            if (seq == s.client.next_seq)
+                s.client.fin = true;
+        }
         return;
     }
     if (s.refused) {
         out.accept = false;
         return;
     }
+    if (s.server.fin) {
+        // The server closed: it reads nothing more. Nor may anything else
+        // at its address take these bytes for a connection of its own
+        // (its socket may be gone, and a SYN cookie opens one from an ACK).
+        drop(stats_.tcp_after_server_close);
+        reset_client(pkt, out);
+        return;
+    }
     if (!s.synced && !syn)
         return drop(stats_.tcp_unknown_stream); // before the server's SYN-ACK
     if (seq_after(seq, s.client.next_seq) > 0)
         return drop(stats_.tcp_gap);
-    // Bytes below the server's acknowledgement it discards; those from it
-    // to next_seq it may not have yet: they must be the bytes inspected.
+    // Bytes the server acknowledged it discards as long as it has the
+    // connection. But a server that lost it may take them anew (a SYN
+    // cookie opens a connection from an ACK alone, at sequence numbers of
+    // the client's choosing): unread, they must not reach it. A client
+    // sends them again only when the server's acknowledgement was lost
+    // after fqdnd, and the answer brings it (a SYN's data is judged again).
+    if (!syn && seq_after(seq, s.acked) < 0)
+        return drop(stats_.tcp_resent_acknowledged);
+    // Those from the acknowledgement to next_seq the server may not have
+    // yet: they must be the bytes inspected.
     const uint32_t end = seq + len;
     const uint32_t from = seq_after(seq, s.acked) > 0 ? seq : s.acked;
     const uint32_t to = seq_after(end, s.client.next_seq) < 0 ? end : s.client.next_seq;
@@ -682,6 +717,7 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
             s.server_isn = pkt.seq;
             s.server.next_seq = pkt.seq + 1;
             s.server_acked = pkt.seq + 1;
+            s.server_acked_at = meta.now;
         } else if (len != 0) {
             out.accept = false;
             return;
@@ -728,6 +764,8 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
     if (seq_after(end, s.server.next_seq) <= 0)
         return; // the server sends again what the client may have missed
     const auto fresh = pkt.payload.subspan(s.server.next_seq - pkt.seq);
+    if (s.server.next_seq == s.server_acked)
+        s.server_acked_at = meta.now; // waiting for the client from now on
     std::vector<uint8_t>& buffer = s.server.buffer;
     buffer.insert(buffer.end(), fresh.begin(), fresh.end());
     s.server.next_seq = end;

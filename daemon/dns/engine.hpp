@@ -75,7 +75,9 @@ struct Stats {
     uint64_t tcp_unknown_stream = 0;     // data on a stream fqdnd does not follow (client reset)
     uint64_t tcp_gap = 0;                // beyond the next byte expected: the sender retransmits
     uint64_t tcp_urgent = 0;             // URG set: the peer's stack would take bytes out of the stream
-    uint64_t tcp_second_syn = 0;         // a SYN with another sequence number on a stream followed
+    uint64_t tcp_second_syn = 0;         // a SYN not the stream's own, or a SYN-ACK of another connection
+    uint64_t tcp_resent_acknowledged = 0; // data the server acknowledged, sent again: unread, not passed
+    uint64_t tcp_after_server_close = 0; // data after the server's FIN: dropped, the client reset
     uint64_t tcp_retransmit_changed = 0; // resent bytes differ from those inspected
     uint64_t tcp_unacked_full = 0;       // too many bytes not yet acknowledged by the server
     uint64_t tcp_oversized = 0;          // a query longer than max_tcp_query, or an answer than DNS allows
@@ -83,6 +85,7 @@ struct Stats {
     uint64_t tcp_queries_blanked = 0;    // refused queries overwritten in a segment passed for allowed ones
     uint64_t tcp_streams_evicted = 0;    // the table was full: the stalest stream was freed
     uint64_t tcp_streams_expired = 0;    // idle, or closed and lingered
+    uint64_t tcp_streams_stalled = 0;    // server bytes unacknowledged by the client too long
     uint64_t tcp_resets_ignored = 0;     // an RST its receiver would not take: passed, the stream kept
     uint64_t queries_evicted = 0;        // unanswered, forgotten as max_pending_queries were waiting
     uint64_t queries_expired = 0;        // unanswered after query_timeout
@@ -151,6 +154,8 @@ public:
     // A stream is freed when idle this long, or this long after both FINs.
     static constexpr std::chrono::seconds tcp_idle_timeout{60};
     static constexpr std::chrono::seconds tcp_fin_linger{5};
+    // Server bytes the client leaves unacknowledged this long end the stream.
+    static constexpr std::chrono::seconds tcp_unacknowledged_timeout{30};
     // Client bytes passed but not yet acknowledged by the server, kept to
     // check retransmissions against; beyond it segments wait for an ack.
     static constexpr size_t max_tcp_unacked = 16384;
@@ -205,6 +210,7 @@ private:
         bool refused = false; // a query was refused: the client's later data is dropped
         uint32_t acked = 0;   // the server's highest acknowledgement of client bytes
         uint32_t server_acked = 0; // the client's highest acknowledgement of server bytes
+        cache::Time server_acked_at{}; // when it last moved (or server bytes began to wait for it)
         uint32_t client_isn = 0;
         uint32_t server_isn = 0;
         // The client acknowledged the server's SYN-ACK: it sees the
@@ -236,8 +242,10 @@ private:
                          Outcome& out);
     void tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stream& s, Outcome& out);
     void reset_client(const PacketInfo& pkt, Outcome& out);
-    // Whether the receiver of an RST on `s` could take it (RFC 5961: only
-    // at the sequence number it expects next).
+    // Whether the receiver of an RST on `s` could take it: on an open
+    // connection only at the sequence number it expects next (RFC 5961);
+    // any in its window once it closed or before the handshake is done;
+    // in SYN_SENT one that acknowledges the SYN.
     static bool reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_server);
     void forget_old(cache::Time now);
     void expire_streams(cache::Time now);

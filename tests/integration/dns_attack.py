@@ -24,6 +24,9 @@
                                 its next byte; "wait", its FIN_WAIT2 timeout passes, fqdnd's stream
                                 kept fresh) and the same SYN again opens a new connection, on which
                                 a query for SECRET goes at the old sequence numbers
+  tcp-cookie SRC SERVER SECRET  raw TCP: a SYN, and from the server's SYN-ACK (a SYN cookie: it keeps
+                                no state) an ACK that is a valid cookie for an earlier ISN, carrying
+                                a query for SECRET at sequence numbers before the SYN's
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
                                 side: what reached it, whether its DNS server logs it or not)
 Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
@@ -261,6 +264,14 @@ elif cmd == "tcp-reopen":
         sys.exit(print("the SYN again got no SYN-ACK"))
     again.data(0, framed(message(4242, secret)))
     print("the SYN again was answered; query sent")
+    time.sleep(1)
+elif cmd == "tcp-cookie":
+    src, server, secret = sys.argv[2:5]
+    c = RawTcp(src, server, complete=False)
+    # The cookie checks ack - 1 - cookie == seq - 1 - isn: the same shift of
+    # both is a valid cookie for the ISN shifted so.
+    shift = 100000
+    c.send(c.seq - shift, (c.ack - shift) % 2**32, 0x18, framed(message(4242, secret)))
     time.sleep(1)
 elif cmd == "sniff":
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL

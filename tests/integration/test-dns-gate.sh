@@ -59,6 +59,16 @@ check "TCP reopened after the server's FIN_WAIT2 time ran out: the attack ran" \
     attack tcp-reopen 192.0.2.2 203.0.113.53 echo.k8s.intra reopen-wait-secret.example wait:4
 check_not "and its refused query never reaches the server" asked reopen-wait-secret
 
+# Under SYN cookies (forced here; a few dozen SYNs from the client itself
+# fill a listen queue) the server opens a connection from an ACK alone, at
+# any sequence numbers shifted as the cookie's: below the SYN's, bytes
+# fqdnd took for ones the server had already acknowledged.
+in_ns svc sysctl -qw net.ipv4.tcp_syncookies=2
+check "TCP: an ACK with a query, valid as a SYN cookie for an earlier ISN: the attack ran" \
+    attack tcp-cookie 192.0.2.2 203.0.113.53 cookie-secret.example
+check_not "and its refused query never reaches the server" asked cookie-secret
+in_ns svc sysctl -qw net.ipv4.tcp_syncookies=1
+
 attack tcp-two 203.0.113.53 echo.k8s.intra two-secret.example > "$WORK/two.out" 2>&1
 check "TCP: of two queries in one segment the allowed one is answered" grep -q '^1 0 203.0.113.2' "$WORK/two.out"
 check_not "and the refused one never reaches the server" asked two-secret
@@ -83,8 +93,8 @@ resets_ignored() { "$FQDNCTL" metrics | awk '$1 == "fqdnd_dns_tcp_resets_ignored
 before=$(resets_ignored)
 check "RSTs forged in p1b's name for its connection were sent, over all sequence numbers" \
     attack rst-sweep 192.0.2.3 "$(cat "$WORK/go.port")" 203.0.113.53 53 32768
-ignored=$(($(resets_ignored) - before))
-check "and some came within the window, past conntrack, to fqdnd, which kept the stream ($ignored)" test "$ignored" -gt 0
+some_ignored() { [ $(($(resets_ignored) - before)) -gt 0 ]; }
+check "and some came within the window, past conntrack, to fqdnd, which kept the stream (within 2 s)" eventually 2 some_ignored
 touch "$WORK/go"
 wait "$idle"
 check "TCP: blind RSTs a neighbour forges in a client's name do not cut its stream ($(cat "$WORK/idle.out"))" \

@@ -488,8 +488,19 @@ TEST_CASE("TCP: an RST its receiver would not take leaves the stream followed")
     CHECK(f.reply(v.from_server(0, v.cseq + 7, dns::tcp_rst | dns::tcp_ack, {})).accept);
     CHECK(f.engine.stats().tcp_resets_ignored == 7);
     CHECK(f.reply(v.from_server(0, v.cseq + 1, dns::tcp_rst | dns::tcp_ack, {})).accept);
-    // Forgotten: the same SYN again begins a new stream, not a resent one.
+    // Forgotten: a SYN with another number begins a new stream (kept, it
+    // would be a second SYN).
     CHECK(f.packet(v.from_client(v.cseq + 9, dns::tcp_syn, {})).accept);
+    CHECK(f.engine.stats().tcp_second_syn == 0);
+
+    // The SYN-ACK seen by fqdnd but lost on the way, the SYN resent, the
+    // port closed meanwhile: the client (in SYN_SENT) takes the RST that
+    // acknowledges its SYN, whatever its number; so does fqdnd.
+    Tcp w(f, 40003);
+    CHECK(f.packet(w.from_client(w.cseq - 1, dns::tcp_syn, {})).accept);
+    CHECK(f.reply(w.from_server(0, w.cseq, dns::tcp_rst | dns::tcp_ack, {})).accept);
+    CHECK(f.engine.stats().tcp_resets_ignored == 7);
+    CHECK(f.packet(w.from_client(w.cseq + 50, dns::tcp_syn, {})).accept);
     CHECK(f.engine.stats().tcp_second_syn == 0);
 }
 
@@ -617,14 +628,77 @@ TEST_CASE("TCP: retransmissions pass only as the bytes inspected")
     CHECK_FALSE(t.send(more, start).accept);
     CHECK(f.engine.stats().queries_refused == 1);
 
-    // Once the server acknowledged them, old bytes are its to discard.
+    // Once the server acknowledged them, old bytes go nowhere: a server
+    // that lost the connection (a SYN cookie opens one from an ACK alone)
+    // would read them, unread by fqdnd, and at another message boundary.
     Fixture g;
     Tcp u(g);
     const uint32_t begin = u.cseq;
     CHECK(u.send(ok).accept);
     CHECK(u.server_ack(u.cseq).accept);
-    CHECK(u.send(other, begin).accept);
+    CHECK_FALSE(u.send(ok, begin).accept);
+    CHECK_FALSE(u.send(other, begin).accept);
+    CHECK_FALSE(u.send(other, begin - 100000).accept); // a cookie's shifted ISN
+    CHECK(g.engine.stats().tcp_resent_acknowledged == 3);
+    // Overlapping the acknowledgement: the same.
+    CHECK_FALSE(u.send(more, u.cseq - 4).accept);
+    CHECK(g.engine.stats().tcp_resent_acknowledged == 4);
+    CHECK(u.send(framed(query_wire("echo.k8s.intra", 3))).accept); // new bytes still pass
     CHECK(g.engine.stats().tcp_retransmit_changed == 0);
+
+    // Before any data the same: below the SYN's sequence number.
+    Tcp v(g, 40001);
+    CHECK_FALSE(v.send(framed(query_wire("evil.example", 4)), v.cseq - 100000).accept);
+    CHECK(g.engine.stats().tcp_resent_acknowledged == 5);
+}
+
+TEST_CASE("TCP: nothing from the client once the server closed; no FIN past what was passed")
+{
+    Fixture f;
+    Tcp t(f);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
+    CHECK(f.reply(t.from_server(t.sseq, t.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    auto out = t.send(framed(query_wire("echo.k8s.intra", 2)));
+    CHECK_FALSE(out.accept);
+    REQUIRE(out.replies.size() == 1); // reset, as the closed server would
+    CHECK((dns::decode(out.replies[0])->tcp_flags & dns::tcp_rst));
+    CHECK(f.engine.stats().tcp_after_server_close == 1);
+    CHECK(f.packet(t.from_client(t.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept); // its own FIN: fine
+
+    // A FIN with no data past the next byte: the server would keep it out
+    // of order and take an RST at its end, which fqdnd would not.
+    Tcp u(f, 40001);
+    CHECK(u.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    CHECK_FALSE(f.packet(u.from_client(u.cseq + 500, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    CHECK(f.engine.stats().tcp_gap == 1);
+}
+
+TEST_CASE("TCP: server bytes the client leaves unacknowledged for 30 s end the stream")
+{
+    Fixture f;
+    Tcp t(f);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    const uint32_t before = t.sseq;
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
+    // The client keeps the stream busy but never acknowledges the answer.
+    for (int i = 0; i < 4; ++i) {
+        f.now += 10s;
+        CHECK(f.packet(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq, before, dns::tcp_ack, {})).accept);
+    }
+    CHECK(f.engine.stats().tcp_streams_stalled == 1);
+    CHECK_FALSE(t.send(framed(query_wire("echo.k8s.intra", 2))).accept);
+    CHECK(f.engine.stats().tcp_unknown_stream == 1);
+
+    // A client that acknowledges what it gets keeps its stream.
+    Tcp u(f, 40001);
+    for (int i = 0; i < 4; ++i) {
+        CHECK(u.send(framed(query_wire("echo.k8s.intra", static_cast<uint16_t>(10 + i)))).accept);
+        CHECK(u.answer(framed(Fixture::echo_answer(static_cast<uint16_t>(10 + i)).wire())).accept);
+        f.now += 20s;
+        CHECK(f.packet(u.from_client(u.cseq, dns::tcp_ack, {})).accept);
+    }
+    CHECK(f.engine.stats().tcp_streams_stalled == 1);
 }
 
 TEST_CASE("TCP Fast Open: a query in the SYN is inspected")
