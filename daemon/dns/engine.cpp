@@ -592,6 +592,15 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
     }
     if (!s.synced && !syn)
         return drop(stats_.tcp_unknown_stream); // before the server's SYN-ACK
+    // Data acknowledges what the server sent, no more (and no less than
+    // the client did before). An ACK beyond it is no ACK of this
+    // connection: under SYN cookies one with both numbers shifted opens
+    // another at the server, reading from the shift, at another message
+    // boundary. Conntrack refuses those too, unless told to be liberal.
+    if (!syn
+        && (!(pkt.tcp_flags & tcp_ack) || seq_after(pkt.ack, s.server_acked) < 0
+            || seq_after(pkt.ack, s.server.next_seq + (s.server.fin ? 1 : 0)) > 0))
+        return drop(stats_.tcp_bad_ack);
     if (seq_after(seq, s.client.next_seq) > 0)
         return drop(stats_.tcp_gap);
     // Bytes the server acknowledged it discards as long as it has the

@@ -77,6 +77,7 @@ struct Stats {
     uint64_t tcp_urgent = 0;             // URG set: the peer's stack would take bytes out of the stream
     uint64_t tcp_second_syn = 0;         // a SYN not the stream's own, or a SYN-ACK of another connection
     uint64_t tcp_resent_acknowledged = 0; // data the server acknowledged, sent again: unread, not passed
+    uint64_t tcp_bad_ack = 0;            // data whose ACK is not of what the server sent
     uint64_t tcp_after_server_close = 0; // data after the server's FIN: dropped, the client reset
     uint64_t tcp_retransmit_changed = 0; // resent bytes differ from those inspected
     uint64_t tcp_unacked_full = 0;       // too many bytes not yet acknowledged by the server

@@ -27,6 +27,11 @@
   tcp-cookie SRC SERVER SECRET  raw TCP: a SYN, and from the server's SYN-ACK (a SYN cookie: it keeps
                                 no state) an ACK that is a valid cookie for an earlier ISN, carrying
                                 a query for SECRET at sequence numbers before the SYN's
+  tcp-cookie-inside SRC SERVER NAME SECRET  raw TCP: a SYN (the server answers with a cookie, keeping
+                                no state); then a query for NAME whose additional record holds a framed
+                                query for SECRET, with an ACK the cookie check refuses (so the server
+                                opens nothing); then the same bytes from the hidden query on, with an
+                                ACK that is a valid cookie there: a server reading from that point
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
                                 side: what reached it, whether its DNS server logs it or not)
 Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
@@ -272,6 +277,19 @@ elif cmd == "tcp-cookie":
     # both is a valid cookie for the ISN shifted so.
     shift = 100000
     c.send(c.seq - shift, (c.ack - shift) % 2**32, 0x18, framed(message(4242, secret)))
+    time.sleep(1)
+elif cmd == "tcp-cookie-inside":
+    src, server, name, secret = sys.argv[2:6]
+    c = RawTcp(src, server, complete=False)
+    hidden = framed(message(4243, secret))
+    outer = message(4242, name)
+    outer = outer[:10] + struct.pack("!H", 1) + outer[12:]  # ARCOUNT 1
+    outer += b"\x00" + struct.pack("!HHIH", 10, 1, 0, len(hidden)) + hidden  # NULL record, root name
+    wire = framed(outer)
+    k = len(wire) - len(hidden)
+    c.send(c.seq, (c.ack + 5000) % 2**32, 0x18, wire)
+    time.sleep(0.5)
+    c.send(c.seq + k, (c.ack + k) % 2**32, 0x18, wire[k:])
     time.sleep(1)
 elif cmd == "sniff":
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL

@@ -67,6 +67,13 @@ in_ns svc sysctl -qw net.ipv4.tcp_syncookies=2
 check "TCP: an ACK with a query, valid as a SYN cookie for an earlier ISN: the attack ran" \
     attack tcp-cookie 192.0.2.2 203.0.113.53 cookie-secret.example
 check_not "and its refused query never reaches the server" asked cookie-secret
+# Conntrack refuses an ACK beyond what the server sent, unless told to be
+# liberal (some hosts are): fqdnd must not count on it.
+in_ns node1 sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=1
+check "TCP: an allowed query hiding a framed one, then a cookie ACK from the hidden one on: the attack ran" \
+    attack tcp-cookie-inside 192.0.2.2 203.0.113.53 echo.k8s.intra inside-secret.example
+check_not "and the hidden query never reaches the server" asked inside-secret
+in_ns node1 sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=0
 in_ns svc sysctl -qw net.ipv4.tcp_syncookies=1
 
 attack tcp-two 203.0.113.53 echo.k8s.intra two-secret.example > "$WORK/two.out" 2>&1

@@ -652,6 +652,29 @@ TEST_CASE("TCP: retransmissions pass only as the bytes inspected")
     CHECK(g.engine.stats().tcp_resent_acknowledged == 5);
 }
 
+TEST_CASE("TCP: client data must acknowledge what the server sent, no more, no less than before")
+{
+    Fixture f;
+    Tcp t(f);
+    const auto q = framed(query_wire("echo.k8s.intra", 1));
+    auto with_ack = [&](uint32_t ack, uint8_t flags) {
+        return f.packet(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq, ack, flags, q));
+    };
+    // Beyond what the server sent (under SYN cookies, the ACK of another
+    // connection at a shifted point), or no ACK at all: dropped.
+    CHECK_FALSE(with_ack(t.sseq + 45, dns::tcp_ack | dns::tcp_psh).accept);
+    CHECK_FALSE(with_ack(t.sseq, dns::tcp_psh).accept);
+    CHECK(f.engine.stats().tcp_bad_ack == 2);
+    CHECK(t.send(q).accept);
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 2))).accept); // acknowledges the answer
+    // Less than the client acknowledged before.
+    CHECK_FALSE(f.packet(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq, t.sseq - 1, dns::tcp_ack,
+                                        framed(query_wire("echo.k8s.intra", 3))))
+                    .accept);
+    CHECK(f.engine.stats().tcp_bad_ack == 3);
+}
+
 TEST_CASE("TCP: nothing from the client once the server closed; no FIN past what was passed")
 {
     Fixture f;
