@@ -259,9 +259,12 @@ void Engine::refuse(const Query& q, const PacketInfo& pkt, Outcome& out)
     const uint32_t ack = pkt.seq + static_cast<uint32_t>(pkt.payload.size());
     std::vector<uint8_t> framed{static_cast<uint8_t>(reply.size() >> 8), static_cast<uint8_t>(reply.size())};
     framed.insert(framed.end(), reply.begin(), reply.end());
-    Half& server = it->second.server;
+    Stream& stream = it->second;
+    Half& server = stream.server;
     out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, server.next_seq, ack, tcp_psh | tcp_ack,
                                     framed));
+    if (server.next_seq == stream.server_acked)
+        stream.server_acked_at = stream.last; // waiting for the client from now on (touched by this packet)
     server.next_seq += static_cast<uint32_t>(framed.size());
 }
 
@@ -286,6 +289,15 @@ bool Engine::reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_
         && seq_after(pkt.ack, s.client.next_seq) <= 0)
         return true;
     return s.synced && between(s.server_acked, s.server);
+}
+
+void Engine::acknowledge_client(const Stream& s, const PacketInfo& pkt, Outcome& out)
+{
+    // At the client's own acknowledgement (its next expected byte) when
+    // it is one of the server's; else past all the server sent.
+    const uint32_t end = s.server.next_seq + (s.server.fin ? 1 : 0);
+    const bool sane = (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.server_acked) >= 0 && seq_after(pkt.ack, end) <= 0;
+    out.replies.push_back(build_tcp(pkt.dst, pkt.dport, pkt.src, pkt.sport, sane ? pkt.ack : end, s.acked, tcp_ack, {}));
 }
 
 void Engine::reset_client(const PacketInfo& pkt, Outcome& out)
@@ -374,7 +386,7 @@ void Engine::expire_streams(cache::Time now)
         if (s.last + tcp_idle_timeout <= now || (s.closed && *s.closed + tcp_fin_linger <= now)) {
             ++stats_.tcp_streams_expired;
             forget_stream(it++);
-        } else if (s.synced && seq_after(s.server.next_seq, s.server_acked) > 0
+        } else if (s.synced && (seq_after(s.server.next_seq, s.server_acked) > 0 || s.zero_window)
                    && s.server_acked_at + tcp_unacknowledged_timeout <= now) {
             // The server's bytes unacknowledged for so long: the client
             // withholds them, until the server gives its connection up
@@ -408,6 +420,22 @@ void Engine::forget_stream(std::unordered_map<StreamKey, Stream, StreamKeyHash>:
     if (s.owner->count == 0)
         owners_.erase(*s.owner->name);
     streams_.erase(it);
+}
+
+void Engine::client_acknowledged(Stream& s, const PacketInfo& pkt, cache::Time now)
+{
+    // The stall clock runs from the last progress, or from when a zero
+    // window began (the server's bytes then wait unsent, and its probes
+    // time out without a word as its retransmissions do).
+    if (pkt.ack != s.server_acked || (pkt.window == 0 && !s.zero_window))
+        s.server_acked_at = now;
+    s.zero_window = pkt.window == 0;
+    s.server_acked = pkt.ack;
+    if (!s.established) {
+        established_.splice(established_.end(), half_open_, s.age);
+        s.owner->established.splice(s.owner->established.end(), s.owner->half_open, s.own);
+        s.established = true;
+    }
 }
 
 void Engine::recount(Owner& o, int delta)
@@ -537,22 +565,20 @@ void Engine::handle_tcp(std::span<const uint8_t> packet, const PacketInfo& pkt, 
         forget_stream(it);
         return;
     }
-    if (!from_server && s.synced && (pkt.tcp_flags & tcp_ack) && seq_after(pkt.ack, s.server_acked) >= 0
-        && seq_after(pkt.ack, s.server.next_seq + (s.server.fin ? 1 : 0)) <= 0) {
-        if (pkt.ack != s.server_acked)
-            s.server_acked_at = meta.now;
-        s.server_acked = pkt.ack;
-        if (!s.established) {
-            established_.splice(established_.end(), half_open_, s.age);
-            s.owner->established.splice(s.owner->established.end(), s.owner->half_open, s.own);
-            s.established = true;
-        }
-    }
     touch(s, meta.now);
-    if (from_server)
+    if (from_server) {
         tcp_from_server(pkt, meta, s, out);
-    else
+    } else {
         tcp_from_client(packet, pkt, meta, s, out);
+        // The client's acknowledgement of the server's bytes counts from a
+        // segment the server reads: passed, and at a sequence number it
+        // takes (an old one it discards unread, ACK and all).
+        if (out.accept && s.synced && (pkt.tcp_flags & tcp_ack) && !(pkt.tcp_flags & tcp_syn)
+            && seq_after(pkt.seq, s.acked) >= 0 && seq_after(pkt.seq, s.client.next_seq + (s.client.fin ? 1 : 0)) <= 0
+            && seq_after(pkt.ack, s.server_acked) >= 0
+            && seq_after(pkt.ack, s.server.next_seq + (s.server.fin ? 1 : 0)) <= 0)
+            client_acknowledged(s, pkt, meta.now);
+    }
     if (s.client.fin && s.server.fin && !s.closed)
         s.closed = meta.now;
 }
@@ -582,10 +608,23 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
         out.accept = false;
         return;
     }
+    // Bytes the server acknowledged it discards as long as it has the
+    // connection. But a server that lost it may take them anew (a SYN
+    // cookie opens a connection from an ACK alone, at sequence numbers of
+    // the client's choosing): unread, they must not reach it. A client
+    // sends them again when the acknowledgement was lost after fqdnd:
+    // fqdnd acknowledges them in the server's name, as the server would,
+    // and the client goes on from there (a SYN's data is judged again).
+    if (!syn && seq_after(seq, s.acked) < 0) {
+        drop(stats_.tcp_resent_acknowledged);
+        acknowledge_client(s, pkt, out);
+        return;
+    }
     if (s.server.fin) {
-        // The server closed: it reads nothing more. Nor may anything else
-        // at its address take these bytes for a connection of its own
-        // (its socket may be gone, and a SYN cookie opens one from an ACK).
+        // The server closed: it reads nothing new (Linux resets the
+        // client). Nor may anything else at its address take these bytes
+        // for a connection of its own (its socket may be gone, and a SYN
+        // cookie opens one from an ACK).
         drop(stats_.tcp_after_server_close);
         reset_client(pkt, out);
         return;
@@ -603,15 +642,7 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
         return drop(stats_.tcp_bad_ack);
     if (seq_after(seq, s.client.next_seq) > 0)
         return drop(stats_.tcp_gap);
-    // Bytes the server acknowledged it discards as long as it has the
-    // connection. But a server that lost it may take them anew (a SYN
-    // cookie opens a connection from an ACK alone, at sequence numbers of
-    // the client's choosing): unread, they must not reach it. A client
-    // sends them again only when the server's acknowledgement was lost
-    // after fqdnd, and the answer brings it (a SYN's data is judged again).
-    if (!syn && seq_after(seq, s.acked) < 0)
-        return drop(stats_.tcp_resent_acknowledged);
-    // Those from the acknowledgement to next_seq the server may not have
+    // Bytes from the server's acknowledgement to next_seq it may not have
     // yet: they must be the bytes inspected.
     const uint32_t end = seq + len;
     const uint32_t from = seq_after(seq, s.acked) > 0 ? seq : s.acked;
@@ -750,7 +781,7 @@ void Engine::tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stre
         }
     }
     if (len == 0 || (pkt.tcp_flags & tcp_syn)) {
-        if (pkt.tcp_flags & tcp_fin)
+        if ((pkt.tcp_flags & tcp_fin) && pkt.seq == s.server.next_seq)
             s.server.fin = true;
         return;
     }

@@ -212,6 +212,7 @@ private:
         uint32_t acked = 0;   // the server's highest acknowledgement of client bytes
         uint32_t server_acked = 0; // the client's highest acknowledgement of server bytes
         cache::Time server_acked_at{}; // when it last moved (or server bytes began to wait for it)
+        bool zero_window = false;      // the client's last acknowledgement closed its window
         uint32_t client_isn = 0;
         uint32_t server_isn = 0;
         // The client acknowledged the server's SYN-ACK: it sees the
@@ -243,6 +244,11 @@ private:
                          Outcome& out);
     void tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stream& s, Outcome& out);
     void reset_client(const PacketInfo& pkt, Outcome& out);
+    // A pure ACK in the server's name of what the server acknowledged, as
+    // its own duplicate ACK would be.
+    static void acknowledge_client(const Stream& s, const PacketInfo& pkt, Outcome& out);
+    // The client's acknowledgement of server bytes, from a segment passed.
+    void client_acknowledged(Stream& s, const PacketInfo& pkt, cache::Time now);
     // Whether the receiver of an RST on `s` could take it: on an open
     // connection only at the sequence number it expects next (RFC 5961);
     // any in its window once it closed or before the handshake is done;

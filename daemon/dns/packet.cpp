@@ -78,6 +78,7 @@ bool transport(std::span<const uint8_t> l4, uint8_t proto, PacketInfo& info) noe
         info.seq = be32(&l4[4]);
         info.ack = be32(&l4[8]);
         info.tcp_flags = l4[13];
+        info.window = be16(&l4[14]);
         info.payload = l4.subspan(off);
         return true;
     }

@@ -22,6 +22,7 @@ struct PacketInfo {
     // TCP only
     uint32_t seq = 0, ack = 0;
     uint8_t tcp_flags = 0;
+    uint16_t window = 0; // as sent, unscaled
 };
 
 inline constexpr uint8_t tcp_fin = 0x01, tcp_syn = 0x02, tcp_rst = 0x04, tcp_psh = 0x08, tcp_ack = 0x10,

@@ -286,7 +286,13 @@ Ruleset compile(const config::Config& config)
             dns_flow(true, std::nullopt, "DNS flows: answers are inspected by fqdnd");
             dns_flow(false, loopback_in, "DNS flows: clients' queries to this host are checked by fqdnd");
             // Forwarded clients asking this host's own resolver: gated as
-            // if it were beyond, only not through forward.
+            // if it were beyond, only not through forward (what conntrack
+            // calls invalid, too, as there).
+            for (const Policy& p : config.policies)
+                for (const auto& m : selector_matches(p, Hook::forward))
+                    chain.rules.push_back(Rule{join(then(m, loopback_in), {other_dns, CtState{false, false, true}, Counter{},
+                                                                          p.audit ? Expr{Accept{}} : Expr{Drop{}}}),
+                                               "policy " + p.name + ": DNS to this host conntrack calls invalid"});
             for (const Policy& p : config.policies)
                 if (has_dns_rules(p))
                     for (const auto& m : selector_matches(p, Hook::forward))

@@ -675,6 +675,82 @@ TEST_CASE("TCP: client data must acknowledge what the server sent, no more, no l
     CHECK(f.engine.stats().tcp_bad_ack == 3);
 }
 
+TEST_CASE("TCP: bytes resent after the server acknowledged them get the server's ACK again, not the server")
+{
+    // The two-byte length written alone (Nagle holds the message until it
+    // is acknowledged), the server's ACK lost after fqdnd: the client
+    // sends the two bytes again, and must learn they arrived.
+    Fixture f;
+    Tcp t(f);
+    const auto q = framed(query_wire("echo.k8s.intra", 1));
+    CHECK(t.send({q.begin(), q.begin() + 2}).accept);
+    CHECK(t.server_ack(t.cseq).accept);
+    auto out = t.send({q.begin(), q.begin() + 2}, t.cseq - 2);
+    CHECK_FALSE(out.accept);
+    REQUIRE(out.replies.size() == 1);
+    const auto ack = dns::decode(out.replies[0]);
+    REQUIRE(ack);
+    CHECK(ack->tcp_flags == dns::tcp_ack);
+    CHECK(ack->src == t.server);
+    CHECK(ack->seq == t.sseq); // the client's own next expected byte
+    CHECK(ack->ack == t.cseq); // all it sent
+    CHECK(t.send({q.begin() + 2, q.end()}).accept);
+    CHECK(f.engine.stats().queries_allowed == 1);
+
+    // After the server's FIN, the same: bytes it acknowledged are ACKed,
+    // not reset (Linux resets only for new data).
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
+    CHECK(t.server_ack(t.cseq).accept);
+    CHECK(f.reply(t.from_server(t.sseq, t.cseq, dns::tcp_fin | dns::tcp_ack, {})).accept);
+    out = t.send(q, t.cseq - static_cast<uint32_t>(q.size()));
+    CHECK_FALSE(out.accept);
+    REQUIRE(out.replies.size() == 1);
+    CHECK(dns::decode(out.replies[0])->tcp_flags == dns::tcp_ack);
+    CHECK(f.engine.stats().tcp_after_server_close == 0);
+}
+
+TEST_CASE("TCP: the stall clock counts what the server reads, and runs on a zero window")
+{
+    // A pure ACK at an old sequence number the server discards unread
+    // (its ACK too): it does not count as the answer acknowledged.
+    Fixture f;
+    Tcp t(f);
+    CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
+    for (int i = 0; i < 4; ++i) {
+        f.now += 10s;
+        f.packet(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq - 1, t.sseq, dns::tcp_ack, {}));
+    }
+    CHECK(f.engine.stats().tcp_streams_stalled == 1);
+
+    // Everything acknowledged, but the window closed: the server's next
+    // bytes wait unsent, and its probes may time out without a word.
+    Tcp u(f, 40001);
+    CHECK(u.send(framed(query_wire("echo.k8s.intra", 2))).accept);
+    CHECK(u.answer(framed(Fixture::echo_answer(2).wire())).accept);
+    auto zero = dns::build_tcp(u.client, u.port, u.server, 53, u.cseq, u.sseq, dns::tcp_ack, {});
+    zero[zero.size() - 20 + 14] = 0; // the window, in the TCP header (no options)
+    zero[zero.size() - 20 + 15] = 0;
+    CHECK(f.packet(zero).accept);
+    for (int i = 0; i < 4; ++i) {
+        f.now += 10s;
+        f.packet(zero);
+    }
+    CHECK(f.engine.stats().tcp_streams_stalled == 2);
+
+    // A refusal in the server's name starts the clock then, not at the
+    // last acknowledgement long ago.
+    Tcp v(f, 40002);
+    CHECK(v.send(framed(query_wire("echo.k8s.intra", 3))).accept);
+    f.now += 40s;
+    CHECK(f.packet(v.from_client(v.cseq, dns::tcp_ack, {})).accept); // keeps it fresh; nothing to acknowledge
+    f.now += 15s;
+    CHECK_FALSE(v.send(framed(query_wire("secret.example", 4))).accept);
+    f.now += 2s;
+    f.packet(v.from_client(v.cseq, dns::tcp_ack, {}));
+    CHECK(f.engine.stats().tcp_streams_stalled == 2);
+}
+
 TEST_CASE("TCP: nothing from the client once the server closed; no FIN past what was passed")
 {
     Fixture f;

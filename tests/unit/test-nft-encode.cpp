@@ -343,6 +343,9 @@ to-cidrs = ["198.51.100.0/24"]
                          " comment \"policy pods: related to a flow, not allowed\"\n"
                          "}\nchain output {\n"
                          "  ct state established,related accept comment \"established and related flows\"\n"
+                         "}\nchain input {\n"
+                         "  ip saddr 192.0.2.0/29 iifname != \"lo\" meta l4proto { tcp, udp } th dport 53 ct state invalid"
+                         " counter drop comment \"policy pods: DNS to this host conntrack calls invalid\"\n"
                          "}\n"));
 }
 

@@ -145,6 +145,8 @@ TEST_CASE("policies selecting the same endpoint add up: every jump before any dr
         "policy a: DNS that may ask every name: queries pass, a copy to fqdnd",
         "DNS flows: answers are inspected by fqdnd",
         "DNS flows: clients' queries to this host are checked by fqdnd",
+        "policy a: DNS to this host conntrack calls invalid",
+        "policy b: DNS to this host conntrack calls invalid",
         "policy a: DNS to this host",
         "policy a: DNS to this host, which no rule lists",
         "policy b: DNS to this host, which no rule lists",
