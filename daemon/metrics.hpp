@@ -56,7 +56,7 @@ inline constexpr Info dns_tcp_resets_ignored_total{"fqdnd_dns_tcp_resets_ignored
      "connection still followed (a blind forgery in a client's name does not cut it)."};
 inline constexpr Info dns_tcp_streams_freed_total{"fqdnd_dns_tcp_streams_freed_total", "counter",
     "TCP DNS streams forgotten, by reason (evicted: the table of 4096 was full; expired: idle 60 s, or closed; "
-     "stalled: the server's bytes unacknowledged by the client for 30 s)."};
+     "stalled: the server's bytes unacknowledged by the client, or its window closed, for 30 s)."};
 inline constexpr Info dns_queries_forgotten_total{"fqdnd_dns_queries_forgotten_total", "counter",
     "Queries passed whose answer never came while remembered, by reason (evicted: beyond the last 65536 queries, or "
     "beyond 4 questions under one client port and id; expired: 10 s passed). An answer that comes later is dropped, "

@@ -74,18 +74,23 @@ class RawTcp:
         if complete:
             self.send(self.seq, self.ack, 0x10, b"")
 
-    def syn_ack(self, timeout):
-        """The server's SYN-ACK within timeout: the sequence number after it."""
+    def segments(self, timeout):
+        """This connection's segments from the server within timeout: (seq, flags, payload)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            r, _, _ = select.select([self.sock], [], [], 0.2)
+            r, _, _ = select.select([self.sock], [], [], 0.1)
             if not r:
                 continue
             pkt = self.sock.recv(65535)
             ihl = (pkt[0] & 15) * 4
-            sport, dport, seq, _, _, flags = struct.unpack("!HHIIBB", pkt[ihl:ihl + 14])
-            if socket.inet_ntoa(pkt[12:16]) == self.dst and sport == self.dport and dport == self.sport \
-                    and flags & 0x12 == 0x12:
+            sport, dport, seq, _, off, flags = struct.unpack("!HHIIBB", pkt[ihl:ihl + 14])
+            if socket.inet_ntoa(pkt[12:16]) == self.dst and sport == self.dport and dport == self.sport:
+                yield seq, flags, pkt[ihl + (off >> 4) * 4:]
+
+    def syn_ack(self, timeout):
+        """The server's SYN-ACK within timeout: the sequence number after it."""
+        for seq, flags, _ in self.segments(timeout):
+            if flags & 0x12 == 0x12:
                 return (seq + 1) % 2**32
         return None
 
@@ -101,18 +106,9 @@ class RawTcp:
     def read_until_fin(self, timeout):
         """The server's bytes in order until its FIN (acknowledged as they come), or None."""
         got = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([self.sock], [], [], 0.1)
-            if not r:
+        for seq, flags, body in self.segments(timeout):
+            if seq != self.ack:
                 continue
-            pkt = self.sock.recv(65535)
-            ihl = (pkt[0] & 15) * 4
-            sport, dport, seq, _, off, flags = struct.unpack("!HHIIBB", pkt[ihl:ihl + 14])
-            if socket.inet_ntoa(pkt[12:16]) != self.dst or sport != self.dport or dport != self.sport \
-                    or seq != self.ack:
-                continue
-            body = pkt[ihl + (off >> 4) * 4:]
             got += body
             self.ack = (self.ack + len(body) + (flags & 0x01)) % 2**32
             self.send(self.seq, self.ack, 0x10, b"")

@@ -714,13 +714,16 @@ TEST_CASE("TCP: the stall clock counts what the server reads, and runs on a zero
     // A pure ACK at an old sequence number the server discards unread
     // (its ACK too): it does not count as the answer acknowledged.
     Fixture f;
+    auto for_40s = [&](const std::vector<uint8_t>& packet) {
+        for (int i = 0; i < 4; ++i) {
+            f.now += 10s;
+            f.packet(packet);
+        }
+    };
     Tcp t(f);
     CHECK(t.send(framed(query_wire("echo.k8s.intra", 1))).accept);
     CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
-    for (int i = 0; i < 4; ++i) {
-        f.now += 10s;
-        f.packet(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq - 1, t.sseq, dns::tcp_ack, {}));
-    }
+    for_40s(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq - 1, t.sseq, dns::tcp_ack, {}));
     CHECK(f.engine.stats().tcp_streams_stalled == 1);
 
     // Everything acknowledged, but the window closed: the server's next
@@ -732,10 +735,7 @@ TEST_CASE("TCP: the stall clock counts what the server reads, and runs on a zero
     zero[zero.size() - 20 + 14] = 0; // the window, in the TCP header (no options)
     zero[zero.size() - 20 + 15] = 0;
     CHECK(f.packet(zero).accept);
-    for (int i = 0; i < 4; ++i) {
-        f.now += 10s;
-        f.packet(zero);
-    }
+    for_40s(zero);
     CHECK(f.engine.stats().tcp_streams_stalled == 2);
 
     // A refusal in the server's name starts the clock then, not at the
