@@ -81,6 +81,7 @@ std::vector<Sample> collect(const Counters& c)
         sample(dns_tcp_segments_dropped_total, "reason=\"after-server-close\"",
          static_cast<double>(c.dns.tcp_after_server_close)),
         sample(dns_tcp_segments_dropped_total, "reason=\"bad-ack\"", static_cast<double>(c.dns.tcp_bad_ack)),
+        sample(dns_tcp_segments_dropped_total, "reason=\"cookie-shaped\"", static_cast<double>(c.dns.tcp_cookie_shaped)),
         sample(dns_tcp_queries_blanked_total, "", static_cast<double>(c.dns.tcp_queries_blanked)),
         sample(dns_tcp_resets_ignored_total, "", static_cast<double>(c.dns.tcp_resets_ignored)),
         sample(dns_tcp_streams_freed_total, "reason=\"evicted\"", static_cast<double>(c.dns.tcp_streams_evicted)),

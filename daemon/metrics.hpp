@@ -48,7 +48,8 @@ inline constexpr Info dns_tcp_segments_dropped_total{"fqdnd_dns_tcp_segments_dro
      "retransmit-changed; unacked-full; oversized: a query longer than 4 KiB; after-refusal: the server's data once "
      "fqdnd refused in its name; resent-acknowledged: client data the server had acknowledged, sent again; "
      "after-server-close: client data after the server's FIN, the client reset; bad-ack: client data acknowledging "
-     "more than the server sent, less than before, or nothing; gap also counts a FIN past what was passed)."};
+     "more than the server sent, less than before, or nothing; cookie-shaped: client data whose ACK would be a valid SYN cookie where fqdnd's reading has no message boundary, "
+     "the client reset; gap also counts a FIN past what was passed)."};
 inline constexpr Info dns_tcp_queries_blanked_total{"fqdnd_dns_tcp_queries_blanked_total", "counter",
     "Refused queries overwritten in a TCP segment passed for the allowed queries it also held."};
 inline constexpr Info dns_tcp_resets_ignored_total{"fqdnd_dns_tcp_resets_ignored_total", "counter",

@@ -268,6 +268,22 @@ void Engine::refuse(const Query& q, const PacketInfo& pkt, Outcome& out)
     server.next_seq += static_cast<uint32_t>(framed.size());
 }
 
+bool Engine::cookie_shaped(const Stream& s, const PacketInfo& pkt)
+{
+    // A SYN cookie checks only ack - seq against the server's ISN less
+    // the client's: an ACK that acknowledges as many of the server's bytes
+    // as it is past the client's own first byte is a valid cookie ACK at
+    // that point. Harmless where both streams are at a message boundary
+    // of fqdnd's reading: the client's start or its next byte with no
+    // message begun, and all the server sent with none begun.
+    if (pkt.ack - (s.server_isn + 1) != pkt.seq - (s.client_isn + 1))
+        return false;
+    const bool client_boundary
+        = pkt.seq == s.client_isn + 1 || (pkt.seq == s.client.next_seq && s.client.buffer.empty());
+    const bool server_boundary = pkt.ack == s.server.next_seq && s.server.buffer.empty();
+    return !(client_boundary && server_boundary);
+}
+
 bool Engine::reset_acceptable(const Stream& s, const PacketInfo& pkt, bool from_server)
 {
     // The receiver expects a number between what it acknowledged and the
@@ -642,6 +658,17 @@ void Engine::tcp_from_client(std::span<const uint8_t> packet, const PacketInfo& 
         return drop(stats_.tcp_bad_ack);
     if (seq_after(seq, s.client.next_seq) > 0)
         return drop(stats_.tcp_gap);
+    if (!syn && cookie_shaped(s, pkt)) {
+        // Were the server's connection gone (its retransmissions timed
+        // out, sooner than fqdnd notices if it is tuned so), this ACK
+        // would open another there, read from a point where fqdnd's view
+        // of either side has no message boundary. Closed: the client may
+        // connect again.
+        drop(stats_.tcp_cookie_shaped);
+        s.refused = true;
+        reset_client(pkt, out);
+        return;
+    }
     // Bytes from the server's acknowledgement to next_seq it may not have
     // yet: they must be the bytes inspected.
     const uint32_t end = seq + len;

@@ -78,6 +78,7 @@ struct Stats {
     uint64_t tcp_second_syn = 0;         // a SYN not the stream's own, or a SYN-ACK of another connection
     uint64_t tcp_resent_acknowledged = 0; // data the server acknowledged, sent again: unread, not passed
     uint64_t tcp_bad_ack = 0;            // data whose ACK is not of what the server sent
+    uint64_t tcp_cookie_shaped = 0;      // data whose ACK is a SYN cookie's at no message boundary: reset
     uint64_t tcp_after_server_close = 0; // data after the server's FIN: dropped, the client reset
     uint64_t tcp_retransmit_changed = 0; // resent bytes differ from those inspected
     uint64_t tcp_unacked_full = 0;       // too many bytes not yet acknowledged by the server
@@ -244,6 +245,10 @@ private:
                          Outcome& out);
     void tcp_from_server(const PacketInfo& pkt, const PacketMeta& meta, Stream& s, Outcome& out);
     void reset_client(const PacketInfo& pkt, Outcome& out);
+    // Client data whose ACK would open a connection at a shifted point of
+    // both streams under SYN cookies, where fqdnd would read another
+    // framing than the server.
+    static bool cookie_shaped(const Stream& s, const PacketInfo& pkt);
     // A pure ACK in the server's name of what the server acknowledged, as
     // its own duplicate ACK would be.
     static void acknowledge_client(const Stream& s, const PacketInfo& pkt, Outcome& out);

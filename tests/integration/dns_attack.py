@@ -32,6 +32,12 @@
                                 query for SECRET, with an ACK the cookie check refuses (so the server
                                 opens nothing); then the same bytes from the hidden query on, with an
                                 ACK that is a valid cookie there: a server reading from that point
+  tcp-cookie-split SRC SERVER NAME SECRET GOFILE  raw TCP (the server under SYN cookies): four queries
+                                for NAME and the start of a fifth whose additional record holds a
+                                framed query for SECRET; the server's answers acknowledged but the
+                                last, so that it sent more than the client; once GOFILE exists (the
+                                server gave the connection up), the rest of the fifth with an ACK that
+                                is a valid cookie at that point (the local port is in GOFILE.port)
   sniff SECONDS FILE            appends every frame this namespace receives to FILE (the server's
                                 side: what reached it, whether its DNS server logs it or not)
 Raw TCP needs the namespace's own RSTs dropped (its packets carry mark 7)."""
@@ -286,6 +292,36 @@ elif cmd == "tcp-cookie-inside":
     c.send(c.seq, (c.ack + 5000) % 2**32, 0x18, wire)
     time.sleep(0.5)
     c.send(c.seq + k, (c.ack + k) % 2**32, 0x18, wire[k:])
+    time.sleep(1)
+elif cmd == "tcp-cookie-split":
+    src, server, name, secret, go = sys.argv[2:7]
+    hidden = framed(message(4243, secret))
+    outer = message(4242, name)
+    outer = outer[:10] + struct.pack("!H", 1) + outer[12:]  # ARCOUNT 1
+    outer += b"\x00" + struct.pack("!HHIH", 10, 1, 0, len(hidden)) + hidden  # NULL record, root name
+    wire = framed(outer)
+    k = len(wire) - len(hidden)
+    first = b"".join(framed(message(10 + i, name)) for i in range(4)) + wire[:k]
+    c = RawTcp(src, server)
+    with open(go + ".port", "w") as f:
+        f.write(str(c.sport))
+    c.data(0, first)
+    server_isn = (c.ack - 1) % 2**32
+    expected = 4 * (len(framed(message(10, name))) + 16)  # each answer: the query and one A record
+    got = 0
+    for seq, flags, body in c.segments(3):
+        if body and seq == (server_isn + 1 + got) % 2**32:
+            got += len(body)
+            if got >= expected:
+                break  # the last answer left unacknowledged: the server resends it until it gives up
+            c.send(c.seq + len(first), (server_isn + 1 + got) % 2**32, 0x10, b"")
+    if got < expected or expected <= len(first):
+        sys.exit("the server sent %d bytes of %d, the client %d" % (got, expected, len(first)))
+    deadline = time.monotonic() + 30
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    split = len(first)
+    c.send(c.seq + split, (server_isn + 1 + split) % 2**32, 0x18, wire[k:])
     time.sleep(1)
 elif cmd == "sniff":
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL

@@ -74,6 +74,24 @@ check "TCP: an allowed query hiding a framed one, then a cookie ACK from the hid
     attack tcp-cookie-inside 192.0.2.2 203.0.113.53 echo.k8s.intra inside-secret.example
 check_not "and the hidden query never reaches the server" asked inside-secret
 in_ns node1 sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=0
+# A server that gives a connection up soon when the client leaves its
+# answer unacknowledged (tcp_retries2 = 3 here: seconds, before fqdnd's
+# 30 s), then an ACK shifted as the cookie's at the point where the client
+# stopped, inside a query whose additional record holds a framed one: the
+# new connection at the server would read that.
+in_ns svc sysctl -qw net.ipv4.tcp_retries2=3
+rm -f "$WORK/go" "$WORK/go.port"
+attack tcp-cookie-split 192.0.2.2 203.0.113.53 echo.k8s.intra split-secret.example "$WORK/go" > "$WORK/split.out" 2>&1 &
+split=$!
+_pids+=("$split")
+eventually 5 test -s "$WORK/go.port"
+server_gone() { ! in_ns svc ss -Htn state all "( dport = :$(cat "$WORK/go.port") )" | grep -q .; }
+check "the server gave the connection up within 25 s" eventually 25 server_gone
+touch "$WORK/go"
+wait "$split"
+check "TCP: the attack ran ($(cat "$WORK/split.out"))" test ! -s "$WORK/split.out"
+check_not "and the query hidden past the split never reaches the server" asked split-secret
+in_ns svc sysctl -qw net.ipv4.tcp_retries2=15
 in_ns svc sysctl -qw net.ipv4.tcp_syncookies=1
 
 attack tcp-two 203.0.113.53 echo.k8s.intra two-secret.example > "$WORK/two.out" 2>&1

@@ -751,6 +751,47 @@ TEST_CASE("TCP: the stall clock counts what the server reads, and runs on a zero
     CHECK(f.engine.stats().tcp_streams_stalled == 2);
 }
 
+TEST_CASE("TCP: data whose ACK would be a SYN cookie's inside a message resets the client")
+{
+    // An allowed query and the start of another; the server's answer is
+    // longer than what the client sent, and left unacknowledged. Were the
+    // server's connection gone (its retransmissions timed out), an ACK at
+    // the split point, shifted as the cookie's, would open another that
+    // reads from the middle of the second query.
+    Fixture f;
+    Tcp t(f);
+    const auto q1 = framed(query_wire("echo.k8s.intra", 1));
+    const auto q2 = framed(query_wire("echo.k8s.intra", 2));
+    auto first = q1;
+    first.insert(first.end(), q2.begin(), q2.begin() + 10);
+    CHECK(t.send(first).accept);
+    const uint32_t client_start = 1001, server_start = 5001; // each side's first byte
+    CHECK(t.answer(framed(Fixture::echo_answer(1).wire())).accept);
+    const uint32_t k = t.cseq - client_start; // bytes the client sent
+    REQUIRE(t.sseq - server_start > k);
+    auto out = f.packet(dns::build_tcp(t.client, t.port, t.server, 53, t.cseq, server_start + k,
+                                       dns::tcp_ack | dns::tcp_psh, {q2.begin() + 10, q2.end()}));
+    CHECK_FALSE(out.accept);
+    CHECK(f.engine.stats().tcp_cookie_shaped == 1);
+    REQUIRE(out.replies.size() == 1);
+    CHECK((dns::decode(out.replies[0])->tcp_flags & dns::tcp_rst));
+
+    // The same shape at a boundary of both streams (a query and an answer
+    // of the same length, all acknowledged): the client goes on.
+    Fixture g;
+    Tcp u(g);
+    CHECK(u.send(q1).accept);
+    Message empty;
+    empty.id = 1;
+    empty.answer = true;
+    empty.questions = {{"echo.k8s.intra", 1}};
+    const auto a1 = framed(empty.wire());
+    REQUIRE(a1.size() == q1.size());
+    CHECK(u.answer(a1).accept);
+    CHECK(u.send(q2).accept); // ACK and sequence both 34 past the start
+    CHECK(g.engine.stats().tcp_cookie_shaped == 0);
+}
+
 TEST_CASE("TCP: nothing from the client once the server closed; no FIN past what was passed")
 {
     Fixture f;
