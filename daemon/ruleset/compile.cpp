@@ -215,6 +215,13 @@ Ruleset compile(const config::Config& config)
     if (logging)
         rs.limits.push_back(LimitObject{std::string(log_limit_name), static_cast<uint64_t>(s.log_rate),
                                         static_cast<uint32_t>(s.log_rate)});
+    // Packets that are no policy's matter (what conntrack calls invalid,
+    // related packets not allowed): counted, not logged; an audit policy
+    // passes them, as it passes everything.
+    auto unlogged = [](std::vector<Expr> match, const Policy& p, const std::string& what) {
+        match.insert(match.end(), {Counter{}, p.audit ? Expr{Accept{}} : Expr{Drop{}}});
+        return Rule{std::move(match), "policy " + p.name + ": " + what};
+    };
     auto log_rule = [&](std::vector<Expr> match, const std::string& kind, const Policy& p) {
         match.insert(match.end(), {LimitRef{std::string(log_limit_name)},
                                    Log{std::string(log_prefix) + kind + " " + p.name, static_cast<uint16_t>(s.log_group), drop_log_snaplen}});
@@ -290,9 +297,8 @@ Ruleset compile(const config::Config& config)
             // calls invalid, too, as there).
             for (const Policy& p : config.policies)
                 for (const auto& m : selector_matches(p, Hook::forward))
-                    chain.rules.push_back(Rule{join(then(m, loopback_in), {other_dns, CtState{false, false, true}, Counter{},
-                                                                          p.audit ? Expr{Accept{}} : Expr{Drop{}}}),
-                                               "policy " + p.name + ": DNS to this host conntrack calls invalid"});
+                    chain.rules.push_back(unlogged(join(then(m, loopback_in), {other_dns, CtState{false, false, true}}), p,
+                                                   "DNS to this host conntrack calls invalid"));
             for (const Policy& p : config.policies)
                 if (has_dns_rules(p))
                     for (const auto& m : selector_matches(p, Hook::forward))
@@ -342,8 +348,7 @@ Ruleset compile(const config::Config& config)
         // ("not allowed" to an address the policy allows). Audit: passed.
         for (const Policy& p : config.policies)
             for (const auto& m : selector_matches(p, hook))
-                chain.rules.push_back(Rule{join(m, {CtState{false, false, true}, Counter{}, p.audit ? Expr{Accept{}} : Expr{Drop{}}}),
-                                           "policy " + p.name + ": packets conntrack calls invalid"});
+                chain.rules.push_back(unlogged(then(m, CtState{false, false, true}), p, "packets conntrack calls invalid"));
 
         for (const Policy& p : config.policies)
             if (has_dns_rules(p))
@@ -367,8 +372,7 @@ Ruleset compile(const config::Config& config)
                 // neither logged nor recorded: they are not traffic a
                 // policy should be written for.
                 if (hook == Hook::forward)
-                    chain.rules.push_back(Rule{join(m, {CtState{false, true}, Counter{}, p.audit ? Expr{Accept{}} : Expr{Drop{}}}),
-                                               "policy " + p.name + ": related to a flow, not allowed"});
+                    chain.rules.push_back(unlogged(then(m, CtState{false, true}), p, "related to a flow, not allowed"));
                 if (logging)
                     chain.rules.push_back(log_rule(m, p.audit ? "audit" : "drop", p));
                 if (p.audit)

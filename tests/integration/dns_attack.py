@@ -63,6 +63,17 @@ def framed(m):
     return struct.pack("!H", len(m)) + m
 
 
+def hiding(name, secret):
+    """A framed query for NAME whose additional record (NULL, root name) holds a framed query for
+    SECRET, and where that hidden one begins."""
+    hidden = framed(message(4243, secret))
+    outer = message(4242, name)
+    outer = outer[:10] + struct.pack("!H", 1) + outer[12:]  # ARCOUNT 1
+    outer += b"\x00" + struct.pack("!HHIH", 10, 1, 0, len(hidden)) + hidden
+    wire = framed(outer)
+    return wire, len(wire) - len(hidden)
+
+
 class RawTcp:
     """A TCP connection made by hand, so that sequence numbers are ours."""
 
@@ -283,24 +294,14 @@ elif cmd == "tcp-cookie":
 elif cmd == "tcp-cookie-inside":
     src, server, name, secret = sys.argv[2:6]
     c = RawTcp(src, server, complete=False)
-    hidden = framed(message(4243, secret))
-    outer = message(4242, name)
-    outer = outer[:10] + struct.pack("!H", 1) + outer[12:]  # ARCOUNT 1
-    outer += b"\x00" + struct.pack("!HHIH", 10, 1, 0, len(hidden)) + hidden  # NULL record, root name
-    wire = framed(outer)
-    k = len(wire) - len(hidden)
+    wire, k = hiding(name, secret)
     c.send(c.seq, (c.ack + 5000) % 2**32, 0x18, wire)
     time.sleep(0.5)
     c.send(c.seq + k, (c.ack + k) % 2**32, 0x18, wire[k:])
     time.sleep(1)
 elif cmd == "tcp-cookie-split":
     src, server, name, secret, go = sys.argv[2:7]
-    hidden = framed(message(4243, secret))
-    outer = message(4242, name)
-    outer = outer[:10] + struct.pack("!H", 1) + outer[12:]  # ARCOUNT 1
-    outer += b"\x00" + struct.pack("!HHIH", 10, 1, 0, len(hidden)) + hidden  # NULL record, root name
-    wire = framed(outer)
-    k = len(wire) - len(hidden)
+    wire, k = hiding(name, secret)
     first = b"".join(framed(message(10 + i, name)) for i in range(4)) + wire[:k]
     c = RawTcp(src, server)
     with open(go + ".port", "w") as f:
